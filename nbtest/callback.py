@@ -1,0 +1,88 @@
+"""The Callback base class and the one dispatcher of execution events.
+
+Events, in order: notebook start, then per cell: cell start, cell end (and error or timeout
+when the cell failed that way), then notebook end. Built-in features (progress bar, timing,
+memory, registry capture) are callbacks too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
+
+    from .config import NbTestConfig
+    from .results import CellResult, NotebookResult
+
+
+@dataclass
+class NotebookRun:
+    """What callbacks can see of the notebook being run."""
+
+    path: Path
+    config: NbTestConfig
+    notebook: NotebookNode
+    cells_to_run: int  # code cells that will run
+    kernel_pid: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # copied into NotebookResult.extras
+
+
+class Callback:
+    """Override the events you need; every method is a no-op here."""
+
+    order = 0  # lower runs first
+
+    def on_notebook_start(self, run: NotebookRun) -> None:
+        """The kernel is up and the startup code ran; no cell has run yet."""
+
+    def on_cell_start(self, run: NotebookRun, number: int, source: str) -> None:
+        """Cell `number` (1-based, counting every cell) is about to run."""
+
+    def on_cell_end(self, run: NotebookRun, result: CellResult) -> None:
+        """A cell finished, whatever its status."""
+
+    def on_error(self, run: NotebookRun, result: CellResult) -> None:
+        """A cell raised (or a raises-exception cell did not), or the kernel died."""
+
+    def on_timeout(self, run: NotebookRun, result: CellResult) -> None:
+        """A cell ran past its time limit; the kernel is about to be stopped."""
+
+    def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
+        """The notebook is over and its kernel is gone."""
+
+
+class Dispatcher:
+    """Sends each event to every callback, in `order`."""
+
+    def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
+        self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
+
+    def notebook_start(self, run: NotebookRun) -> None:
+        """Dispatch on_notebook_start."""
+        for cb in self.callbacks:
+            cb.on_notebook_start(run)
+
+    def cell_start(self, run: NotebookRun, number: int, source: str) -> None:
+        """Dispatch on_cell_start."""
+        for cb in self.callbacks:
+            cb.on_cell_start(run, number, source)
+
+    def cell_end(self, run: NotebookRun, result: CellResult) -> None:
+        """Dispatch on_error / on_timeout where they apply, then on_cell_end."""
+        from .results import DIED, FAILED, TIMEOUT
+
+        for cb in self.callbacks:
+            if result.status in (FAILED, DIED):
+                cb.on_error(run, result)
+            elif result.status == TIMEOUT:
+                cb.on_timeout(run, result)
+            cb.on_cell_end(run, result)
+
+    def notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
+        """Dispatch on_notebook_end."""
+        for cb in self.callbacks:
+            cb.on_notebook_end(run, result)

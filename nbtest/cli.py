@@ -1,0 +1,178 @@
+"""The `nbtest` command: execute (and, as they arrive, run, preflight, registry).
+
+Exit codes: 0 passed; 1 the notebook failed; 2 usage error or unreadable input; 3 the GPU
+preflight refused. Expected errors print one paragraph, never a traceback of nbtest's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .callback import Callback
+from .config import CLI, NbTestConfig, options_for, parse_layer, project_layer
+from .errors import NbTestError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREFLIGHT = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own exit code is 2 as well
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; `execute`'s flags come from the option table."""
+    parser = _Parser(prog="nbtest", description="Run Jupyter notebooks as tests.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    execute = commands.add_parser("execute", help="run one notebook and write the executed copy")
+    execute.add_argument("notebook", help="the .ipynb file to run")
+    out = execute.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", help="where to write the executed notebook "
+                     "(default: <stem>.executed.ipynb beside the input)")
+    out.add_argument("--inplace", action="store_true", help="overwrite the input notebook")
+    execute.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                         metavar=("NAME", "VALUE"), help="a parameter, typed as papermill's -p")
+    execute.add_argument("-f", "--parameters-file", help="parameters from a YAML or JSON file")
+    for option in options_for(CLI):
+        if option.cli_flag and option.name != "parameters":
+            kwargs: dict[str, Any] = ({"action": "store_const", "const": True}
+                                      if option.is_flag else {"metavar": option.name.upper()})
+            execute.add_argument(option.cli_flag, dest=f"opt_{option.name}", help=option.help,
+                                 **kwargs)
+    execute.add_argument("--html", action="store_true", help="also write an HTML copy")
+    execute.add_argument("--no-progress", action="store_true", help="no progress bar")
+    execute.add_argument("--callback", action="append", default=[], metavar="MODULE:NAME",
+                         help="a Callback class (or instance) to attach; repeatable")
+    return parser
+
+
+def load_callback(spec: str) -> Callback:
+    """A Callback from `module:Name` (a class is instantiated without arguments)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        raise UsageError(f"--callback {spec!r}: write MODULE:NAME, e.g. mypkg.cbs:Timer")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"--callback {spec!r}: cannot load it: {exc}") from None
+    obj = obj() if isinstance(obj, type) else obj
+    if not isinstance(obj, Callback):
+        raise UsageError(f"--callback {spec!r} is not an nbtest.Callback")
+    return obj
+
+
+def _explicit_options(args: argparse.Namespace) -> dict[str, Any]:
+    from .params import parse_value, read_parameters_file
+
+    raw = {name[4:]: value for name, value in vars(args).items()
+           if name.startswith("opt_") and value is not None}
+    parameters: dict[str, Any] = {}
+    if args.parameters_file:
+        parameters.update(read_parameters_file(args.parameters_file))
+    parameters.update({name: parse_value(value) for name, value in args.parameter})
+    if parameters:
+        raw["parameters"] = parameters
+    return parse_layer(raw, CLI, "command line")
+
+
+def output_path(notebook: Path, args: argparse.Namespace) -> Path:
+    """Where the executed notebook goes; never the input unless --inplace."""
+    if args.inplace:
+        return notebook
+    if args.output:
+        out = Path(args.output)
+        if out.resolve() == notebook.resolve():
+            raise UsageError(f"-o {out} is the input notebook; use --inplace to overwrite it")
+        return out
+    return notebook.with_name(notebook.name[: -len(notebook.suffix)] + ".executed.ipynb"
+                              if notebook.suffix else notebook.name + ".executed.ipynb")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_html(notebook: Any, path: Path) -> None:
+    """An HTML copy through nbconvert (the `html` extra)."""
+    try:
+        from nbconvert import HTMLExporter
+    except ImportError:
+        raise UsageError("--html needs nbconvert: pip install 'nbtest[html]'") from None
+    body, _ = HTMLExporter().from_notebook_node(notebook)
+    write_atomic(path, body)
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    """`nbtest execute`: run one notebook, write the executed copy, print a summary."""
+    import nbformat
+
+    from .callbacks import ProgressCallback, TimingCallback
+    from .callbacks.timing import format_slowest
+    from .execute import plan_notebook, run_plan
+    from .report import failure_text
+
+    notebook = Path(args.notebook)
+    config = NbTestConfig(explicit=_explicit_options(args), project=project_layer(Path.cwd()))
+    out = output_path(notebook, args)
+    callbacks: list[Callback] = [TimingCallback()]
+    if not args.no_progress:
+        callbacks.append(ProgressCallback())
+    callbacks += [load_callback(spec) for spec in args.callback]
+    plan = plan_notebook(notebook, config)
+    result = run_plan(plan, callbacks)
+    write_atomic(out, nbformat.writes(result.notebook))
+    if args.html:
+        write_html(result.notebook, out.with_suffix(".html"))
+    ran = sum(1 for c in result.cells if c.execution_count)
+    summary = f"nbtest: {result.status} {notebook} in {result.duration:.2f} s ({ran} cells run)"
+    if result.reason:
+        summary += f": {result.reason}"
+    slowest = result.extras.get("slowest")
+    print(summary, file=sys.stderr)
+    if slowest:
+        print(f"  slowest: {format_slowest(slowest)}", file=sys.stderr)
+    print(f"  wrote {out}" + (f" and {out.with_suffix('.html')}" if args.html else ""),
+          file=sys.stderr)
+    if result.status == "failed":
+        print("\n" + failure_text(result, color=sys.stderr.isatty()), file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `nbtest` console script."""
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # same clean shutdown as Ctrl-C
+    try:
+        args = build_parser().parse_args(argv)
+        return {"execute": cmd_execute}[args.command](args)
+    except NbTestError as exc:
+        print(f"nbtest: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nbtest: interrupted; the kernel was shut down", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The startup code: run silently in each kernel before the first cell.
+
+It is built from data: the source of `_nbtest_startup` below plus its settings as a JSON string
+literal (`repr` of `json.dumps`), so no path or metadata value can inject code. It imports
+nothing heavy: numpy only when a seed is asked for, torch never (a seed reaches torch through
+an import hook, if and when the notebook imports it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from functools import lru_cache
+from typing import Any
+
+
+def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
+    import json
+    import os
+    import sys
+
+    settings = json.loads(settings_json)
+    os.environ["NBTEST"] = "1"
+    seed = settings.get("seed")
+    if seed is None:
+        return
+    import random
+
+    random.seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+        return
+
+    import importlib.abc
+    import importlib.machinery
+
+    class SeedTorchOnImport(importlib.abc.MetaPathFinder):
+        """Seeds torch right after the notebook imports it, without importing it here."""
+
+        # No annotations here: this runs in the kernel, where `Any` is not imported.
+        def find_spec(self, name, path, target=None):  # type: ignore[no-untyped-def]
+            if name != "torch":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is None or spec.loader is None:
+                return spec
+            run_module = spec.loader.exec_module
+
+            def exec_and_seed(module):  # type: ignore[no-untyped-def]
+                run_module(module)
+                module.manual_seed(seed)
+
+            spec.loader.exec_module = exec_and_seed  # type: ignore[method-assign]
+            return spec
+
+    sys.meta_path.insert(0, SeedTorchOnImport())
+
+
+@lru_cache(maxsize=1)
+def _source() -> str:
+    return inspect.getsource(_nbtest_startup)
+
+
+def startup_code(settings: dict[str, Any]) -> str:
+    """The code to run in the kernel for these settings (JSON-serialisable data only)."""
+    literal = repr(json.dumps(settings))
+    return f"{_source()}\n_nbtest_startup({literal})\ndel _nbtest_startup\n"

@@ -1,0 +1,221 @@
+"""Kernel start over private IPC sockets, and a stop that leaves no process of the kernel behind.
+
+Every kernel gets a private 0700 folder for its connection file and sockets (no TCP port is
+opened where zmq has IPC, so jupyter_client's port race cannot happen and no other local user
+can connect), and a token in its environment that its whole process tree inherits, so `kill`
+finds even descendants that left the kernel's process group.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .errors import KernelStartError, NoSuchKernelError
+
+TOKEN_VAR = "NBTEST_KERNEL_TOKEN"
+_INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+_NON_GUI_BACKENDS = {"agg", "pdf", "ps", "svg", "cairo", "pgf", "template"}
+_zmq_context: Any = None
+
+
+def _shared_context() -> Any:
+    """One zmq context for all kernels of this process, so none leaks per notebook."""
+    global _zmq_context
+    if _zmq_context is None:
+        import zmq.asyncio
+
+        _zmq_context = zmq.asyncio.Context()
+    return _zmq_context
+
+
+def installed_kernels() -> dict[str, str]:
+    """Installed kernelspec names mapped to their resource folders."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return dict(KernelSpecManager().find_kernel_specs())
+
+
+def check_kernel_name(name: str, notebook: str | Path | None = None) -> None:
+    """Raise NoSuchKernelError listing the installed kernelspecs when `name` is unknown."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        known = ", ".join(sorted(installed_kernels())) or "none"
+        where = f"{notebook}: " if notebook else ""
+        raise NoSuchKernelError(
+            f"{where}no kernel named {name!r} is installed (installed: {known}). "
+            "Install it, or choose one with --kernel NAME or metadata.nbtest.kernel.",
+            kernel=name, installed=known) from None
+
+
+def kernel_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment for a kernel, with nbtest's variables and a non-GUI backend."""
+    env = dict(os.environ)
+    backend = env.get("MPLBACKEND", "")
+    if not backend.startswith("module://") and backend.lower() not in _NON_GUI_BACKENDS:
+        env["MPLBACKEND"] = _INLINE_BACKEND
+    env["NBTEST"] = "1"
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # debugpy's frozen-modules warning is noise
+    env.update(extra)
+    return env
+
+
+def _ipc_available() -> bool:
+    import zmq
+
+    return bool(zmq.has("ipc"))
+
+
+class Kernel:
+    """One started kernel: manager, client and private folder; `kill()` always cleans up."""
+
+    def __init__(self, name: str, km: Any, kc: Any, folder: str, token: str) -> None:
+        self.name = name
+        self.km = km
+        self.kc = kc
+        self.folder = folder
+        self.token = token
+        self.stopped = False
+
+    @property
+    def pid(self) -> int | None:
+        """The kernel process id."""
+        process = getattr(self.km.provisioner, "process", None)
+        return process.pid if process is not None else None
+
+    def exit_status(self) -> int | None:
+        """The kernel's exit code (negative: killed by that signal), None while it runs."""
+        process = getattr(self.km.provisioner, "process", None)
+        return process.poll() if process is not None else None
+
+    async def interrupt(self) -> None:
+        """Send an interrupt (SIGINT to the kernel's process group)."""
+        try:
+            await self.km.interrupt_kernel()
+        except Exception:  # a dead kernel cannot be interrupted; kill() follows anyway
+            pass
+
+    def processes(self) -> list[psutil.Process]:
+        """The kernel and every live process that carries its token."""
+        found: dict[int, psutil.Process] = {}
+        pid = self.pid
+        if pid is not None:
+            try:
+                root = psutil.Process(pid)
+                found[pid] = root
+                found.update({p.pid: p for p in root.children(recursive=True)})
+            except psutil.Error:
+                pass
+        found.update({p.pid: p for p in processes_with_token(self.token)})
+        return list(found.values())
+
+    def kill(self) -> None:
+        """Stop at once: SIGKILL the whole process tree, reap, close sockets, remove the folder."""
+        if self.stopped:
+            return
+        self.stopped = True
+        try:
+            victims = self.processes()
+            pgid = getattr(self.km.provisioner, "pgid", None)
+            if pgid:
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except OSError:
+                    pass
+            for proc in victims:
+                try:
+                    proc.kill()
+                except psutil.Error:
+                    pass
+            wait_gone(victims, timeout=5)
+            process = getattr(self.km.provisioner, "process", None)
+            if process is not None:
+                try:
+                    process.wait(timeout=5)  # reap our child so no zombie stays
+                except Exception:
+                    pass
+        finally:
+            try:
+                if self.kc is not None:
+                    self.kc.stop_channels()
+            finally:
+                shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def wait_gone(procs: list[psutil.Process], timeout: float) -> None:
+    """Wait until each process has exited or is a zombie (dead, waiting for its new parent)."""
+    deadline = time.monotonic() + timeout
+    alive = list(procs)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _running(p)]
+        if alive:
+            time.sleep(0.005)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def processes_with_token(token: str) -> list[psutil.Process]:
+    """Live processes of this user whose environment carries `token` (the kernel's tree)."""
+    needle = f"{TOKEN_VAR}={token}".encode()
+    me = os.getuid()
+    found = []
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != me:
+                continue
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                if needle in fh.read():
+                    found.append(psutil.Process(int(entry.name)))
+        except (OSError, psutil.Error):
+            continue
+    return found
+
+
+async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
+                       startup_timeout: float | None, notebook: str | Path | None = None) -> Kernel:
+    """Start kernel `name` in `cwd` and wait until it answers; raise KernelStartError if not."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    check_kernel_name(name, notebook)
+    folder = tempfile.mkdtemp(prefix="nbtest-")  # mkdtemp makes it 0700
+    token = uuid.uuid4().hex
+    transport = "ipc" if _ipc_available() else "tcp"
+    km = AsyncKernelManager(kernel_name=name, transport=transport, context=_shared_context(),
+                            connection_file=os.path.join(folder, "kernel.json"))
+    kernel = Kernel(name, km, None, folder, token)
+    env = kernel_environment({**extra_env, TOKEN_VAR: token})
+    try:
+        await km.start_kernel(cwd=str(cwd), env=env)
+        kernel.kc = km.client()
+        kernel.kc.start_channels()
+        await kernel.kc.wait_for_ready(timeout=startup_timeout or None)
+    except BaseException as exc:
+        kernel.kill()
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, NoSuchKernelError)):
+            raise
+        where = f"{notebook}: " if notebook else ""
+        raise KernelStartError(
+            f"{where}kernel {name!r} did not start: {exc}. Run `jupyter kernelspec list` and "
+            "check that kernel starts, or raise the start-up timeout (--startup-timeout).",
+            kernel=name) from None
+    kernel.kc.allow_stdin = False
+    return kernel

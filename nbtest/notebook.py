@@ -1,0 +1,120 @@
+"""Loading and validating notebooks; cell numbers, tags and `metadata.nbtest` settings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat import NotebookNode
+
+from .config import METADATA, parse_layer
+from .errors import NotebookLoadError
+
+SKIP_TAGS = frozenset({"skip-execution", "nbval-skip"})
+RAISES_TAGS = frozenset({"raises-exception", "nbval-raises-exception"})
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+
+
+def _fail(path: Path, what: str, fix: str) -> NotebookLoadError:
+    return NotebookLoadError(f"{path}: {what}. {fix}", path=str(path), reason=what)
+
+
+def load_notebook(path: str | Path) -> NotebookNode:
+    """Read and validate a notebook, or raise NotebookLoadError naming the file and the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, "no such file", "Check the path and the current directory.")
+    if path.is_dir():
+        raise _fail(path, "is a directory, not a notebook",
+                    "Give a .ipynb file, or run a folder with `pytest --nbtest DIR`.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(path, f"cannot be read ({exc})", "Check its permissions and encoding.") from None
+    if not text.strip():
+        raise _fail(path, "is empty, not a notebook",
+                    "Save it again from Jupyter or restore it from version control.")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                    "Fix the file there (a merge conflict or an unfinished save?) "
+                    "or restore it from version control.") from None
+    return notebook_from_dict(data, path)
+
+
+def notebook_from_dict(data: Any, path: Path) -> NotebookNode:
+    """Validate parsed JSON as an nbformat 4 notebook."""
+    if not isinstance(data, dict) or "nbformat" not in data:
+        raise _fail(path, "is JSON but not a Jupyter notebook (no 'nbformat' key)",
+                    "Give a .ipynb file saved by Jupyter.")
+    major = data["nbformat"]
+    if major != 4:
+        raise _fail(path, f"uses nbformat {major}, and nbtest runs nbformat 4 only",
+                    f"Convert it: jupyter nbconvert --to notebook --nbformat 4 {path}")
+    if not isinstance(data.get("cells"), list):
+        raise _fail(path, "is JSON but not a Jupyter notebook (no 'cells' list)",
+                    "Give a .ipynb file saved by Jupyter.")
+    from nbformat.v4.rwbase import rejoin_lines, strip_transient
+
+    # What nbformat's own reader does after json.loads: multi-line lists become strings.
+    nb = strip_transient(rejoin_lines(nbformat.from_dict(data)))
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        where = "/".join(str(p) for p in getattr(exc, "absolute_path", ())) or "top level"
+        raise _fail(path, f"is not a valid notebook: {exc.message} (at {where})",
+                    "Open and save it in Jupyter, or fix that field.") from None
+    return nb
+
+
+def cell_tags(cell: Mapping[str, Any]) -> frozenset[str]:
+    """The tags of a cell."""
+    return frozenset(cell.get("metadata", {}).get("tags", ()))
+
+
+def is_skipped(cell: Mapping[str, Any]) -> bool:
+    """A cell tagged skip-execution (or nbval-skip) is not run."""
+    return bool(cell_tags(cell) & SKIP_TAGS)
+
+
+def expects_error(cell: Mapping[str, Any]) -> bool:
+    """A cell tagged raises-exception (or nbval-raises-exception) must raise."""
+    return bool(cell_tags(cell) & RAISES_TAGS)
+
+
+def is_runnable(cell: Mapping[str, Any]) -> bool:
+    """A code cell with some source that is not skipped by a tag."""
+    return cell.get("cell_type") == "code" and bool(cell.get("source", "").strip()) \
+        and not is_skipped(cell)
+
+
+def notebook_settings(nb: NotebookNode, path: Path) -> dict[str, Any]:
+    """The parsed `metadata.nbtest` layer, with nbmake's `metadata.execution` keys honoured."""
+    raw: dict[str, Any] = {}
+    execution = nb.metadata.get("execution", {})
+    if isinstance(execution, Mapping):
+        raw.update({k: execution[k] for k in ("timeout", "allow_errors") if k in execution})
+    own = nb.metadata.get("nbtest", {})
+    if not isinstance(own, Mapping):
+        raise NotebookLoadError(f"{path}: metadata.nbtest must be a mapping, not {own!r}. "
+                                "Fix it in Edit > Notebook Metadata.", path=str(path))
+    raw.update(own)
+    return parse_layer(raw, METADATA, f"{path}: metadata.nbtest")
+
+
+def kernel_name(nb: NotebookNode) -> str | None:
+    """The kernelspec name the notebook asks for, if any."""
+    return nb.metadata.get("kernelspec", {}).get("name") or None
+
+
+def first_line(source: str) -> str:
+    """The first non-blank line of a cell's source."""
+    for line in source.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""

@@ -1,0 +1,71 @@
+"""Failure text shared by every face: the headline, the source around the failing line, the
+tail of the cell's output, and the traceback (ANSI codes removed unless colour is asked for)."""
+
+from __future__ import annotations
+
+import re
+
+from .results import DIED, TIMEOUT, CellResult, NotebookResult
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# IPython names the cell's own frames "Cell In[3], line 5" (older: "<ipython-input-3-...> in").
+_CELL_FRAME = re.compile(r"(?:Cell In\[\d*\]|<ipython-input-[^>]*>), line (\d+)")
+SOURCE_LINES = 10
+
+
+def strip_ansi(text: str) -> str:
+    """Text without terminal colour codes."""
+    return ANSI.sub("", text)
+
+
+def headline(cell: CellResult) -> str:
+    """`cell 4: AssertionError: sum is 42`, `cell 2: timed out after ...`, `cell 2: kernel died`."""
+    if cell.status in (TIMEOUT, DIED):
+        return f"{cell.label}: {cell.detail}"
+    if cell.error_name == "NoError":
+        return f"{cell.label}: expected an error: {cell.detail}"
+    value = strip_ansi(cell.error_value or "").strip().splitlines()
+    return f"{cell.label}: {cell.error_name}" + (f": {value[0]}" if value else "")
+
+
+def failing_line(cell: CellResult) -> int | None:
+    """The line of the cell's source where the error was raised, from the traceback."""
+    lines = [int(m.group(1)) for m in _CELL_FRAME.finditer(strip_ansi("\n".join(cell.traceback)))]
+    return lines[-1] if lines else None
+
+
+def source_excerpt(cell: CellResult, around: int | None) -> str:
+    """Up to SOURCE_LINES lines of source, the failing one marked with `-->`."""
+    lines = cell.source.splitlines()
+    if around is None or not 1 <= around <= len(lines):
+        start, around = 0, None
+    else:
+        start = max(0, min(around - SOURCE_LINES // 2, len(lines) - SOURCE_LINES))
+    shown = []
+    for number in range(start + 1, min(start + SOURCE_LINES, len(lines)) + 1):
+        mark = "-->" if number == around else "   "
+        shown.append(f"{mark} {number:3d} | {lines[number - 1]}")
+    if start + SOURCE_LINES < len(lines):
+        shown.append(f"    ... {len(lines) - start - SOURCE_LINES} more lines")
+    return "\n".join(shown)
+
+
+def cell_failure_text(cell: CellResult, path: str = "", color: bool = False) -> str:
+    """The whole report for one failing cell."""
+    count = f" (In [{cell.execution_count}])" if cell.execution_count else ""
+    parts = [headline(cell), "", f"{path} {cell.label}{count}:".strip(),
+             source_excerpt(cell, failing_line(cell))]
+    if cell.output_tail.strip():
+        parts += ["", "output (last lines):", strip_ansi(cell.output_tail).rstrip()]
+    if cell.traceback:
+        trace = "\n".join(cell.traceback)
+        parts += ["", "traceback:", trace if color else strip_ansi(trace)]
+    return "\n".join(parts)
+
+
+def failure_text(result: NotebookResult, color: bool = False) -> str:
+    """The report for a failed notebook; its first line is the failing cell's headline."""
+    cell = result.failed_cell
+    if cell is None:
+        return f"{result.path}: {result.status} {result.reason}".strip()
+    return cell_failure_text(cell, result.path, color)

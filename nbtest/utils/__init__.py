@@ -1,0 +1,1 @@
+"""Helpers for tests: output capture (text) and GPU memory (mem)."""
