@@ -71,27 +71,41 @@ def run_plan(plan: Plan, callbacks: Iterable[Callback] = ()) -> NotebookResult:
     """Run a prepared notebook; the kernel is gone when this returns or raises."""
     from jupyter_core.utils import run_sync
 
-    runner = _Runner(plan, Dispatcher(callbacks))
+    session = NotebookSession(plan, callbacks)
     if plan.config.skip:
-        return runner.skipped(plan.config.skip)
+        return session.skipped(plan.config.skip)
     try:
-        return run_sync(runner.run)()
+        return run_sync(session.run_all)()
     finally:
-        runner.stop_kernel()  # also after KeyboardInterrupt / SIGTERM mid-cell
+        session.close()  # also after KeyboardInterrupt / SIGTERM mid-cell
 
 
-class _Runner:
-    """Drives one notebook through nbclient, tracking each cell's result as it runs."""
+class NotebookSession:
+    """One notebook in one kernel, cell by cell; each cell's result is tracked as it runs.
 
-    def __init__(self, plan: Plan, dispatcher: Dispatcher) -> None:
+    `run_plan` drives it in one go; pytest's per-cell items drive it one cell at a time
+    (`start`, `run_cell`, `finish`), so both faces share this single execution path.
+    """
+
+    def __init__(self, plan: Plan, callbacks: Iterable[Callback] = ()) -> None:
         self.plan = plan
-        self.dispatcher = dispatcher
+        self.dispatcher = Dispatcher(callbacks)
         self.kernel: Kernel | None = None
-        self.cells: list[CellResult] = []
+        self.client: Any = None
+        self.cells: dict[int, CellResult] = {}  # by executed index
+        self.replies: dict[int, dict[str, Any]] = {}
+        self.started = 0.0
+        self.count = 0
+        self.failed_cell: CellResult | None = None
         self.run_info = NotebookRun(plan.path, plan.config, plan.notebook,
                                     sum(1 for c in plan.notebook.cells if is_runnable(c)))
 
-    def stop_kernel(self) -> None:
+    @property
+    def code_cells(self) -> list[int]:
+        """Executed-notebook indices of the code cells, in order."""
+        return [i for i, c in enumerate(self.plan.notebook.cells) if c.cell_type == "code"]
+
+    def close(self) -> None:
         """Kill the kernel's whole process tree, if one is running."""
         if self.kernel is not None:
             self.kernel.kill()
@@ -101,33 +115,88 @@ class _Runner:
         return NotebookResult(str(self.plan.path), NB_SKIPPED, 0.0, (), self.plan.notebook,
                               reason=reason, kernel_name=self.plan.kernel_name)
 
-    async def run(self) -> NotebookResult:
-        """Start the kernel, run the startup code, then every cell in order."""
+    async def run_all(self) -> NotebookResult:
+        """Start, run every code cell in order, finish."""
+        try:
+            await self.start()
+            for index in self.code_cells:
+                await self.run_cell(index)
+        finally:
+            self.close()
+        return self.finish()
+
+    async def start(self) -> None:
+        """Start the kernel and run the startup code; then notebook-start goes out."""
         from nbclient import NotebookClient
 
-        plan, started = self.plan, time.monotonic()
-        try:
-            self.kernel = await start_kernel(plan.kernel_name, plan.cwd,
-                                             {"NBTEST_NOTEBOOK": str(plan.path.resolve())},
-                                             plan.config.startup_timeout, plan.path)
-            self.run_info.kernel_pid = self.kernel.pid
-            await self._run_startup()
-            replies: dict[int, dict[str, Any]] = {}
-            client = NotebookClient(
-                plan.notebook, km=self.kernel.km, allow_errors=True, interrupt_on_timeout=False,
-                timeout_func=self._cell_timeout_func(started), record_timing=False,
-                on_cell_executed=lambda cell, cell_index, execute_reply:
-                    replies.__setitem__(cell_index, execute_reply))
-            client.kc = self.kernel.kc
-            self.dispatcher.notebook_start(self.run_info)
-            await self._run_cells(client, replies, started)
-        finally:
-            self.stop_kernel()
-        failed = any(c.failed for c in self.cells)
-        result = NotebookResult(str(plan.path), NB_FAILED if failed else NB_PASSED,
-                                time.monotonic() - started, tuple(self.cells), plan.notebook,
-                                kernel_name=plan.kernel_name, extras=self.run_info.extras)
+        plan = self.plan
+        self.started = time.monotonic()
+        self.kernel = await start_kernel(plan.kernel_name, plan.cwd,
+                                         {"NBTEST_NOTEBOOK": str(plan.path.resolve())},
+                                         plan.config.startup_timeout, plan.path)
+        self.run_info.kernel_pid = self.kernel.pid
+        await self._run_startup()
+        self.client = NotebookClient(
+            plan.notebook, km=self.kernel.km, allow_errors=True, interrupt_on_timeout=False,
+            timeout_func=self._timeout_for, record_timing=False,
+            on_cell_executed=lambda cell, cell_index, execute_reply:
+                self.replies.__setitem__(cell_index, execute_reply))
+        self.client.kc = self.kernel.kc
+        self.dispatcher.notebook_start(self.run_info)
+
+    def finish(self) -> NotebookResult:
+        """Stop the kernel and build the result; notebook-end goes out."""
+        self.close()
+        for index in self.code_cells:  # cells never reached (an interrupted session)
+            self.cells.setdefault(index, self._not_reached(index))
+        ordered = tuple(self.cells[i] for i in sorted(self.cells))
+        failed = any(c.failed for c in ordered)
+        result = NotebookResult(str(self.plan.path), NB_FAILED if failed else NB_PASSED,
+                                time.monotonic() - self.started, ordered, self.plan.notebook,
+                                kernel_name=self.plan.kernel_name, extras=self.run_info.extras)
         self.dispatcher.notebook_end(self.run_info, result)
+        return result
+
+    def _base(self, index: int) -> dict[str, Any]:
+        cell = self.plan.notebook.cells[index]
+        return {"number": self.plan.numbers[index], "index": index, "source": cell.source,
+                "injected": index == self.plan.injected}
+
+    def _not_reached(self, index: int) -> CellResult:
+        cell = self.plan.notebook.cells[index]
+        status = SKIPPED if not is_runnable(cell) else NOT_RUN
+        return CellResult(status=status, **self._base(index))
+
+    async def run_cell(self, index: int) -> CellResult:
+        """Run code cell `index` (after a failure, or if skipped by a tag, it is not run)."""
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+        cell = self.plan.notebook.cells[index]
+        base = self._base(index)
+        if self.failed_cell is not None or not is_runnable(cell):
+            self.cells[index] = self._not_reached(index)
+            return self.cells[index]
+        self.dispatcher.cell_start(self.run_info, base["number"], cell.source)
+        self.count += 1
+        limit = self._timeout_for(cell)
+        t0 = time.monotonic()
+        try:
+            await self.client.async_execute_cell(cell, index, execution_count=self.count)
+            result = self._judge(cell, self.replies.get(index), base, time.monotonic() - t0)
+        except CellTimeoutError:
+            elapsed = time.monotonic() - t0
+            await self._stop_after_timeout()
+            result = CellResult(status=TIMEOUT, duration=elapsed,
+                                detail=self._timeout_detail(elapsed, limit),
+                                execution_count=self.count, output_tail=_tail(cell), **base)
+        except DeadKernelError:
+            result = CellResult(status=DIED, duration=time.monotonic() - t0,
+                                detail=self._death_detail(), execution_count=self.count,
+                                output_tail=_tail(cell), **base)
+        self.cells[index] = result
+        if result.failed:
+            self.failed_cell = result
+        self.dispatcher.cell_end(self.run_info, result)
         return result
 
     async def _run_startup(self) -> None:
@@ -144,62 +213,26 @@ class _Runner:
                 "Is it a Python kernel? Choose another with --kernel NAME.",
                 path=str(self.plan.path))
 
-    def _cell_timeout_func(self, started: float) -> Any:
+    def _timeout_for(self, cell: NotebookNode) -> float | None:
         cell_limit = self.plan.config.timeout
         notebook_limit = self.plan.config.notebook_timeout
+        if notebook_limit is None:
+            return cell_limit
+        left = max(notebook_limit - (time.monotonic() - self.started), 0.01)
+        return left if cell_limit is None else min(cell_limit, left)
 
-        def timeout_for(cell: NotebookNode) -> float | None:
-            if notebook_limit is None:
-                return cell_limit
-            left = max(notebook_limit - (time.monotonic() - started), 0.01)
-            return left if cell_limit is None else min(cell_limit, left)
-
-        return timeout_for
-
-    async def _run_cells(self, client: Any, replies: dict[int, dict[str, Any]],
-                         started: float) -> None:
-        from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-        plan, count, stopped = self.plan, 0, False
-        for index, cell in enumerate(plan.notebook.cells):
-            if cell.cell_type != "code":
-                continue
-            number = plan.numbers[index]
-            base = {"number": number, "index": index, "source": cell.source,
-                    "injected": index == plan.injected}
-            if stopped or not is_runnable(cell):
-                self.cells.append(CellResult(status=NOT_RUN if stopped else SKIPPED, **base))
-                continue
-            self.dispatcher.cell_start(self.run_info, number, cell.source)
-            count += 1
-            limit = client.timeout_func(cell)
-            t0 = time.monotonic()
-            try:
-                await client.async_execute_cell(cell, index, execution_count=count)
-                result = self._judge(cell, replies.get(index), base, time.monotonic() - t0, count)
-            except CellTimeoutError:
-                elapsed = time.monotonic() - t0
-                await self._stop_after_timeout()
-                whole = plan.config.notebook_timeout is not None and limit != plan.config.timeout
-                detail = (f"timed out after {elapsed:.1f} s (limit {limit:g} s"
-                          + (f", notebook limit {plan.config.notebook_timeout:g} s)" if whole
-                             else ")"))
-                result = CellResult(status=TIMEOUT, duration=elapsed, detail=detail,
-                                    execution_count=count, output_tail=_tail(cell), **base)
-            except DeadKernelError:
-                result = CellResult(status=DIED, duration=time.monotonic() - t0,
-                                    detail=self._death_detail(), execution_count=count,
-                                    output_tail=_tail(cell), **base)
-            self.cells.append(result)
-            self.dispatcher.cell_end(self.run_info, result)
-            stopped = result.failed
+    def _timeout_detail(self, elapsed: float, limit: float | None) -> str:
+        whole = self.plan.config.notebook_timeout
+        by_notebook = whole is not None and limit != self.plan.config.timeout
+        suffix = f", notebook limit {whole:g} s)" if by_notebook else ")"
+        return f"timed out after {elapsed:.1f} s (limit {limit:g} s{suffix}"
 
     def _judge(self, cell: NotebookNode, reply: dict[str, Any] | None, base: dict[str, Any],
-               duration: float, count: int) -> CellResult:
+               duration: float) -> CellResult:
         content = (reply or {}).get("content", {})
-        raised = content.get("status") == "error"
-        common = dict(duration=duration, execution_count=count, output_tail=_tail(cell), **base)
-        if raised:
+        common = dict(duration=duration, execution_count=self.count, output_tail=_tail(cell),
+                      **base)
+        if content.get("status") == "error":
             error = dict(error_name=content.get("ename"), error_value=content.get("evalue"),
                          traceback=tuple(content.get("traceback", ())))
             ok = expects_error(cell) or self.plan.config.allow_errors
