@@ -51,7 +51,47 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--no-progress", action="store_true", help="no progress bar")
     execute.add_argument("--callback", action="append", default=[], metavar="MODULE:NAME",
                          help="a Callback class (or instance) to attach; repeatable")
+    run = commands.add_parser("run", help="run the docs notebooks matching the globs, via pytest")
+    run.add_argument("patterns", nargs="*", metavar="GLOB|PATH",
+                     help="notebook globs under --root, or paths (default: all of --root)")
+    run.add_argument("--root", help="folder of the notebooks (default: [tool.nbtest] docs_root)")
     return parser
+
+
+def select_notebooks(patterns: Sequence[str], root: Path) -> list[Path]:
+    """Existing paths as given (a shell expanded them), else globs under `root`; never empty."""
+    from .plugin import NEVER_COLLECTED
+
+    def collectable(path: Path) -> bool:
+        return (path.suffix == ".ipynb" and not path.name.endswith(".executed.ipynb")
+                and not NEVER_COLLECTED.intersection(path.parts) and path.is_file())
+
+    if not patterns:
+        if not root.is_dir():
+            raise UsageError(f"no notebook folder {root}: give --root DIR or set "
+                             "[tool.nbtest] docs_root")
+        return [root]
+    selected: list[Path] = []
+    for pattern in patterns:
+        if Path(pattern).exists():
+            selected.append(Path(pattern))
+            continue
+        matches = sorted(p for p in root.glob(pattern) if collectable(p))
+        if not matches and not pattern.endswith(".ipynb"):
+            matches = sorted(p for p in root.glob(pattern + ".ipynb") if collectable(p))
+        if not matches:
+            raise UsageError(f"{pattern!r} matches no notebook under {root}")
+        selected += matches
+    return list(dict.fromkeys(selected))
+
+
+def cmd_run(args: argparse.Namespace, pytest_args: Sequence[str]) -> int:
+    """`nbtest run`: select notebooks and hand them to pytest; the exit code is pytest's."""
+    import pytest
+
+    root = Path(args.root or NbTestConfig(project=project_layer(Path.cwd())).docs_root)
+    selected = select_notebooks(args.patterns, root)
+    return int(pytest.main(["--nbtest", *map(str, selected), *pytest_args]))
 
 
 def load_callback(spec: str) -> Callback:
@@ -164,8 +204,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `nbtest` console script."""
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # same clean shutdown as Ctrl-C
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        # `nbtest run GLOB -- PYTEST_ARGS`: everything after `--` goes to pytest untouched.
+        pytest_args = argv[argv.index("--") + 1:] if "--" in argv else []
+        argv = argv[: argv.index("--")] if "--" in argv else argv
         args = build_parser().parse_args(argv)
-        return {"execute": cmd_execute}[args.command](args)
+        if args.command == "run":
+            return cmd_run(args, pytest_args)
+        return cmd_execute(args)
     except NbTestError as exc:
         print(f"nbtest: error: {exc.message}", file=sys.stderr)
         return exc.exit_code

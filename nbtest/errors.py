@@ -7,6 +7,7 @@
     ├── NotebookLoadError            not JSON / not a notebook / unsupported nbformat (exit 2)
     ├── ParameterError               parameters that cannot be injected (exit 2)
     ├── KernelStartError             the kernel did not start or its startup code failed
+    ├── NotebookFailed               a notebook (or cell item) failed; carries the report
     ├── PreflightError               the GPU preflight refused to run (exit 3)
     ├── RegistryError                a registry file that cannot be read or written
     └── ThisTestsError               a bad argument to this_tests (also a ValueError)
@@ -74,6 +75,10 @@ class ParameterError(NbTestError):
 
 class KernelStartError(NbTestError):
     """The kernel did not start, or the startup code failed inside it."""
+
+
+class NotebookFailed(NbTestError):
+    """A notebook failed: a cell error, a timeout or a dead kernel; the message is the report."""
 
 
 class PreflightError(NbTestError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,11 +21,23 @@ from .kernels import Kernel, start_kernel
 from .notebook import expects_error, is_runnable, kernel_name, load_notebook, notebook_settings
 from .params import inject_parameters, injected_index
 from .results import (
-    DIED, FAILED, NB_FAILED, NB_PASSED, NB_SKIPPED, NOT_RUN, PASSED, SKIPPED, TIMEOUT,
-    CellResult, NotebookResult,
+    DIED,
+    FAILED,
+    NB_FAILED,
+    NB_PASSED,
+    NB_SKIPPED,
+    NOT_RUN,
+    PASSED,
+    SKIPPED,
+    TIMEOUT,
+    CellResult,
+    NotebookResult,
 )
 
 OUTPUT_TAIL_LINES = 20
+# nbclient logs timeouts and deaths as errors; nbtest reports them itself, once, per cell.
+_QUIET = logging.getLogger("nbtest.nbclient")
+_QUIET.setLevel(logging.CRITICAL)
 _INTERRUPT_GRACE = 0.2  # seconds a timed-out kernel gets to react to SIGINT before SIGKILL
 
 
@@ -55,7 +68,8 @@ def plan_notebook(path: str | Path, config: NbTestConfig | None = None,
         nb = inject_parameters(nb, config.parameters, name, language)
     where = injected_index(nb)
     added = len(nb.cells) - original  # 1 when papermill added a cell, 0 when it replaced one
-    numbers = tuple(i + 1 - (added if where is not None and i > where else 0)
+    # Number cells as in the input file; an added injected cell shares its parameters cell's.
+    numbers = tuple(i + 1 - (added if where is not None and i >= where else 0)
                     for i in range(len(nb.cells)))
     cwd = Path(config.cwd) if config.cwd else path.resolve().parent
     return Plan(path, nb, config, name, cwd, numbers, where)
@@ -138,7 +152,7 @@ class NotebookSession:
         await self._run_startup()
         self.client = NotebookClient(
             plan.notebook, km=self.kernel.km, allow_errors=True, interrupt_on_timeout=False,
-            timeout_func=self._timeout_for, record_timing=False,
+            timeout_func=self._timeout_for, record_timing=False, log=_QUIET,
             on_cell_executed=lambda cell, cell_index, execute_reply:
                 self.replies.__setitem__(cell_index, execute_reply))
         self.client.kc = self.kernel.kc

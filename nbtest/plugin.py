@@ -1,3 +1,190 @@
-"""The pytest plugin (entry point `pytest11: nbtest`): hooks only; kept cheap to import."""
+"""The pytest plugin (entry point `pytest11: nbtest`): hooks only, cheap to import.
+
+Notebooks are collected with `--nbtest` or the ini key `nbtest = true`. Options come from the
+option table in config.py as `--nbtest-<name>` and ini keys `nbtest_<name>`; the seed's
+`--runslow`, `--runcpp` and `--skipint` apply to every test, notebooks and `.py` alike.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .config import INI, PYTEST, NbTestConfig, options_for, parse_layer, project_layer
+from .errors import NbTestError
+
+MARKERS = {
+    "slow": "slow test; skipped unless --runslow is given",
+    "integration": "integration test; skipped with --skipint",
+    "cuda": "needs a CUDA device; skipped when none is visible",
+    "cpp": "needs the CUDA C++ extension build; skipped unless --runcpp is given",
+}
+NEVER_COLLECTED = {".ipynb_checkpoints", "_build"}
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Add the pytest_nbtest_* hookspecs."""
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Declare every option of the table, and the seed's marker switches."""
+    group = parser.getgroup("nbtest", "run Jupyter notebooks as tests")
+    group.addoption("--nbtest", action="store_true", default=False,
+                    help="collect *.ipynb files as tests")
+    parser.addini("nbtest", "collect *.ipynb files as tests", type="bool", default=False)
+    for option in options_for(PYTEST):
+        if option.name == "parameters":
+            group.addoption("--nbtest-param", dest="nbtest_parameters", action="append",
+                            metavar="NAME=VALUE", help="a notebook parameter; repeatable")
+        elif option.is_flag:
+            group.addoption(option.pytest_flag, dest=f"nbtest_{option.name}",
+                            action="store_const", const=True, default=None, help=option.help)
+        else:
+            group.addoption(option.pytest_flag, dest=f"nbtest_{option.name}", default=None,
+                            metavar=option.name.upper(), help=option.help)
+    for option in options_for(INI):
+        if option.name != "parameters":
+            parser.addini(f"nbtest_{option.name}", option.help, default="")
+    group.addoption("--runslow", action="store_true", default=False, help="run slow tests")
+    group.addoption("--runcpp", action="store_true", default=False,
+                    help="run cuda cpp extension tests")
+    group.addoption("--skipint", action="store_true", default=False,
+                    help="skip integration tests")
+
+
+def _session_config(config: pytest.Config) -> NbTestConfig:
+    from .params import parse_assignment
+
+    raw: dict[str, Any] = {}
+    for option in options_for(PYTEST):
+        value = config.getoption(f"nbtest_{option.name}")
+        if value is not None:
+            raw[option.name] = value
+    if "parameters" in raw:
+        raw["parameters"] = dict(parse_assignment(text) for text in raw["parameters"])
+    ini = {o.name: config.getini(f"nbtest_{o.name}") for o in options_for(INI)
+           if o.name != "parameters"}
+    ini = {name: value for name, value in ini.items() if value not in ("", None)}
+    return NbTestConfig(explicit=parse_layer(raw, PYTEST, "command line"),
+                        project=project_layer(config.rootpath, ini))
+
+
+def nbtest_enabled(config: pytest.Config) -> bool:
+    """Whether notebooks are collected in this session."""
+    return bool(config.getoption("nbtest") or config.getini("nbtest"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Register markers, resolve the options once, keep per-cell items on one xdist worker."""
+    from .items import CALLBACKS_KEY, CONFIG_KEY
+
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    try:
+        nbconfig = _session_config(config)
+    except NbTestError as exc:
+        raise pytest.UsageError(exc.message) from None
+    config.stash[CONFIG_KEY] = nbconfig
+    config.stash[CALLBACKS_KEY] = []
+    # Cell items of one notebook share a kernel, so they must run on one worker: they carry
+    # an xdist_group mark, and the modes that would scatter them become `loadgroup`.
+    if nbconfig.cells and getattr(config.option, "dist", "no") in ("load", "worksteal"):
+        config.option.dist = "loadgroup"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Never descend into Jupyter checkpoints or Sphinx build folders."""
+    if collection_path.name in NEVER_COLLECTED and nbtest_enabled(config):
+        return True
+    return None
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Collect `*.ipynb` (not the `*.executed.ipynb` copies nbtest execute writes)."""
+    if (file_path.suffix == ".ipynb" and not file_path.name.endswith(".executed.ipynb")
+            and nbtest_enabled(parent.config)
+            and not NEVER_COLLECTED.intersection(file_path.parts)):
+        from .items import NotebookFile
+
+        return NotebookFile.from_parent(parent, path=file_path)
+    return None
+
+
+def cuda_visible() -> bool:
+    """Whether a CUDA device may be visible (stop-gap: CUDA_VISIBLE_DEVICES and nvidia-smi)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return shutil.which("nvidia-smi") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The seed's marker switches, for notebooks and `.py` tests alike."""
+    rules = [
+        ("slow", not config.getoption("runslow"), "need --runslow option to run"),
+        ("cpp", not config.getoption("runcpp"), "need --runcpp option to run"),
+        ("integration", config.getoption("skipint"), "--skipint given"),
+    ]
+    cuda_checked: bool | None = None
+    for item in items:
+        for name, skip, reason in rules:
+            if skip and item.get_closest_marker(name):
+                item.add_marker(pytest.mark.skip(reason=reason))
+        if item.get_closest_marker("cuda"):
+            if cuda_checked is None:
+                cuda_checked = cuda_visible()
+            if not cuda_checked:
+                item.add_marker(pytest.mark.skip(reason="CUDA is not available"))
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop a per-cell notebook's kernel after its last cell item."""
+    from .items import CellItem
+
+    if isinstance(item, CellItem):
+        item.finish_unless_followed(nextitem)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator:
+    """Give notebook failures a crash line, so `-ra` shows `cell 4: AssertionError: ...`."""
+    outcome = yield
+    report = outcome.get_result()
+    if isinstance(report.longrepr, str) and report.failed and _is_notebook_item(item):
+        report.longrepr = _text_repr(report.longrepr, str(item.path))
+
+
+def _is_notebook_item(item: pytest.Item) -> bool:
+    from .items import CellItem, NotebookItem
+
+    return isinstance(item, (NotebookItem, CellItem))
+
+
+def _text_repr(text: str, path: str) -> Any:
+    from _pytest._code.code import (
+        ReprEntryNative,
+        ReprExceptionInfo,
+        ReprFileLocation,
+        ReprTraceback,
+    )
+
+    lines = text.splitlines()
+    crash = ReprFileLocation(path, 0, lines[0] if lines else "failed")
+    entry = ReprEntryNative([line + "\n" for line in lines])
+    return ReprExceptionInfo(reprtraceback=ReprTraceback([entry], None, "native"),
+                             reprcrash=crash)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Kill kernels of per-cell notebooks that never reached their last cell."""
+    from .items import close_open_sessions
+
+    close_open_sessions()

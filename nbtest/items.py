@@ -1,0 +1,221 @@
+"""pytest nodes for notebooks: NotebookFile collects a NotebookItem, or one CellItem per cell.
+
+Both item kinds run through the engine's NotebookSession; the plugin adds no second path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .callback import Callback, NotebookRun
+from .config import NbTestConfig
+from .errors import NbTestError, NotebookFailed
+from .results import NB_FAILED, CellResult, NotebookResult
+
+# Sessions of --nbtest-cells notebooks still open; closed at session end whatever happened.
+OPEN_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
+CONFIG_KEY = pytest.StashKey[NbTestConfig]()
+CALLBACKS_KEY = pytest.StashKey[list]()  # session-wide callbacks (registry, memory, ...)
+
+
+class HookCallback(Callback):
+    """Feeds the engine's events to the `pytest_nbtest_*` hooks."""
+
+    order = 100
+
+    def __init__(self, item: pytest.Item) -> None:
+        self.item = item
+
+    def on_notebook_start(self, run: NotebookRun) -> None:
+        """Call pytest_nbtest_notebook_start."""
+        self.item.ihook.pytest_nbtest_notebook_start(item=self.item, run=run)
+
+    def on_cell_end(self, run: NotebookRun, result: CellResult) -> None:
+        """Call pytest_nbtest_cell_executed."""
+        self.item.ihook.pytest_nbtest_cell_executed(item=self.item, run=run, result=result)
+
+    def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
+        """Call pytest_nbtest_notebook_done."""
+        self.item.ihook.pytest_nbtest_notebook_done(item=self.item, run=run, result=result)
+
+
+def _display_path(path: Path) -> Path:
+    """The notebook path relative to the current directory when it is below it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+class NotebookFile(pytest.File):
+    """A `.ipynb` file: read once here, then one item (or one per code cell)."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        """Load the notebook and yield its items, with markers from its metadata."""
+        from .notebook import load_notebook, notebook_settings
+
+        nb = load_notebook(_display_path(self.path))
+        settings = notebook_settings(nb, _display_path(self.path))
+        config = self.config.stash[CONFIG_KEY].with_notebook(settings)
+        items: list[pytest.Item]
+        if config.cells:
+            numbers = [i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+            items = [CellItem.from_parent(self, name=f"cell[{n}]", number=n) for n in numbers]
+            self.notebook = nb
+        else:
+            items = [NotebookItem.from_parent(self, name=self.path.name, nodeid=self.nodeid,
+                                              notebook=nb)]
+        for item in items:
+            for marker in config.markers:
+                item.add_marker(marker)
+            if config.skip:
+                item.add_marker(pytest.mark.skip(reason=config.skip))
+            if config.cells:
+                item.add_marker(pytest.mark.xdist_group(self.nodeid))
+        yield from items
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> Any:
+        """A load error is one paragraph naming the file; anything else, its traceback."""
+        if isinstance(excinfo.value, NbTestError):
+            return excinfo.value.message
+        return super().repr_failure(excinfo)
+
+
+class _NotebookItemBase(pytest.Item):
+    """What both item kinds share: the report and the callbacks."""
+
+    def callbacks(self) -> list[Callback]:
+        """The session's callbacks plus the pytest hook feeder for this item."""
+        return [*self.config.stash.get(CALLBACKS_KEY, []), HookCallback(self)]
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> Any:
+        """The failure text of report.py (a string: it survives xdist)."""
+        if isinstance(excinfo.value, NbTestError):
+            return excinfo.value.message
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        """Where pytest says the test is."""
+        return self.path, None, self.nodeid
+
+    def save_failed(self, result: NotebookResult) -> None:
+        """Write the executed copy of a failing notebook to --nbtest-save-failed DIR."""
+        folder = self.config.stash[CONFIG_KEY].save_failed
+        if not folder or result.notebook is None:
+            return
+        import nbformat
+
+        from .cli import write_atomic
+
+        name = re.sub(r"[^\w.-]+", "_", self.nodeid.split("::")[0])
+        write_atomic(Path(folder) / name, nbformat.writes(result.notebook))
+
+    def record(self, cells: tuple[CellResult, ...]) -> None:
+        """Per-cell durations as JUnit properties."""
+        for cell in cells:
+            if cell.execution_count:
+                self.user_properties.append((f"cell {cell.number} seconds",
+                                             f"{cell.duration:.3f}"))
+
+
+class NotebookItem(_NotebookItemBase):
+    """One notebook as one test."""
+
+    def __init__(self, *, notebook: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.notebook = notebook
+
+    def runtest(self) -> None:
+        """Run the notebook in a fresh kernel; fail with the report of its failing cell."""
+        from .execute import plan_notebook, run_plan
+        from .report import failure_text
+
+        plan = plan_notebook(_display_path(self.path), self.config.stash[CONFIG_KEY],
+                             notebook=self.notebook)
+        self.notebook = None  # the plan holds its own copy; keep the harness small
+        result = run_plan(plan, self.callbacks())
+        self.record(result.cells)
+        if result.status == NB_FAILED:
+            self.save_failed(result)
+            raise NotebookFailed(failure_text(result, color=_color(self.config)), path=str(plan.path))
+
+
+class CellItem(_NotebookItemBase):
+    """One code cell, run in its notebook's single kernel (started by the first cell item)."""
+
+    def __init__(self, *, number: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.number = number
+
+    def _session(self) -> Any:
+        parent: Any = self.parent
+        session = getattr(parent, "nb_session", None)
+        if session is None:
+            from jupyter_core.utils import run_sync
+
+            from .execute import NotebookSession, plan_notebook
+
+            plan = plan_notebook(_display_path(self.path), self.config.stash[CONFIG_KEY],
+                                 notebook=parent.notebook)
+            session = NotebookSession(plan, self.callbacks())
+            parent.nb_session = session
+            OPEN_SESSIONS.add(session)
+            run_sync(session.start)()
+        return session
+
+    def setup(self) -> None:
+        """Start the notebook's kernel at its first cell item."""
+        self._session()
+
+    def runtest(self) -> None:
+        """Run this cell (and an injected-parameters cell that belongs to it)."""
+        from jupyter_core.utils import run_sync
+
+        from .report import cell_failure_text
+
+        session = self._session()
+        if session.failed_cell is not None:
+            pytest.skip(f"cell {session.failed_cell.number} failed")
+        for index, number in enumerate(session.plan.numbers):
+            if number == self.number and session.plan.notebook.cells[index].cell_type == "code":
+                result = run_sync(session.run_cell)(index)
+                self.record((result,))
+                if result.failed:
+                    raise NotebookFailed(cell_failure_text(result, str(session.plan.path),
+                                                           _color(self.config)))
+
+    def finish_unless_followed(self, nextitem: pytest.Item | None) -> None:
+        """After the notebook's last cell item, stop the kernel and publish the result."""
+        parent: Any = self.parent
+        if nextitem is not None and nextitem.parent is parent:
+            return
+        session = getattr(parent, "nb_session", None)
+        if session is not None:
+            parent.nb_session = None
+            OPEN_SESSIONS.discard(session)
+            try:
+                result = session.finish()
+                if result.status == NB_FAILED:
+                    self.save_failed(result)
+            finally:
+                session.close()
+
+
+def close_open_sessions() -> None:
+    """Kill the kernels of per-cell notebooks left open (Ctrl-C, -x, deselection)."""
+    for session in list(OPEN_SESSIONS):
+        session.close()
+    OPEN_SESSIONS.clear()
+
+
+def _color(config: pytest.Config) -> bool:
+    return config.getoption("color", "auto") == "yes" or os.environ.get("PY_COLORS") == "1"
