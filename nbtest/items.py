@@ -146,7 +146,8 @@ class NotebookItem(_NotebookItemBase):
         self.record(result.cells)
         if result.status == NB_FAILED:
             self.save_failed(result)
-            raise NotebookFailed(failure_text(result, color=_color(self.config)), path=str(plan.path))
+            raise NotebookFailed(failure_text(result, color=_color(self.config)),
+                                 path=str(plan.path))
 
 
 class CellItem(_NotebookItemBase):

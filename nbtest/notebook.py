@@ -34,7 +34,8 @@ def load_notebook(path: str | Path) -> NotebookNode:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(path, f"cannot be read ({exc})", "Check its permissions and encoding.") from None
+        raise _fail(path, f"cannot be read ({exc})",
+                    "Check its permissions and encoding.") from None
     if not text.strip():
         raise _fail(path, "is empty, not a notebook",
                     "Save it again from Jupyter or restore it from version control.")

@@ -153,13 +153,14 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         item.finish_unless_followed(nextitem)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """Give notebook failures a crash line, so `-ra` shows `cell 4: AssertionError: ...`."""
-    outcome = yield
-    report = outcome.get_result()
+    report = yield
     if isinstance(report.longrepr, str) and report.failed and _is_notebook_item(item):
         report.longrepr = _text_repr(report.longrepr, str(item.path))
+    return report
 
 
 def _is_notebook_item(item: pytest.Item) -> bool:
