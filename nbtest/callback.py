@@ -1,6 +1,7 @@
 """The Callback base class and the one dispatcher of execution events.
 
-Events, in order: notebook start, then per cell: cell start, cell end (and error or timeout
+Events, in order: before kernel start (callbacks may add environment variables and startup
+data), notebook start, then per cell: cell start, cell end (and error or timeout
 when the cell failed that way), then notebook end. Built-in features (progress bar, timing,
 memory, registry capture) are callbacks too.
 """
@@ -27,14 +28,20 @@ class NotebookRun:
     config: NbTestConfig
     notebook: NotebookNode
     cells_to_run: int  # code cells that will run
+    numbers: tuple[int, ...] = ()  # per cell of `notebook`: its number in the input file
     kernel_pid: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # copied into NotebookResult.extras
+    kernel_env: dict[str, str] = field(default_factory=dict)  # added to the kernel's environment
+    startup: dict[str, Any] = field(default_factory=dict)  # JSON data for the startup code
 
 
 class Callback:
     """Override the events you need; every method is a no-op here."""
 
     order = 0  # lower runs first
+
+    def before_kernel_start(self, run: NotebookRun) -> None:
+        """Add to `run.kernel_env` or `run.startup` before the kernel starts."""
 
     def on_notebook_start(self, run: NotebookRun) -> None:
         """The kernel is up and the startup code ran; no cell has run yet."""
@@ -60,6 +67,11 @@ class Dispatcher:
 
     def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
+
+    def before_kernel_start(self, run: NotebookRun) -> None:
+        """Dispatch before_kernel_start."""
+        for cb in self.callbacks:
+            cb.before_kernel_start(run)
 
     def notebook_start(self, run: NotebookRun) -> None:
         """Dispatch on_notebook_start."""

@@ -51,10 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--no-progress", action="store_true", help="no progress bar")
     execute.add_argument("--callback", action="append", default=[], metavar="MODULE:NAME",
                          help="a Callback class (or instance) to attach; repeatable")
+    execute.add_argument("--registry", action="store_true",
+                         help="record the notebook's this_tests calls in [tool.nbtest] registry")
     run = commands.add_parser("run", help="run the docs notebooks matching the globs, via pytest")
     run.add_argument("patterns", nargs="*", metavar="GLOB|PATH",
                      help="notebook globs under --root, or paths (default: all of --root)")
     run.add_argument("--root", help="folder of the notebooks (default: [tool.nbtest] docs_root)")
+    from . import registry_cmd
+
+    registry_cmd.add_parser(commands)
     return parser
 
 
@@ -175,8 +180,12 @@ def cmd_execute(args: argparse.Namespace) -> int:
     if not args.no_progress:
         callbacks.append(ProgressCallback())
     callbacks += [load_callback(spec) for spec in args.callback]
+    if args.registry:
+        callbacks.append(_registry_capture(config))
     plan = plan_notebook(notebook, config)
     result = run_plan(plan, callbacks)
+    if args.registry:
+        _record_registry(notebook, config, result)
     write_atomic(out, nbformat.writes(result.notebook))
     if args.html:
         write_html(result.notebook, out.with_suffix(".html"))
@@ -196,6 +205,27 @@ def cmd_execute(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _registry_capture(config: NbTestConfig) -> Callback:
+    from .callbacks.registry import RegistryCapture
+
+    if not (config.registry and config.api):
+        raise UsageError("--registry needs [tool.nbtest] registry and api in pyproject.toml "
+                         "(run nbtest from the project's folder)")
+    return RegistryCapture(config.api)
+
+
+def _record_registry(notebook: Path, config: NbTestConfig, result: Any) -> None:
+    """Merge the notebook's this_tests calls into the registry file, as a test run would."""
+    from .registry_file import Registry, update_registry_file
+
+    root = Path.cwd()
+    file = os.path.relpath(notebook.resolve(), root).replace(os.sep, "/")
+    new = Registry()
+    for name, cell in result.extras.get("this_tests", {}).get("entries", []):
+        new.add(name, {"file": file, "test": notebook.name, "cell": cell})
+    update_registry_file(root / config.registry, new, {(file, notebook.name)}, root)
+
+
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -211,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "run":
             return cmd_run(args, pytest_args)
+        if args.command == "registry":
+            from . import registry_cmd
+
+            return registry_cmd.run(args)
         return cmd_execute(args)
     except NbTestError as exc:
         print(f"nbtest: error: {exc.message}", file=sys.stderr)

@@ -112,7 +112,8 @@ class NotebookSession:
         self.count = 0
         self.failed_cell: CellResult | None = None
         self.run_info = NotebookRun(plan.path, plan.config, plan.notebook,
-                                    sum(1 for c in plan.notebook.cells if is_runnable(c)))
+                                    sum(1 for c in plan.notebook.cells if is_runnable(c)),
+                                    plan.numbers)
 
     @property
     def code_cells(self) -> list[int]:
@@ -145,8 +146,10 @@ class NotebookSession:
 
         plan = self.plan
         self.started = time.monotonic()
-        self.kernel = await start_kernel(plan.kernel_name, plan.cwd,
-                                         {"NBTEST_NOTEBOOK": str(plan.path.resolve())},
+        self.run_info.kernel_env["NBTEST_NOTEBOOK"] = str(plan.path.resolve())
+        self.run_info.startup["seed"] = plan.config.seed
+        self.dispatcher.before_kernel_start(self.run_info)
+        self.kernel = await start_kernel(plan.kernel_name, plan.cwd, self.run_info.kernel_env,
                                          plan.config.startup_timeout, plan.path)
         self.run_info.kernel_pid = self.kernel.pid
         await self._run_startup()
@@ -215,7 +218,7 @@ class NotebookSession:
 
     async def _run_startup(self) -> None:
         assert self.kernel is not None
-        code = startup_code({"seed": self.plan.config.seed})
+        code = startup_code(self.run_info.startup)
         reply = await self.kernel.kc.execute_interactive(
             code, silent=True, store_history=False, timeout=self.plan.config.startup_timeout,
             output_hook=lambda msg: None)

@@ -3,7 +3,8 @@
 It is built from data: the source of `_nbtest_startup` below plus its settings as a JSON string
 literal (`repr` of `json.dumps`), so no path or metadata value can inject code. It imports
 nothing heavy: numpy only when a seed is asked for, torch never (a seed reaches torch through
-an import hook, if and when the notebook imports it).
+an import hook, if and when the notebook imports it), nbtest.registry only when this_tests
+calls are captured.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
 
     settings = json.loads(settings_json)
     os.environ["NBTEST"] = "1"
+    if settings.get("registry"):
+        from nbtest.registry import install_kernel_recorder
+
+        install_kernel_recorder(settings["registry"])
     seed = settings.get("seed")
     if seed is None:
         return

@@ -95,10 +95,31 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(exc.message) from None
     config.stash[CONFIG_KEY] = nbconfig
     config.stash[CALLBACKS_KEY] = []
+    if nbconfig.api:
+        _start_registry(config, nbconfig)
     # Cell items of one notebook share a kernel, so they must run on one worker: they carry
     # an xdist_group mark, and the modes that would scatter them become `loadgroup`.
     if nbconfig.cells and getattr(config.option, "dist", "no") in ("load", "worksteal"):
         config.option.dist = "loadgroup"
+
+
+def _start_registry(config: pytest.Config, nbconfig: NbTestConfig) -> None:
+    """Capture this_tests calls; refuse at once to run over a registry file that is corrupt."""
+    from .callbacks.registry import RegistryCapture
+    from .items import CALLBACKS_KEY
+    from .registry_file import Registry
+    from .registry_session import RegistrySession
+
+    path = config.rootpath / nbconfig.registry if nbconfig.registry else None
+    if path is not None and not hasattr(config, "workerinput"):
+        try:
+            Registry.load(path)
+        except NbTestError as exc:
+            raise pytest.UsageError(exc.message) from None
+    config.pluginmanager.register(
+        RegistrySession(config, path, tuple(nbconfig.api), nbconfig.this_tests),
+        "nbtest-registry")
+    config.stash[CALLBACKS_KEY].append(RegistryCapture(nbconfig.api))
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -1,0 +1,55 @@
+"""Capture of `this_tests` calls made inside a notebook's kernel.
+
+Before the kernel starts, this callback asks the startup code to install a recorder that
+appends each call, with its cell number, to a private file; after the kernel is gone it reads
+that file into `result.extras["this_tests"]`. The file outlives the kernel, so calls made
+before a timeout or a kernel death are kept, and nothing ever shows in the notebook's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+
+from ..callback import Callback, NotebookRun
+from ..notebook import is_runnable
+from ..registry import source_digest
+from ..results import NotebookResult
+
+
+class RegistryCapture(Callback):
+    """Collects a notebook's this_tests calls: `extras["this_tests"] = {called, entries}`."""
+
+    def __init__(self, api: Sequence[str]) -> None:
+        self.api = list(api)
+
+    def before_kernel_start(self, run: NotebookRun) -> None:
+        """Make the private file and tell the startup code about it and the cells."""
+        # The file's path travels in run.startup, so one instance serves overlapping runs.
+        fd, path = tempfile.mkstemp(prefix="nbtest-this-tests-", suffix=".jsonl")
+        os.close(fd)
+        cells = [[run.numbers[i], source_digest(cell.source)]
+                 for i, cell in enumerate(run.notebook.cells) if is_runnable(cell)]
+        run.startup["registry"] = {"file": path, "api": self.api, "cells": cells}
+
+    def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
+        """Read what the kernel wrote, then remove the file."""
+        called, entries = False, []
+        path = run.startup.get("registry", {}).get("file")
+        if path:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    for line in fh:
+                        record = json.loads(line)
+                        called = True
+                        entries += [(name, record.get("cell")) for name in record["names"]]
+            except (OSError, ValueError):
+                pass  # a line cut short by a dying kernel: keep what was read
+            finally:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        result.extras["this_tests"] = {"called": called, "entries": entries}

@@ -1,0 +1,132 @@
+"""The registry file: load, merge a session's entries, save atomically under a lock.
+
+Format (keys sorted, indent 2, entries sorted):
+    {"pkg.mod.func": [{"file": "tests/test_x.py", "test": "test_name", "line": 12},
+                      {"file": "docs_src/registry.ipynb", "test": "registry.ipynb", "cell": 5}]}
+Tests that ran this session replace their old entries; entries of tests that did not run are
+kept; entries whose file no longer exists are dropped. A file that cannot be parsed is never
+overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import RegistryError
+
+Entry = dict[str, Any]
+
+
+def _entry_key(entry: Entry) -> tuple[str, str, int]:
+    return (entry["file"], entry["test"], int(entry.get("line") or entry.get("cell") or 0))
+
+
+@dataclass
+class Registry:
+    """Function name -> the tests (file, test, line or cell) that exercise it."""
+
+    entries: dict[str, list[Entry]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Registry:
+        """Read a registry file; a missing file is an empty registry, a corrupt one an error."""
+        path = Path(path)
+        if not path.exists():
+            return cls()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8") or "{}")
+            if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+                raise ValueError("expected an object mapping names to lists of entries")
+        except (OSError, ValueError) as exc:
+            raise RegistryError(
+                f"{path}: the this_tests registry cannot be read ({exc}); it was left as it is. "
+                "Fix it, or delete it to have it rebuilt by the next full test run.",
+                path=str(path)) from None
+        return cls({name: list(items) for name, items in data.items()})
+
+    def add(self, name: str, entry: Entry) -> None:
+        """Add one entry (duplicates ignored)."""
+        items = self.entries.setdefault(name, [])
+        if entry not in items:
+            items.append(entry)
+
+    def merged(self, new: Registry, ran: Iterable[tuple[str, str]], root: Path) -> Registry:
+        """This registry updated by a session: `ran` holds the (file, test) pairs that ran."""
+        ran = set(ran)
+        kept = Registry()
+        for name, items in self.entries.items():
+            for entry in items:
+                if (entry["file"], entry["test"]) not in ran and (root / entry["file"]).exists():
+                    kept.add(name, entry)
+        for name, items in new.entries.items():
+            for entry in items:
+                kept.add(name, entry)
+        return kept
+
+    def to_json(self) -> str:
+        """The file's text: keys sorted, entries sorted, indent 2."""
+        data = {name: sorted(items, key=_entry_key)
+                for name, items in sorted(self.entries.items()) if items}
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (temporary file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(self.to_json())
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+
+def update_registry_file(path: str | Path, new: Registry, ran: Iterable[tuple[str, str]],
+                         root: Path) -> Registry:
+    """Merge a session into the file under a lock, so concurrent sessions lose nothing."""
+    from filelock import FileLock
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=60):
+        merged = Registry.load(path).merged(new, ran, root)
+        merged.save(path)
+    return merged
+
+
+def find_registry_path(start: Path | None = None) -> Path | None:
+    """The registry file named by `[tool.nbtest] registry` of the nearest pyproject.toml."""
+    from .config import read_pyproject
+
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file():
+            name = read_pyproject(folder).get("registry")
+            return folder / name if name else None
+    return None
+
+
+def run_command(entry: Mapping[str, Any]) -> str:
+    """The command that runs the test of an entry."""
+    if "cell" in entry or entry["file"].endswith(".ipynb"):
+        return f"pytest {entry['file']}"
+    return f"pytest -sv {entry['file']}::{entry['test']}"
+
+
+def format_entries(name: str, entries: list[Entry]) -> str:
+    """Markdown listing the tests of `name`, each with its command."""
+    if not entries:
+        return f"No tests found for `{name}`. To contribute a test, call `this_tests({name})`."
+    lines = [f"Tests found for `{name}`:", ""]
+    for entry in sorted(entries, key=_entry_key):
+        where = f"cell {entry['cell']}" if "cell" in entry else f"line {entry.get('line')}"
+        lines.append(f"* `{run_command(entry)}` ({where})")
+    return "\n".join(lines)

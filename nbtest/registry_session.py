@@ -1,0 +1,113 @@
+"""The pytest side of the registry: capture per test, merge once per session, list the missing.
+
+Each process records the this_tests calls of the tests it runs; under xdist the workers send
+theirs to the controller through `workeroutput`, and only the controller (or the single
+process) writes the file, atomically and under a lock. An interrupted session writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .registry import TestRecorder, set_recorder
+from .registry_file import Registry, update_registry_file
+
+WORKER_KEY = "nbtest_registry"
+
+
+class RegistrySession:
+    """A pytest plugin object, registered by nbtest.plugin when `[tool.nbtest] api` is set."""
+
+    def __init__(self, config: pytest.Config, path: Path | None, api: tuple[str, ...],
+                 mode: str) -> None:
+        self.config = config
+        self.path = path
+        self.api = api
+        self.mode = mode  # warn / error / off: what to do about tests that never call it
+        self.new = Registry()
+        self.ran: set[tuple[str, str]] = set()
+        self.missing: list[str] = []
+        self.called: dict[str, bool] = {}
+
+    # -- capture ---------------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        """Install a recorder around a `.py` test's call."""
+        if not isinstance(item, pytest.Function):
+            return (yield)
+        recorder = TestRecorder(self.api)
+        previous = set_recorder(recorder)
+        try:
+            return (yield)
+        finally:
+            set_recorder(previous)
+            file, test = item.location[0], item.originalname
+            self.ran.add((file, test))
+            line = (item.location[1] or 0) + 1
+            for name in recorder.names:
+                self.new.add(name, {"file": file, "test": test, "line": line})
+            self.called[item.nodeid] = recorder.called
+
+    def pytest_nbtest_notebook_done(self, item: pytest.Item, run: Any, result: Any) -> None:
+        """Take the notebook's captured calls (read by callbacks.registry) into the registry."""
+        file = item.nodeid.split("::")[0]
+        test = Path(file).name
+        captured = result.extras.get("this_tests", {"called": False, "entries": []})
+        self.ran.add((file, test))
+        for name, cell in captured["entries"]:
+            self.new.add(name, {"file": file, "test": test, "cell": cell})
+        if not captured["called"] and result.status == "passed" and file not in self.missing:
+            self.missing.append(file)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A `.py` test that passed without calling this_tests is listed at the end."""
+        if report.when == "call" and report.passed and self.called.get(report.nodeid) is False:
+            self.missing.append(report.nodeid)
+
+    # -- xdist -----------------------------------------------------------------------------
+    def worker_payload(self) -> str:
+        """What a worker sends to the controller."""
+        return json.dumps({"entries": self.new.entries, "ran": sorted(self.ran),
+                           "missing": self.missing})
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Controller: merge what a worker captured."""
+        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        if not payload:
+            return
+        data = json.loads(payload)
+        for name, entries in data["entries"].items():
+            for entry in entries:
+                self.new.add(name, entry)
+        self.ran.update(tuple(pair) for pair in data["ran"])
+        self.missing += [m for m in data["missing"] if m not in self.missing]
+
+    # -- the end ---------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Write the file (controller or single process), unless the session was interrupted."""
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[WORKER_KEY] = self.worker_payload()
+            return
+        if exitstatus == pytest.ExitCode.INTERRUPTED or self.path is None:
+            return
+        update_registry_file(self.path, self.new, self.ran, self.config.rootpath)
+        if self.missing and self.mode == "error" and exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """The seed's "Attention" block: tests that never called this_tests."""
+        if not self.missing or self.mode == "off":
+            return
+        terminalreporter.section("nbtest: tests without this_tests", sep="=", yellow=True)
+        terminalreporter.write_line(
+            "Attention: these tests ran without calling this_tests(...); add a call naming the "
+            "functions they exercise (or this_tests('na')):")
+        for nodeid in sorted(self.missing):
+            terminalreporter.write_line(f"  {nodeid}")
