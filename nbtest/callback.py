@@ -49,6 +49,11 @@ class Callback:
     def on_cell_start(self, run: NotebookRun, number: int, source: str) -> None:
         """Cell `number` (1-based, counting every cell) is about to run."""
 
+    def check_cell(self, run: NotebookRun, cell: NotebookNode,
+                   result: CellResult) -> str | None:
+        """After a cell passed: return a failure text (first line: the headline) to fail it."""
+        return None
+
     def on_cell_end(self, run: NotebookRun, result: CellResult) -> None:
         """A cell finished, whatever its status."""
 
@@ -82,6 +87,15 @@ class Dispatcher:
         """Dispatch on_cell_start."""
         for cb in self.callbacks:
             cb.on_cell_start(run, number, source)
+
+    def check_cell(self, run: NotebookRun, cell: NotebookNode,
+                   result: CellResult) -> str | None:
+        """The first failure a callback finds in a cell that passed, or None."""
+        for cb in self.callbacks:
+            problem = cb.check_cell(run, cell, result)
+            if problem:
+                return problem
+        return None
 
     def cell_end(self, run: NotebookRun, result: CellResult) -> None:
         """Dispatch on_error / on_timeout where they apply, then on_cell_end."""

@@ -100,6 +100,23 @@ def parse_params(value: Any) -> Mapping[str, Any]:
     return MappingProxyType(dict(value))
 
 
+def parse_float(value: Any) -> float:
+    """A non-negative number."""
+    number = float(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def parse_pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    """Regex -> replacement pairs, from a list of pairs or a mapping."""
+    items = value.items() if isinstance(value, Mapping) else value
+    pairs = tuple((str(a), str(b)) for a, b in items)
+    for pattern, _ in pairs:
+        re.compile(pattern)
+    return pairs
+
+
 def parse_choice(*choices: str) -> Callable[[Any], str]:
     """A parser accepting one of `choices`."""
 
@@ -161,6 +178,24 @@ OPTIONS: tuple[Option, ...] = (
          PYTEST, INI),
     _opt("gpu_min_free", parse_size, 8 * 2**30, "free GPU memory needed to run (0: no check)",
          CLI, PYTEST, INI, METADATA, cli_flag="--gpu-min-free"),
+    _opt("mem_max", parse_size, 0, "fail a notebook whose kernel's peak RSS exceeds this (0: none)",
+         PYTEST, INI, METADATA),
+    _opt("gpu_mem_max", parse_size, 0, "fail a notebook whose peak GPU memory exceeds this",
+         PYTEST, INI, METADATA),
+    _opt("check_outputs", parse_bool, False,
+         "compare every code cell's stored outputs, as --nbval does", CLI, PYTEST, INI,
+         cli_flag="--check-outputs", is_flag=True),
+    _opt("update_outputs", parse_bool, False,
+         "rewrite the stored outputs of compared cells from a passing run", CLI, PYTEST,
+         cli_flag="--update-outputs", is_flag=True),
+    _opt("compare_images", parse_bool, False, "compare images by their decoded pixels",
+         CLI, PYTEST, INI, METADATA, cli_flag="--compare-images", is_flag=True),
+    _opt("rtol", parse_float, 0.0, "relative tolerance for numbers in compared text",
+         CLI, PYTEST, INI, METADATA, cli_flag="--rtol"),
+    _opt("sanitize_with", parse_str, None, "a file of regex / replacement pairs (nbval format)",
+         CLI, PYTEST, INI, cli_flag="--sanitize-with"),
+    _opt("sanitizers", parse_pairs, (), "regex -> replacement pairs applied before comparing",
+         INI),
     _opt("this_tests", parse_choice("warn", "error", "off"), "warn",
          "what to do about tests that never call this_tests", PYTEST, INI),
     _opt("registry", parse_str, None, "path of the this_tests registry file", INI),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from .kernels import Kernel, start_kernel
 from .notebook import expects_error, is_runnable, kernel_name, load_notebook, notebook_settings
 from .params import inject_parameters, injected_index
 from .results import (
+    CHECK_FAILED,
     DIED,
     FAILED,
     NB_FAILED,
@@ -200,6 +202,10 @@ class NotebookSession:
         try:
             await self.client.async_execute_cell(cell, index, execution_count=self.count)
             result = self._judge(cell, self.replies.get(index), base, time.monotonic() - t0)
+            problem = self.dispatcher.check_cell(self.run_info, cell, result)
+            if problem and result.status == PASSED:
+                result = dataclasses.replace(result, status=FAILED, error_name=CHECK_FAILED,
+                                             detail=problem)
         except CellTimeoutError:
             elapsed = time.monotonic() - t0
             await self._stop_after_timeout()

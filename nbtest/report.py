@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .results import DIED, TIMEOUT, CellResult, NotebookResult
+from .results import CHECK_FAILED, DIED, TIMEOUT, CellResult, NotebookResult
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # IPython names the cell's own frames "Cell In[3], line 5" (older: "<ipython-input-3-...> in").
@@ -24,6 +24,8 @@ def headline(cell: CellResult) -> str:
         return f"{cell.label}: {cell.detail}"
     if cell.error_name == "NoError":
         return f"{cell.label}: expected an error: {cell.detail}"
+    if cell.error_name == CHECK_FAILED:
+        return f"{cell.label}: {cell.detail.splitlines()[0]}"
     value = strip_ansi(cell.error_value or "").strip().splitlines()
     return f"{cell.label}: {cell.error_name}" + (f": {value[0]}" if value else "")
 
@@ -55,6 +57,8 @@ def cell_failure_text(cell: CellResult, path: str = "", color: bool = False) -> 
     count = f" (In [{cell.execution_count}])" if cell.execution_count else ""
     parts = [headline(cell), "", f"{path} {cell.label}{count}:".strip(),
              source_excerpt(cell, failing_line(cell))]
+    if cell.error_name == CHECK_FAILED and "\n" in cell.detail:
+        parts += ["", cell.detail.split("\n", 1)[1].rstrip()]
     if cell.output_tail.strip():
         parts += ["", "output (last lines):", strip_ansi(cell.output_tail).rstrip()]
     if cell.traceback:

@@ -8,6 +8,8 @@ from typing import Any
 # Cell statuses.
 PASSED, FAILED, SKIPPED, TIMEOUT, DIED, NOT_RUN = (
     "passed", "failed", "skipped", "timeout", "died", "not run")
+# error_name of a cell that ran cleanly but failed a callback's check (outputs, memory).
+CHECK_FAILED = "CheckFailed"
 # Notebook statuses.
 NB_PASSED, NB_FAILED, NB_SKIPPED, NB_ERROR = "passed", "failed", "skipped", "error"
 
