@@ -33,6 +33,7 @@ class NotebookRun:
     extras: dict[str, Any] = field(default_factory=dict)  # copied into NotebookResult.extras
     kernel_env: dict[str, str] = field(default_factory=dict)  # added to the kernel's environment
     startup: dict[str, Any] = field(default_factory=dict)  # JSON data for the startup code
+    stop_grace: float = 0.0  # seconds between SIGTERM and SIGKILL at the end (coverage needs it)
 
 
 class Callback:

@@ -125,7 +125,7 @@ class NotebookSession:
     def close(self) -> None:
         """Kill the kernel's whole process tree, if one is running."""
         if self.kernel is not None:
-            self.kernel.kill()
+            self.kernel.kill(self.run_info.stop_grace)
 
     def skipped(self, reason: str) -> NotebookResult:
         """The result of a notebook skipped by its metadata."""

@@ -121,12 +121,22 @@ class Kernel:
         found.update({p.pid: p for p in processes_with_token(self.token)})
         return list(found.values())
 
-    def kill(self) -> None:
-        """Stop at once: SIGKILL the whole process tree, reap, close sockets, remove the folder."""
+    def kill(self, grace: float = 0.0) -> None:
+        """Stop: SIGKILL the whole process tree, reap, close sockets, remove the folder.
+
+        With `grace`, the kernel first gets SIGTERM and that many seconds to exit on its own
+        (coverage.py's `sigterm = true` saves its data then); the tree is killed regardless.
+        """
         if self.stopped:
             return
         self.stopped = True
         try:
+            if grace > 0 and self.pid is not None and self.exit_status() is None:
+                try:
+                    os.kill(self.pid, signal.SIGTERM)
+                    wait_gone([psutil.Process(self.pid)], timeout=grace)
+                except (OSError, psutil.Error):
+                    pass
             victims = self.processes()
             pgid = getattr(self.km.provisioner, "pgid", None)
             if pgid:
