@@ -196,6 +196,8 @@ OPTIONS: tuple[Option, ...] = (
          CLI, PYTEST, INI, cli_flag="--sanitize-with"),
     _opt("sanitizers", parse_pairs, (), "regex -> replacement pairs applied before comparing",
          INI),
+    _opt("cov", parse_bool, False, "measure coverage inside notebook kernels too (pytest-cov)",
+         PYTEST, INI, is_flag=True),
     _opt("this_tests", parse_choice("warn", "error", "off"), "warn",
          "what to do about tests that never call this_tests", PYTEST, INI),
     _opt("registry", parse_str, None, "path of the this_tests registry file", INI),
