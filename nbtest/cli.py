@@ -174,7 +174,10 @@ def cmd_execute(args: argparse.Namespace) -> int:
     from .report import failure_text
 
     notebook = Path(args.notebook)
-    config = NbTestConfig(explicit=_explicit_options(args), project=project_layer(Path.cwd()))
+    explicit = _explicit_options(args)
+    # One notebook: starting the fork template would cost more than it saves.
+    explicit.setdefault("fork", "no")
+    config = NbTestConfig(explicit=explicit, project=project_layer(Path.cwd()))
     out = output_path(notebook, args)
     callbacks: list[Callback] = [TimingCallback()]
     if not args.no_progress:

@@ -152,8 +152,10 @@ class NotebookSession:
         self.run_info.startup["seed"] = plan.config.seed
         self.dispatcher.before_kernel_start(self.run_info)
         self.kernel = await start_kernel(plan.kernel_name, plan.cwd, self.run_info.kernel_env,
-                                         plan.config.startup_timeout, plan.path)
+                                         plan.config.startup_timeout, plan.path,
+                                         fork=plan.config.fork == "yes")
         self.run_info.kernel_pid = self.kernel.pid
+        self.run_info.extras["kernel_start"] = self.kernel.start_method
         await self._run_startup()
         self.client = NotebookClient(
             plan.notebook, km=self.kernel.km, allow_errors=True, interrupt_on_timeout=False,

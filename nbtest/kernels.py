@@ -90,6 +90,11 @@ class Kernel:
         self.stopped = False
 
     @property
+    def start_method(self) -> str:
+        """`fork` (from the warm template) or `spawn`."""
+        return str(getattr(self.km.provisioner, "start_method", "spawn"))
+
+    @property
     def pid(self) -> int | None:
         """The kernel process id."""
         process = getattr(self.km.provisioner, "process", None)
@@ -164,6 +169,22 @@ class Kernel:
                 shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def leftover_processes() -> list[psutil.Process]:
+    """Every live process nbtest started for kernels: spawned kernels and their descendants
+    (they carry the token variable), fork templates and forked kernels (their command line)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or ())
+            environ = proc.info["environ"] or {}
+        except psutil.Error:
+            continue
+        if proc.pid != os.getpid() and _running(proc) and (
+                TOKEN_VAR in environ or "nbtest.forkserver" in cmdline):
+            found.append(proc)
+    return found
+
+
 def wait_gone(procs: list[psutil.Process], timeout: float) -> None:
     """Wait until each process has exited or is a zombie (dead, waiting for its new parent)."""
     deadline = time.monotonic() + timeout
@@ -201,8 +222,13 @@ def processes_with_token(token: str) -> list[psutil.Process]:
 
 
 async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
-                       startup_timeout: float | None, notebook: str | Path | None = None) -> Kernel:
-    """Start kernel `name` in `cwd` and wait until it answers; raise KernelStartError if not."""
+                       startup_timeout: float | None, notebook: str | Path | None = None,
+                       fork: bool = True) -> Kernel:
+    """Start kernel `name` in `cwd` and wait until it answers; raise KernelStartError if not.
+
+    With `fork`, a Python kernel of this interpreter is forked from nbtest's warm template
+    (see forkserver.py); `kernel.start_method` says whether it was forked or spawned.
+    """
     from jupyter_client.manager import AsyncKernelManager
 
     check_kernel_name(name, notebook)
@@ -211,10 +237,18 @@ async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
     transport = "ipc" if _ipc_available() else "tcp"
     km = AsyncKernelManager(kernel_name=name, transport=transport, context=_shared_context(),
                             connection_file=os.path.join(folder, "kernel.json"))
+    from .provisioner import NAME as FORK_PROVISIONER
+
+    spec = km.kernel_spec
+    assert spec is not None  # check_kernel_name found it
+    spec.metadata["kernel_provisioner"] = {"provisioner_name": FORK_PROVISIONER}
+    km.nbtest_fork = fork  # type: ignore[attr-defined]  # read by ForkProvisioner
     kernel = Kernel(name, km, None, folder, token)
     env = kernel_environment({**extra_env, TOKEN_VAR: token})
     try:
-        await km.start_kernel(cwd=str(cwd), env=env)
+        # As nbclient does: history in memory, not in a sqlite file every kernel contends for.
+        extra = ["--HistoryManager.hist_file=:memory:"] if km.ipykernel else []
+        await km.start_kernel(cwd=str(cwd), env=env, extra_arguments=extra)
         kernel.kc = km.client()
         kernel.kc.start_channels()
         await kernel.kc.wait_for_ready(timeout=startup_timeout or None)

@@ -1,0 +1,346 @@
+"""Fast kernel start: a template process that has imported the kernel machinery forks kernels.
+
+The template (`python -m nbtest.forkserver SOCKET`) imports ipykernel, IPython, zmq and
+tornado — nothing of the user's — and creates no thread and no zmq context, so forking it is
+safe. Per request it forks a child that becomes a fresh kernel exactly as
+`python -m ipykernel_launcher -f FILE` would: new session (its own process group, so
+interrupts and the kill of the whole tree work as for a spawned kernel), the notebook's cwd,
+environment, `sys.argv`, `sys.path[0]`, a reseeded RNG, and `ipykernel_launcher` run as
+`__main__`. The template reports each child's exit status back over the request's socket,
+which is how kernel death is detected and explained.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Variables that shape an interpreter at start-up: a kernel is forked only when they match
+# the template's, else it is spawned normally (a different sys.path or site would differ).
+STARTUP_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE",
+                "PYTHONUSERBASE", "PYTHONSTARTUP", "PYTHONWARNINGS", "PYTHONDEVMODE",
+                "PYTHONUTF8", "PYTHONIOENCODING", "PYTHONHASHSEED", "COVERAGE_PROCESS_START",
+                "LD_PRELOAD", "LD_LIBRARY_PATH", "VIRTUAL_ENV")
+
+
+# --------------------------------------------------------------------------- the template
+# What a fresh ipykernel imports before the first cell (found by comparing sys.modules):
+# none of these starts a thread or creates a zmq context at import.
+PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
+           "ipykernel.debugger", "IPython.core.completer", "IPython.core.history",
+           "IPython.core.debugger", "sqlite3", "pdb", "pydoc", "code", "gzip", "mimetypes",
+           "xmlrpc.client", "http.server", "email.parser", "faulthandler", "unicodedata")
+
+
+def _preload() -> None:
+    """Import the kernel machinery once, so forked kernels skip it."""
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional piece missing here is imported (or not) by the kernel
+            pass
+
+
+def fork_safety_problems() -> list[str]:
+    """Why forking this process now would be unsafe (threads, a zmq context), if it would."""
+    problems = []
+    if threading.active_count() != 1:
+        problems.append(f"{threading.active_count()} threads are running")
+    zmq = sys.modules.get("zmq")
+    if zmq is not None and getattr(zmq.Context, "_instance", None) is not None:
+        problems.append("a zmq context exists")
+    return problems
+
+
+def _become_kernel(request: Mapping[str, Any]) -> None:
+    """In the forked child: turn into `python -m ipykernel_launcher ARGS` and never return."""
+    import random
+    import runpy
+
+    code = 0
+    try:
+        os.setsid()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, default)
+        signal.set_wakeup_fd(-1)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.path[0] = os.getcwd()  # as `python -m` sets it
+        random.seed()  # the template's RNG state must not be shared by every kernel
+        sys.argv = ["ipykernel_launcher", *request["argv"]]
+        runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def serve(path: str) -> None:
+    """The template's loop: accept requests, fork kernels, report their exits."""
+    _preload()
+    parent = os.getppid()
+    _die_with_parent()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the selector via the pipe
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, "accept")
+    selector.register(wake_r, selectors.EVENT_READ, "child")
+    children: dict[int, socket.socket] = {}
+    while True:
+        for key, _ in selector.select(timeout=1.0):
+            if key.data == "accept":
+                conn, _ = listener.accept()
+                request = json.loads(conn.makefile("r").readline())
+                problems = fork_safety_problems()
+                if problems:
+                    conn.sendall((json.dumps({"error": "; ".join(problems)}) + "\n").encode())
+                    conn.close()
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    selector.close()
+                    listener.close()
+                    for other in children.values():
+                        other.close()
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    conn.close()
+                    _become_kernel(request)
+                children[pid] = conn
+                conn.sendall((json.dumps({"pid": pid}) + "\n").encode())
+            else:
+                os.read(wake_r, 4096)
+        _reap(children)
+        if os.getppid() != parent:  # the harness is gone: so are we, and our kernels
+            for pid in children:
+                _kill_group(pid)
+            os._exit(0)
+
+
+def _reap(children: dict[int, socket.socket]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = children.pop(pid, None)
+        if conn is not None:
+            try:
+                code = os.waitstatus_to_exitcode(status)
+                conn.sendall((json.dumps({"exit": code}) + "\n").encode())
+            except OSError:
+                pass
+            conn.close()
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends us SIGKILL when the harness dies, however it dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # the getppid() check in the loop still ends us within a second
+
+
+# ---------------------------------------------------------------------------- the harness
+class ForkedProcess:
+    """A forked kernel, with the subset of Popen's interface that jupyter_client uses."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, conn: socket.socket) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._conn = conn
+        self._buffer = b""
+
+    def poll(self) -> int | None:
+        """The exit code once the template has reported it, else None."""
+        if self.returncode is None:
+            self._read(block=False)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the exit report; raises subprocess.TimeoutExpired like Popen."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise subprocess.TimeoutExpired(["forked kernel"], timeout or 0)
+            self._read(block=True, timeout=min(left, 0.1) if left is not None else 0.1)
+        return self.returncode
+
+    def _read(self, block: bool, timeout: float | None = None) -> None:
+        self._conn.settimeout(timeout if block else 0.0)
+        try:
+            data = self._conn.recv(4096)
+        except (BlockingIOError, socket.timeout):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the template died: the kernel died with it
+            if self.returncode is None:
+                self.returncode = -signal.SIGKILL if not _alive(self.pid) else None
+            return
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            message = json.loads(line)
+            if "exit" in message:
+                self.returncode = int(message["exit"])
+                self._conn.close()
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the kernel process."""
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the kernel process."""
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """SIGTERM the kernel process."""
+        self.send_signal(signal.SIGTERM)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def split_kernel_command(argv: Sequence[str]) -> tuple[list[str], list[str]] | None:
+    """(interpreter flags, launcher arguments) of `python [-X...] -m ipykernel_launcher ARGS`."""
+    if not argv or os.path.realpath(argv[0]) != os.path.realpath(sys.executable):
+        return None
+    rest = list(argv[1:])
+    flags = []
+    while rest and rest[0].startswith("-") and rest[0] != "-m":
+        flags.append(rest.pop(0))
+    if rest[:2] != ["-m", "ipykernel_launcher"]:
+        return None
+    return flags, rest[2:]
+
+
+class ForkServer:
+    """The harness's handle on one template process (started lazily, killed at exit)."""
+
+    _instances: dict[tuple[str, ...], ForkServer] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, flags: Sequence[str]) -> None:
+        self.folder = tempfile.mkdtemp(prefix="nbtest-fork-")
+        self.path = os.path.join(self.folder, "fork.sock")
+        from .kernels import kernel_environment
+
+        # The template imports with a kernel's environment: some modules read it at import.
+        self.env = kernel_environment({})
+        # Same interpreter, same flags (ipykernel's spec has -Xfrozen_modules=off) as the spec.
+        self.process = subprocess.Popen(
+            [sys.executable, *flags, "-m", "nbtest.forkserver", self.path], cwd=self.folder,
+            stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+        atexit.register(self.stop)
+
+    @classmethod
+    def get(cls, flags: Sequence[str] = ()) -> ForkServer:
+        """The template for these interpreter flags, started on first use (again if it died)."""
+        with cls._lock:
+            server = cls._instances.get(tuple(flags))
+            if server is None or server.process.poll() is not None:
+                server = cls._instances[tuple(flags)] = ForkServer(flags)
+            return server
+
+    def accepts(self, env: Mapping[str, str]) -> bool:
+        """Whether a kernel with this environment starts up as the template did."""
+        return all(env.get(k) == self.env.get(k) for k in STARTUP_VARS)
+
+    def spawn(self, args: Sequence[str], env: Mapping[str, str], cwd: str,
+              timeout: float = 30.0) -> ForkedProcess:
+        """Fork a kernel with launcher arguments `args` in `cwd` with `env`."""
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                conn.connect(self.path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    conn.close()
+                    raise RuntimeError("nbtest's kernel template process did not start") from None
+                time.sleep(0.01)
+        # ipykernel watches its parent, read from JPY_PARENT_PID when ipykernel was imported,
+        # i.e. in the template: the parent of a forked kernel is the template, so say so.
+        parent = str(self.process.pid)
+        env = {**env, "JPY_PARENT_PID": parent}
+        args = [*args, f"--IPKernelApp.parent_handle={parent}"]
+        request = {"argv": list(args), "env": env, "cwd": cwd}
+        conn.sendall((json.dumps(request) + "\n").encode())
+        conn.settimeout(timeout)
+        buffer = b""
+        while b"\n" not in buffer:
+            data = conn.recv(4096)
+            if not data:
+                break
+            buffer += data
+        line, _, rest = buffer.partition(b"\n")
+        reply = json.loads(line or b"{}")
+        if "pid" not in reply:
+            conn.close()
+            raise RuntimeError(f"the kernel template refused to fork: {reply.get('error')}")
+        process = ForkedProcess(int(reply["pid"]), conn)
+        process._buffer = rest  # an exit report may already have followed
+        return process
+
+    def stop(self) -> None:
+        """Kill the template (its kernels have their own sessions and are killed by theirs)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

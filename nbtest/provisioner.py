@@ -1,0 +1,43 @@
+"""The jupyter_client kernel provisioner that forks kernels from nbtest's template process.
+
+It is LocalProvisioner in every respect (connection file, IPC sockets, signals to the process
+group, kill) except how the process comes to be: where the kernelspec is a Python kernel of
+this interpreter, the kernel is forked from the template (nbtest.forkserver); elsewhere, or
+when the manager says `nbtest_fork = False`, it is spawned as usual.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning import LocalProvisioner
+
+NAME = "nbtest-fork"
+
+
+class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
+    """LocalProvisioner whose kernels are forked from a warm template when possible."""
+
+    start_method = "spawn"
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        """Fork the kernel from the template, or fall back to spawning it."""
+        from .forkserver import ForkServer, split_kernel_command
+
+        env = kwargs.get("env") or {}
+        parts = split_kernel_command(cmd)
+        if getattr(self.parent, "nbtest_fork", False) and parts is not None:
+            flags, args = parts
+            server = ForkServer.get(flags)
+            if server.accepts(env):
+                cwd = str(kwargs.get("cwd") or pathlib.Path.cwd())
+                forked = server.spawn(args, env, cwd)
+                # Popen's interface, as far as LocalProvisioner and nbtest use it.
+                self.process = forked  # type: ignore[assignment]
+                self.pid = self.pgid = forked.pid  # the child called setsid()
+                self.cwd = cwd
+                self.start_method = "fork"
+                return self.connection_info
+        return await super().launch_kernel(cmd, **kwargs)
