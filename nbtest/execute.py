@@ -7,7 +7,7 @@ import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from .callback import Callback, Dispatcher, NotebookRun
 from .config import NbTestConfig
 from .errors import KernelStartError
 from .kernel_startup import startup_code
-from .kernels import Kernel, start_kernel
+from .kernels import Kernel, launch_kernel
 from .notebook import expects_error, is_runnable, kernel_name, load_notebook, notebook_settings
 from .params import inject_parameters, injected_index
 from .results import (
@@ -132,30 +132,42 @@ class NotebookSession:
         return NotebookResult(str(self.plan.path), NB_SKIPPED, 0.0, (), self.plan.notebook,
                               reason=reason, kernel_name=self.plan.kernel_name)
 
-    async def run_all(self) -> NotebookResult:
-        """Start, run every code cell in order, finish."""
+    async def run_all(self, after_start: Callable[[], Awaitable[None]] | None = None
+                      ) -> NotebookResult:
+        """Start, run every code cell in order, finish; `after_start` runs once the kernel is up
+        (the pytest face launches the next notebook's kernel there, so it boots meanwhile)."""
         try:
             await self.start()
+            if after_start is not None:
+                await after_start()
             for index in self.code_cells:
                 await self.run_cell(index)
         finally:
             self.close()
         return self.finish()
 
+    async def launch(self) -> None:
+        """Start the kernel process, without waiting for it: pre-warming for a later start()."""
+        if self.kernel is not None:
+            return
+        plan = self.plan
+        self.run_info.kernel_env["NBTEST_NOTEBOOK"] = str(plan.path.resolve())
+        self.run_info.startup["seed"] = plan.config.seed
+        self.dispatcher.before_kernel_start(self.run_info)
+        self.kernel = await launch_kernel(plan.kernel_name, plan.cwd, self.run_info.kernel_env,
+                                          plan.path, fork=plan.config.fork == "yes")
+        self.run_info.kernel_pid = self.kernel.pid
+        self.run_info.extras["kernel_start"] = self.kernel.start_method
+
     async def start(self) -> None:
-        """Start the kernel and run the startup code; then notebook-start goes out."""
+        """Start the kernel (if launch() did not) and run the startup code; notebook-start."""
         from nbclient import NotebookClient
 
         plan = self.plan
         self.started = time.monotonic()
-        self.run_info.kernel_env["NBTEST_NOTEBOOK"] = str(plan.path.resolve())
-        self.run_info.startup["seed"] = plan.config.seed
-        self.dispatcher.before_kernel_start(self.run_info)
-        self.kernel = await start_kernel(plan.kernel_name, plan.cwd, self.run_info.kernel_env,
-                                         plan.config.startup_timeout, plan.path,
-                                         fork=plan.config.fork == "yes")
-        self.run_info.kernel_pid = self.kernel.pid
-        self.run_info.extras["kernel_start"] = self.kernel.start_method
+        await self.launch()
+        assert self.kernel is not None
+        await self.kernel.wait_ready(plan.config.startup_timeout, plan.path)
         await self._run_startup()
         self.client = NotebookClient(
             plan.notebook, km=self.kernel.km, allow_errors=True, interrupt_on_timeout=False,

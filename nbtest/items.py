@@ -133,21 +133,59 @@ class NotebookItem(_NotebookItemBase):
     def __init__(self, *, notebook: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.notebook = notebook
+        self.next_item: pytest.Item | None = None  # set by the plugin before the run
+        self.prewarmed: Any = None  # a NotebookSession whose kernel is already booting
+
+    def new_session(self) -> Any:
+        """The NotebookSession for this notebook (the pre-warmed one, if any)."""
+        from .execute import NotebookSession, plan_notebook
+
+        session, self.prewarmed = self.prewarmed, None
+        if session is None:
+            plan = plan_notebook(_display_path(self.path), self.config.stash[CONFIG_KEY],
+                                 notebook=self.notebook)
+            session = NotebookSession(plan, self.callbacks())
+        self.notebook = None  # the plan holds its own copy; keep the harness small
+        return session
+
+    async def prewarm_next(self) -> None:
+        """Launch the next notebook's kernel now, so it boots while this one runs."""
+        nxt = self.next_item
+        if (isinstance(nxt, NotebookItem) and nxt.prewarmed is None
+                and nxt.notebook is not None and not nxt.get_closest_marker("skip")):
+            session = nxt.new_session()
+            nxt.prewarmed = session
+            OPEN_SESSIONS.add(session)
+            try:
+                await session.launch()
+            except NbTestError:
+                nxt.prewarmed = None  # the next item reports its own start failure
+                OPEN_SESSIONS.discard(session)
 
     def runtest(self) -> None:
         """Run the notebook in a fresh kernel; fail with the report of its failing cell."""
-        from .execute import plan_notebook, run_plan
+        from jupyter_core.utils import run_sync
+
         from .report import failure_text
 
-        plan = plan_notebook(_display_path(self.path), self.config.stash[CONFIG_KEY],
-                             notebook=self.notebook)
-        self.notebook = None  # the plan holds its own copy; keep the harness small
-        result = run_plan(plan, self.callbacks())
+        session = self.new_session()
+        OPEN_SESSIONS.add(session)
+        try:
+            result = run_sync(session.run_all)(self.prewarm_next)
+        finally:
+            OPEN_SESSIONS.discard(session)
         self.record(result.cells)
         if result.status == NB_FAILED:
             self.save_failed(result)
             raise NotebookFailed(failure_text(result, color=_color(self.config)),
-                                 path=str(plan.path))
+                                 path=str(session.plan.path))
+
+    def drop_prewarmed(self) -> None:
+        """Kill a pre-warmed kernel this item never used (it was skipped or not run)."""
+        if self.prewarmed is not None:
+            self.prewarmed.close()
+            OPEN_SESSIONS.discard(self.prewarmed)
+            self.prewarmed = None
 
 
 class CellItem(_NotebookItemBase):
@@ -207,6 +245,10 @@ class CellItem(_NotebookItemBase):
                 result = session.finish()
                 if result.status == NB_FAILED:
                     self.save_failed(result)
+                elif result.passed and session.plan.config.update_outputs:
+                    from .update_outputs import write_updated_outputs
+
+                    write_updated_outputs(session.plan.path, result)
             finally:
                 session.close()
 

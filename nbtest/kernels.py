@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from .errors import KernelStartError, NoSuchKernelError
+from .errors import KernelStartError, NbTestError, NoSuchKernelError
 
 TOKEN_VAR = "NBTEST_KERNEL_TOKEN"
 _INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -126,6 +126,25 @@ class Kernel:
         found.update({p.pid: p for p in processes_with_token(self.token)})
         return list(found.values())
 
+    async def wait_ready(self, timeout: float | None, notebook: str | Path | None = None) -> None:
+        """Wait until the kernel answers; KernelStartError (kernel killed) if it does not."""
+        try:
+            await self.kc.wait_for_ready(timeout=timeout or None)
+        except BaseException as exc:
+            raise self.start_failed(exc, notebook) from None
+        self.kc.allow_stdin = False
+
+    def start_failed(self, exc: BaseException, notebook: str | Path | None) -> BaseException:
+        """Kill this kernel and turn a start-up failure into the error to raise."""
+        self.kill()
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, NbTestError)):
+            return exc
+        where = f"{notebook}: " if notebook else ""
+        return KernelStartError(
+            f"{where}kernel {self.name!r} did not start: {exc}. Run `jupyter kernelspec list` "
+            "and check that kernel starts, or raise the start-up timeout (--startup-timeout).",
+            kernel=self.name)
+
     def kill(self, grace: float = 0.0) -> None:
         """Stop: SIGKILL the whole process tree, reap, close sockets, remove the folder.
 
@@ -224,12 +243,22 @@ def processes_with_token(token: str) -> list[psutil.Process]:
 async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
                        startup_timeout: float | None, notebook: str | Path | None = None,
                        fork: bool = True) -> Kernel:
-    """Start kernel `name` in `cwd` and wait until it answers; raise KernelStartError if not.
+    """Start kernel `name` in `cwd` and wait until it answers; raise KernelStartError if not."""
+    kernel = await launch_kernel(name, cwd, extra_env, notebook, fork)
+    await kernel.wait_ready(startup_timeout, notebook)
+    return kernel
+
+
+async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
+                        notebook: str | Path | None = None, fork: bool = True) -> Kernel:
+    """Start the kernel process of `name` in `cwd` without waiting for it to answer.
 
     With `fork`, a Python kernel of this interpreter is forked from nbtest's warm template
     (see forkserver.py); `kernel.start_method` says whether it was forked or spawned.
     """
     from jupyter_client.manager import AsyncKernelManager
+
+    from .provisioner import NAME as FORK_PROVISIONER
 
     check_kernel_name(name, notebook)
     folder = tempfile.mkdtemp(prefix="nbtest-")  # mkdtemp makes it 0700
@@ -237,8 +266,6 @@ async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
     transport = "ipc" if _ipc_available() else "tcp"
     km = AsyncKernelManager(kernel_name=name, transport=transport, context=_shared_context(),
                             connection_file=os.path.join(folder, "kernel.json"))
-    from .provisioner import NAME as FORK_PROVISIONER
-
     spec = km.kernel_spec
     assert spec is not None  # check_kernel_name found it
     spec.metadata["kernel_provisioner"] = {"provisioner_name": FORK_PROVISIONER}
@@ -251,15 +278,6 @@ async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
         await km.start_kernel(cwd=str(cwd), env=env, extra_arguments=extra)
         kernel.kc = km.client()
         kernel.kc.start_channels()
-        await kernel.kc.wait_for_ready(timeout=startup_timeout or None)
     except BaseException as exc:
-        kernel.kill()
-        if isinstance(exc, (KeyboardInterrupt, SystemExit, NoSuchKernelError)):
-            raise
-        where = f"{notebook}: " if notebook else ""
-        raise KernelStartError(
-            f"{where}kernel {name!r} did not start: {exc}. Run `jupyter kernelspec list` and "
-            "check that kernel starts, or raise the start-up timeout (--startup-timeout).",
-            kernel=name) from None
-    kernel.kc.allow_stdin = False
+        raise kernel.start_failed(exc, notebook) from None
     return kernel

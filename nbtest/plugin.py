@@ -95,6 +95,21 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(exc.message) from None
     config.stash[CONFIG_KEY] = nbconfig
     config.stash[CALLBACKS_KEY] = []
+    from .callbacks.outputs import OutputCheck, register_summary
+
+    try:
+        output_check = OutputCheck.from_config(nbconfig, config.rootpath)
+    except NbTestError as exc:
+        raise pytest.UsageError(exc.message) from None
+    config.stash[CALLBACKS_KEY].append(output_check)
+    register_summary(config, output_check)
+    if nbconfig.cov:
+        from .callbacks.coverage import KernelCoverage
+
+        try:
+            config.stash[CALLBACKS_KEY].append(KernelCoverage(config))
+        except NbTestError as exc:
+            raise pytest.UsageError(exc.message) from None
     if nbconfig.api:
         _start_registry(config, nbconfig)
     # Cell items of one notebook share a kernel, so they must run on one worker: they carry
@@ -166,12 +181,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason="CUDA is not available"))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Tell a notebook item which item follows, so it can pre-warm that kernel."""
+    from .items import NotebookItem
+
+    if isinstance(item, NotebookItem):
+        item.next_item = nextitem
+
+
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Stop a per-cell notebook's kernel after its last cell item."""
-    from .items import CellItem
+    """Stop a per-cell notebook's kernel after its last cell item; drop unused warm kernels."""
+    from .items import CellItem, NotebookItem
 
     if isinstance(item, CellItem):
         item.finish_unless_followed(nextitem)
+    elif isinstance(item, NotebookItem):
+        item.drop_prewarmed()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -33,7 +33,11 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
             server = ForkServer.get(flags)
             if server.accepts(env):
                 cwd = str(kwargs.get("cwd") or pathlib.Path.cwd())
-                forked = server.spawn(args, env, cwd)
+                try:
+                    forked = server.spawn(args, env, cwd)
+                except (RuntimeError, OSError) as exc:  # template unsafe or gone: spawn
+                    self.log.warning("nbtest: cannot fork a kernel (%s); spawning it", exc)
+                    return await super().launch_kernel(cmd, **kwargs)
                 # Popen's interface, as far as LocalProvisioner and nbtest use it.
                 self.process = forked  # type: ignore[assignment]
                 self.pid = self.pgid = forked.pid  # the child called setsid()
