@@ -185,6 +185,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
     callbacks += [load_callback(spec) for spec in args.callback]
     if args.registry:
         callbacks.append(_registry_capture(config))
+    from .callbacks.outputs import OutputCheck
+
+    callbacks.append(OutputCheck.from_config(config, Path.cwd()))
     plan = plan_notebook(notebook, config)
     result = run_plan(plan, callbacks)
     if args.registry:
@@ -205,6 +208,12 @@ def cmd_execute(args: argparse.Namespace) -> int:
     if result.status == "failed":
         print("\n" + failure_text(result, color=sys.stderr.isatty()), file=sys.stderr)
         return EXIT_FAILED
+    if config.update_outputs and result.passed:
+        from .update_outputs import write_updated_outputs
+
+        updated = write_updated_outputs(notebook, result)
+        print(f"  updated the stored outputs of {updated} cell{'' if updated == 1 else 's'} "
+              f"in {notebook}", file=sys.stderr)
     return EXIT_OK
 
 

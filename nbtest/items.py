@@ -179,6 +179,10 @@ class NotebookItem(_NotebookItemBase):
             self.save_failed(result)
             raise NotebookFailed(failure_text(result, color=_color(self.config)),
                                  path=str(session.plan.path))
+        if session.plan.config.update_outputs and result.passed:
+            from .update_outputs import write_updated_outputs
+
+            write_updated_outputs(session.plan.path, result)
 
     def drop_prewarmed(self) -> None:
         """Kill a pre-warmed kernel this item never used (it was skipped or not run)."""
