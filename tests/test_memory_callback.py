@@ -1,0 +1,144 @@
+"""Tests of MemoryCallback: real kernels through the engine on the CPU, and its GPU side with
+a real child process standing in for a kernel and the stand-in nvidia-smi listing it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fake_nvidia_smi import app, gpu, install
+
+from nbtest.callback import Callback, NotebookRun
+from nbtest.callbacks.memory import (
+    MemoryCallback,
+    TreeSampler,
+    budget_violations,
+    gpu_memory_returned,
+    kernel_gpu_mib,
+)
+from nbtest.errors import ConfigError
+from nbtest.execute import run_notebook
+from nbtest.results import CellResult
+
+ALLOCATE_200MB = "b = bytearray(200 * 2**20)\nb[::4096] = b'x' * len(b[::4096])"
+UUID = "GPU-00000000-aaaa-bbbb-cccc"
+
+
+def sampler_threads() -> list[threading.Thread]:
+    """Live sampler threads of this process."""
+    return [t for t in threading.enumerate() if t.name.startswith("nbtest-memory-")]
+
+
+def wait_until(check: Callable[[], bool], guard: float = 20.0) -> bool:
+    """Poll `check` until true; `guard` seconds is only a hang guard."""
+    deadline = time.monotonic() + guard
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture
+def child() -> Iterator[subprocess.Popen]:
+    """A child process holding ~50 MB, standing in for a kernel."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                             "b = bytearray(50 * 2**20); b[::4096] = b'x' * len(b[::4096])\n"
+                             "print('ready', flush=True); time.sleep(300)"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_peak_rss_of_a_notebook_allocating_200mb(make_notebook: Callable[..., Path],
+                                                 no_kernel_left: Callable[[], None]) -> None:
+    path = make_notebook("alloc.ipynb", [ALLOCATE_200MB, "del b", "x = 1"])
+    result = run_notebook(path, callbacks=[MemoryCallback()])
+    assert result.passed
+    assert result.extras["peak_rss_mib"] >= 200
+    assert "memory_violation" not in result.extras
+    assert "peak_gpu_mib" not in result.extras  # the kernel never initialised CUDA
+    no_kernel_left()
+    assert wait_until(lambda: not sampler_threads())
+
+
+def test_mem_max_exceeded_sets_the_violation(make_notebook: Callable[..., Path],
+                                             no_kernel_left: Callable[[], None]) -> None:
+    path = make_notebook("alloc.ipynb", [ALLOCATE_200MB],
+                         metadata={"nbtest": {"mem_max": "100MiB", "gpu_mem_max": "1GiB"}})
+    result = run_notebook(path, callbacks=[MemoryCallback()])
+    violation = result.extras["memory_violation"]
+    assert violation.startswith("peak RSS ") and violation.endswith(" MiB exceeds mem_max 100 MiB")
+    assert int(violation.split()[2]) >= 200  # the measured figure is in the message
+    no_kernel_left()
+
+
+def test_bad_budget_stops_before_the_kernel_starts(make_notebook: Callable[..., Path],
+                                                   no_kernel_left: Callable[[], None]) -> None:
+    path = make_notebook("nb.ipynb", ["x = 1"], metadata={"nbtest": {"mem_max": "lots"}})
+    with pytest.raises(ConfigError, match=r"metadata\.nbtest: bad value 'lots' for 'mem_max'"):
+        run_notebook(path, callbacks=[MemoryCallback()])
+    no_kernel_left()
+
+
+class _Boom(Callback):
+    """Raises after the first cell, so the run never sends notebook-end."""
+
+    def on_cell_end(self, run: NotebookRun, result: CellResult) -> None:
+        raise RuntimeError("boom")
+
+
+def test_sampler_stops_when_the_run_raises(make_notebook: Callable[..., Path],
+                                           no_kernel_left: Callable[[], None]) -> None:
+    path = make_notebook("nb.ipynb", ["x = 1", "y = 2"])
+    memory = MemoryCallback()
+    with pytest.raises(RuntimeError, match="boom"):
+        run_notebook(path, callbacks=[memory, _Boom()])
+    no_kernel_left()
+    # The kernel is gone, so the thread ends by itself; close() is there for callers too.
+    assert wait_until(lambda: not sampler_threads())
+    memory.close()
+    assert memory.sampler is None
+
+
+def test_budget_violations() -> None:
+    budgets = {"mem_max": 256 * 2**20, "gpu_mem_max": 2**30}
+    assert budget_violations({"mem_max": 512.0, "gpu_mem_max": 100}, budgets) == [
+        "peak RSS 512 MiB exceeds mem_max 256 MiB"]
+    assert budget_violations({"mem_max": 512.0, "gpu_mem_max": 2000}, budgets)[1] == (
+        "peak GPU memory 2000 MiB exceeds gpu_mem_max 1 GiB")
+    assert budget_violations({"mem_max": 512.0}, {"mem_max": None}) == []
+    assert budget_violations({"mem_max": 100.0, "gpu_mem_max": None}, budgets) == []
+
+
+def test_sampler_reads_a_process_tree(child: subprocess.Popen) -> None:
+    sampler = TreeSampler(child.pid)
+    assert sampler.sample(full=True)
+    assert sampler.peak_rss >= 50 * 2**20 and not sampler.cuda
+    child.kill()
+    child.wait()
+    assert not sampler.sample(full=True)  # gone: the thread would end here
+
+
+def test_gpu_memory_of_the_kernel_by_pid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         child: subprocess.Popen) -> None:
+    install(tmp_path, monkeypatch, {"gpus": [gpu(0, free=40000, uuid=UUID)],
+                                    "apps": [app(child.pid, 1100, UUID), app(1, 500, UUID)]})
+    assert kernel_gpu_mib({child.pid}) == 1100
+    assert kernel_gpu_mib({child.pid + 10**6}) is None
+    sampler = TreeSampler(child.pid)
+    sampler.cuda = True  # as if libcuda were mapped: torch initialised CUDA
+    sampler.sample(full=True)
+    assert sampler.peak_gpu_mib == 1100
+    returned, left = gpu_memory_returned({child.pid}, wait=0)
+    assert not returned and f"pid {child.pid} 1100 MiB on GPU 0" in left
+    install(tmp_path, monkeypatch, {"gpus": [gpu(0, free=41100, uuid=UUID)],
+                                    "apps": [app(1, 500, UUID)]})
+    assert gpu_memory_returned({child.pid}, wait=0) == (True, "")
