@@ -57,9 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("patterns", nargs="*", metavar="GLOB|PATH",
                      help="notebook globs under --root, or paths (default: all of --root)")
     run.add_argument("--root", help="folder of the notebooks (default: [tool.nbtest] docs_root)")
-    from . import registry_cmd
+    from . import preflight_cmd, registry_cmd
 
     registry_cmd.add_parser(commands)
+    preflight_cmd.add_parser(commands)
     return parser
 
 
@@ -179,7 +180,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
     explicit.setdefault("fork", "no")
     config = NbTestConfig(explicit=explicit, project=project_layer(Path.cwd()))
     out = output_path(notebook, args)
-    callbacks: list[Callback] = [TimingCallback()]
+    from .callbacks.memory import MemoryCallback
+
+    callbacks: list[Callback] = [TimingCallback(), MemoryCallback()]
     if not args.no_progress:
         callbacks.append(ProgressCallback())
     callbacks += [load_callback(spec) for spec in args.callback]
@@ -189,6 +192,10 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
     callbacks.append(OutputCheck.from_config(config, Path.cwd()))
     plan = plan_notebook(notebook, config)
+    if plan.config.gpu_min_free and not plan.config.skip:
+        from .gpu import check_preflight
+
+        check_preflight(plan.config.gpu_min_free)  # PreflightError: exit 3, nothing run
     result = run_plan(plan, callbacks)
     if args.registry:
         _record_registry(notebook, config, result)
@@ -203,6 +210,14 @@ def cmd_execute(args: argparse.Namespace) -> int:
     print(summary, file=sys.stderr)
     if slowest:
         print(f"  slowest: {format_slowest(slowest)}", file=sys.stderr)
+    memory = [f"{label} {result.extras[key]} MiB" for key, label in
+              (("peak_rss_mib", "peak RSS"), ("peak_gpu_mib", "peak GPU"))
+              if result.extras.get(key) is not None]
+    if memory:
+        print(f"  memory: {', '.join(memory)} (kernel process tree)", file=sys.stderr)
+    if result.extras.get("gpu_memory_left"):
+        print(f"  warning: GPU memory not returned: {result.extras['gpu_memory_left']}",
+              file=sys.stderr)
     print(f"  wrote {out}" + (f" and {out.with_suffix('.html')}" if args.html else ""),
           file=sys.stderr)
     if result.status == "failed":
@@ -253,13 +268,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "run":
             return cmd_run(args, pytest_args)
+        if args.command == "preflight":
+            from . import preflight_cmd
+
+            return preflight_cmd.run(args)
         if args.command == "registry":
             from . import registry_cmd
 
             return registry_cmd.run(args)
         return cmd_execute(args)
     except NbTestError as exc:
-        print(f"nbtest: error: {exc.message}", file=sys.stderr)
+        prefix = "" if exc.message.startswith("nbtest:") else "nbtest: error: "
+        print(f"{prefix}{exc.message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("nbtest: interrupted; the kernel was shut down", file=sys.stderr)

@@ -153,6 +153,10 @@ class NotebookSession:
         plan = self.plan
         self.run_info.kernel_env["NBTEST_NOTEBOOK"] = str(plan.path.resolve())
         self.run_info.startup["seed"] = plan.config.seed
+        from .gpu import kernel_gpu_env
+
+        # With several GPUs, the kernel gets the one with most free memory right now.
+        self.run_info.kernel_env.update(kernel_gpu_env(plan.config.gpu_min_free))
         self.dispatcher.before_kernel_start(self.run_info)
         self.kernel = await launch_kernel(plan.kernel_name, plan.cwd, self.run_info.kernel_env,
                                           plan.path, fork=plan.config.fork == "yes")
@@ -188,6 +192,10 @@ class NotebookSession:
                                 time.monotonic() - self.started, ordered, self.plan.notebook,
                                 kernel_name=self.plan.kernel_name, extras=self.run_info.extras)
         self.dispatcher.notebook_end(self.run_info, result)
+        violation = result.extras.get("memory_violation")
+        if violation and result.status == NB_PASSED:  # a budget the whole notebook exceeded
+            result = dataclasses.replace(result, status=NB_FAILED,
+                                         reason=f"memory budget exceeded: {violation}")
         return result
 
     def _base(self, index: int) -> dict[str, Any]:

@@ -64,7 +64,7 @@ class NotebookFile(pytest.File):
         nb = load_notebook(_display_path(self.path))
         settings = notebook_settings(nb, _display_path(self.path))
         config = self.config.stash[CONFIG_KEY].with_notebook(settings)
-        items: list[pytest.Item]
+        items: list[_NotebookItemBase]
         if config.cells:
             numbers = [i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "code"]
             items = [CellItem.from_parent(self, name=f"cell[{n}]", number=n) for n in numbers]
@@ -73,6 +73,7 @@ class NotebookFile(pytest.File):
             items = [NotebookItem.from_parent(self, name=self.path.name, nodeid=self.nodeid,
                                               notebook=nb)]
         for item in items:
+            item.nbconfig = config  # this notebook's resolved options (metadata included)
             for marker in config.markers:
                 item.add_marker(marker)
             if config.skip:
@@ -91,6 +92,8 @@ class NotebookFile(pytest.File):
 
 class _NotebookItemBase(pytest.Item):
     """What both item kinds share: the report and the callbacks."""
+
+    nbconfig: NbTestConfig  # the notebook's resolved options, set at collection
 
     def callbacks(self) -> list[Callback]:
         """The session's callbacks plus the pytest hook feeder for this item."""

@@ -7,8 +7,6 @@ option table in config.py as `--nbtest-<name>` and ini keys `nbtest_<name>`; the
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,8 @@ MARKERS = {
     "cpp": "needs the CUDA C++ extension build; skipped unless --runcpp is given",
 }
 NEVER_COLLECTED = {".ipynb_checkpoints", "_build"}
+# pytest's own exit codes are 0-5; this one says the GPU preflight refused to start.
+PREFLIGHT_EXIT = 6
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -91,31 +91,33 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     try:
         nbconfig = _session_config(config)
+        config.stash[CONFIG_KEY] = nbconfig
+        config.stash[CALLBACKS_KEY] = _session_callbacks(config, nbconfig)
+        if nbconfig.api:
+            _start_registry(config, nbconfig)
     except NbTestError as exc:
         raise pytest.UsageError(exc.message) from None
-    config.stash[CONFIG_KEY] = nbconfig
-    config.stash[CALLBACKS_KEY] = []
-    from .callbacks.outputs import OutputCheck, register_summary
-
-    try:
-        output_check = OutputCheck.from_config(nbconfig, config.rootpath)
-    except NbTestError as exc:
-        raise pytest.UsageError(exc.message) from None
-    config.stash[CALLBACKS_KEY].append(output_check)
-    register_summary(config, output_check)
-    if nbconfig.cov:
-        from .callbacks.coverage import KernelCoverage
-
-        try:
-            config.stash[CALLBACKS_KEY].append(KernelCoverage(config))
-        except NbTestError as exc:
-            raise pytest.UsageError(exc.message) from None
-    if nbconfig.api:
-        _start_registry(config, nbconfig)
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(XdistPreflight(config), "nbtest-xdist-preflight")
     # Cell items of one notebook share a kernel, so they must run on one worker: they carry
     # an xdist_group mark, and the modes that would scatter them become `loadgroup`.
     if nbconfig.cells and getattr(config.option, "dist", "no") in ("load", "worksteal"):
         config.option.dist = "loadgroup"
+
+
+def _session_callbacks(config: pytest.Config, nbconfig: NbTestConfig) -> list[Any]:
+    """The callbacks every notebook of the session gets: memory, output checks, coverage."""
+    from .callbacks.memory import MemoryCallback
+    from .callbacks.outputs import OutputCheck, register_summary
+
+    output_check = OutputCheck.from_config(nbconfig, config.rootpath)
+    register_summary(config, output_check)
+    callbacks: list[Any] = [MemoryCallback(), output_check]
+    if nbconfig.cov:
+        from .callbacks.coverage import KernelCoverage
+
+        callbacks.append(KernelCoverage(config))
+    return callbacks
 
 
 def _start_registry(config: pytest.Config, nbconfig: NbTestConfig) -> None:
@@ -155,13 +157,6 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return None
 
 
-def cuda_visible() -> bool:
-    """Whether a CUDA device may be visible (stop-gap: CUDA_VISIBLE_DEVICES and nvidia-smi)."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    return shutil.which("nvidia-smi") is not None
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The seed's marker switches, for notebooks and `.py` tests alike."""
     rules = [
@@ -176,9 +171,55 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=reason))
         if item.get_closest_marker("cuda"):
             if cuda_checked is None:
-                cuda_checked = cuda_visible()
+                from .gpu import cuda_available
+
+                cuda_checked = cuda_available()
             if not cuda_checked:
                 item.add_marker(pytest.mark.skip(reason="CUDA is not available"))
+    _preflight(config, items)
+
+
+def _preflight(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Stop before any notebook runs when no visible GPU has the free memory they need."""
+    if hasattr(config, "workerinput"):
+        return  # under xdist the controller checks once (XdistPreflight), not each worker
+    running: list[Any] = [item for item in items
+                          if _is_notebook_item(item) and not item.get_closest_marker("skip")]
+    run_preflight(config, max((int(item.nbconfig.gpu_min_free) for item in running), default=0))
+
+
+def run_preflight(config: pytest.Config, need: int) -> None:
+    """Probe once: exit with PREFLIGHT_EXIT if no GPU has `need` bytes free; say if none."""
+    if not need:
+        return  # no notebook will run, or none asks for GPU memory
+    from .gpu import format_report, preflight
+
+    report = preflight(need)
+    if report.ok and not report.gpus:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"nbtest: {report.reason}")
+    elif not report.ok:
+        pytest.exit(format_report(report), returncode=PREFLIGHT_EXIT)
+
+
+class XdistPreflight:
+    """Under xdist: the controller runs the preflight when the first worker has collected
+    notebooks. It sees node ids only, so it uses the session's gpu_min_free (metadata and
+    skip markers of single notebooks are known to the workers alone)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.done = False
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Check once, as soon as notebooks are known to be in the session."""
+        from .items import CONFIG_KEY
+
+        if self.done or not any(".ipynb" in nodeid for nodeid in ids):
+            return
+        self.done = True
+        run_preflight(self.config, self.config.stash[CONFIG_KEY].gpu_min_free)
 
 
 @pytest.hookimpl(tryfirst=True)

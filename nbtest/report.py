@@ -71,5 +71,5 @@ def failure_text(result: NotebookResult, color: bool = False) -> str:
     """The report for a failed notebook; its first line is the failing cell's headline."""
     cell = result.failed_cell
     if cell is None:
-        return f"{result.path}: {result.status} {result.reason}".strip()
+        return f"{result.reason or result.status}\n\n{result.path}"
     return cell_failure_text(cell, result.path, color)

@@ -46,7 +46,7 @@ def _rule(name: str, pattern: str, replace: str, flags: int = 0) -> Sanitizer:
 _DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*\.?,?"
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
 _CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
-_UNIT = r"(?:ns|µs|us|ms|s|secs?|seconds?|mins?|minutes?|h|hours?)"
+_UNIT = r"(?:ns|[µμ]s|us|ms|s|secs?|seconds?|mins?|minutes?|h|hours?)"
 
 # Order matters: whole timestamps before their dates and times, progress before clocks.
 BUILTIN_SANITIZERS: tuple[Sanitizer, ...] = (

@@ -22,8 +22,6 @@ import time
 import psutil
 
 from ..callback import Callback, NotebookRun
-from ..config import OPTIONS_BY_NAME, parse_size
-from ..errors import ConfigError
 from ..results import CellResult, NotebookResult
 
 MIB = 2**20
@@ -149,19 +147,7 @@ class TreeSampler:
 
 def read_budget(run: NotebookRun, name: str) -> int | None:
     """Budget `name` (bytes) of the notebook being run; None when it has none (0 or unset)."""
-    if name in OPTIONS_BY_NAME:  # parsed by config.py with every layer: metadata, ini, ...
-        return int(getattr(run.config, name) or 0) or None
-    # TODO(config.py): a config.py without the mem_max / gpu_mem_max options; read the
-    # notebook's metadata directly. Drop this once those options are committed.
-    nbtest_md = run.notebook.metadata.get("nbtest", {})
-    raw = nbtest_md.get(name) if hasattr(nbtest_md, "get") else None
-    if raw is None:
-        return None
-    try:
-        return parse_size(raw) or None
-    except ValueError as exc:
-        raise ConfigError(f"{run.path}: metadata.nbtest: bad value {raw!r} for {name!r}: {exc}",
-                          source=f"{run.path}: metadata.nbtest", key=name) from None
+    return int(getattr(run.config, name) or 0) or None
 
 
 class MemoryCallback(Callback):
@@ -172,11 +158,6 @@ class MemoryCallback(Callback):
     def __init__(self, interval: float = SAMPLE_EVERY) -> None:
         self.interval = interval
         self.sampler: TreeSampler | None = None
-        self.budgets: dict[str, int | None] = {}
-
-    def before_kernel_start(self, run: NotebookRun) -> None:
-        """Read the budgets now, so a bad value stops the run before the kernel starts."""
-        self.budgets = {name: read_budget(run, name) for name, _ in BUDGETS}
 
     def on_notebook_start(self, run: NotebookRun) -> None:
         """Start sampling the kernel's process tree."""
@@ -207,7 +188,10 @@ class MemoryCallback(Callback):
             extras["gpu_memory_returned"] = returned
             if left:
                 extras["gpu_memory_left"] = left
-        violations = budget_violations(figures, self.budgets)
+        # Budgets are read here, not before the kernel starts: a pre-warmed next notebook's
+        # start-up may come in between.
+        budgets = {name: read_budget(run, name) for name, _ in BUDGETS}
+        violations = budget_violations(figures, budgets)
         if violations:
             extras["memory_violation"] = "; ".join(violations)
 
