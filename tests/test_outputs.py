@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +313,15 @@ def test_disk_outputs_split_lines_like_nbformat() -> None:
     assert outs[0]["data"]["text/html"] == ["<p>\n", "</p>"]
     assert outs[1]["text"] == ["x\n", "y\n"]
     assert list(outs[0]) == sorted(outs[0])
+
+
+def test_compare_images_without_pillow_is_a_clear_usage_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbtest.callbacks.outputs import OutputCheck
+    from nbtest.config import NbTestConfig
+    from nbtest.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now fails
+    with pytest.raises(UsageError, match="compare_images needs Pillow: pip install Pillow"):
+        OutputCheck.from_config(NbTestConfig.of(compare_images=True))
+    assert OutputCheck.from_config(NbTestConfig.of()) is not None
