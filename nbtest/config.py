@@ -185,6 +185,8 @@ OPTIONS: tuple[Option, ...] = (
          PYTEST, INI, METADATA),
     _opt("gpu_mem_max", parse_size, 0, "fail a notebook whose peak GPU memory exceeds this",
          PYTEST, INI, METADATA),
+    _opt("mem_report", parse_bool, False, "print a table of each notebook's wall time and memory",
+         PYTEST, INI, is_flag=True),
     _opt("check_outputs", parse_bool, False,
          "compare every code cell's stored outputs, as --nbval does", CLI, PYTEST, INI,
          cli_flag="--check-outputs", is_flag=True),

@@ -23,6 +23,10 @@ from .results import NB_FAILED, CellResult, NotebookResult
 OPEN_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
 CONFIG_KEY = pytest.StashKey[NbTestConfig]()
 CALLBACKS_KEY = pytest.StashKey[list]()  # session-wide callbacks (registry, memory, ...)
+# NotebookResult.extras shown as JUnit properties (and read back by --nbtest-mem-report).
+RESULT_PROPERTIES = (("peak_rss_mib", "nbtest peak RSS MiB"),
+                     ("peak_gpu_mib", "nbtest peak GPU MiB"),
+                     ("kernel_start", "nbtest kernel start"))
 
 
 class HookCallback(Callback):
@@ -122,12 +126,16 @@ class _NotebookItemBase(pytest.Item):
         name = re.sub(r"[^\w.-]+", "_", self.nodeid.split("::")[0])
         write_atomic(Path(folder) / name, nbformat.writes(result.notebook))
 
-    def record(self, cells: tuple[CellResult, ...]) -> None:
-        """Per-cell durations as JUnit properties."""
+    def record(self, cells: tuple[CellResult, ...], extras: dict[str, Any] | None = None) -> None:
+        """Per-cell durations, memory peaks and the kernel's start method as JUnit properties
+        (user_properties travel with the report, also from xdist workers)."""
         for cell in cells:
             if cell.execution_count:
                 self.user_properties.append((f"cell {cell.number} seconds",
                                              f"{cell.duration:.3f}"))
+        for key, name in RESULT_PROPERTIES:
+            if (extras or {}).get(key) is not None:
+                self.user_properties.append((name, str(extras[key])))  # type: ignore[index]
 
 
 class NotebookItem(_NotebookItemBase):
@@ -177,7 +185,7 @@ class NotebookItem(_NotebookItemBase):
             result = run_sync(session.run_all)(self.prewarm_next)
         finally:
             OPEN_SESSIONS.discard(session)
-        self.record(result.cells)
+        self.record(result.cells, result.extras)
         if result.status == NB_FAILED:
             self.save_failed(result)
             raise NotebookFailed(failure_text(result, color=_color(self.config)),

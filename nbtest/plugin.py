@@ -23,6 +23,7 @@ MARKERS = {
     "cpp": "needs the CUDA C++ extension build; skipped unless --runcpp is given",
 }
 NEVER_COLLECTED = {".ipynb_checkpoints", "_build"}
+MEMORY_ROWS: list[tuple[str, float, Any, Any]] = []  # filled from reports, on the controller
 # pytest's own exit codes are 0-5; this one says the GPU preflight refused to start.
 PREFLIGHT_EXIT = 6
 
@@ -270,6 +271,29 @@ def _text_repr(text: str, path: str) -> Any:
     entry = ReprEntryNative([line + "\n" for line in lines])
     return ReprExceptionInfo(reprtraceback=ReprTraceback([entry], None, "native"),
                              reprcrash=crash)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep each notebook's wall time and memory peaks for --nbtest-mem-report."""
+    props = dict(report.user_properties)
+    if report.when == "call" and "nbtest peak RSS MiB" in props:
+        MEMORY_ROWS.append((report.nodeid, report.duration, props.get("nbtest peak RSS MiB"),
+                            props.get("nbtest peak GPU MiB")))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The --nbtest-mem-report table: notebook, wall, peak RSS, peak GPU."""
+    from .items import CONFIG_KEY
+
+    if not MEMORY_ROWS or CONFIG_KEY not in config.stash or not config.stash[CONFIG_KEY].mem_report:
+        return
+    terminalreporter.section("nbtest memory report", sep="=")
+    width = max(len(row[0]) for row in MEMORY_ROWS)
+    terminalreporter.write_line(f"{'notebook':<{width}}  {'wall s':>8}  {'peak RSS MiB':>12}  "
+                                f"{'peak GPU MiB':>12}")
+    for nodeid, wall, rss, gpu in sorted(MEMORY_ROWS):
+        terminalreporter.write_line(f"{nodeid:<{width}}  {wall:8.2f}  {rss or '-':>12}  "
+                                    f"{gpu or '-':>12}")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
