@@ -11,7 +11,6 @@ import importlib
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from .callback import Callback
 from .config import CLI, NbTestConfig, options_for, parse_layer, project_layer
 from .errors import NbTestError, UsageError
+from .files import write_atomic
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREFLIGHT = 0, 1, 2, 3
 
@@ -140,19 +140,6 @@ def output_path(notebook: Path, args: argparse.Namespace) -> Path:
         return out
     return notebook.with_name(notebook.name[: -len(notebook.suffix)] + ".executed.ipynb"
                               if notebook.suffix else notebook.name + ".executed.ipynb")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def write_html(notebook: Any, path: Path) -> None:

@@ -121,7 +121,7 @@ class _NotebookItemBase(pytest.Item):
             return
         import nbformat
 
-        from .cli import write_atomic
+        from .files import write_atomic
 
         name = re.sub(r"[^\w.-]+", "_", self.nodeid.split("::")[0])
         write_atomic(Path(folder) / name, nbformat.writes(result.notebook))

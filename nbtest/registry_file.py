@@ -11,14 +11,13 @@ overwritten.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import RegistryError
+from .files import write_atomic
 
 Entry = dict[str, Any]
 
@@ -77,16 +76,7 @@ class Registry:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (temporary file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(path, self.to_json())
 
 
 def update_registry_file(path: str | Path, new: Registry, ran: Iterable[tuple[str, str]],

@@ -9,12 +9,11 @@ under version control is only those outputs. The write is atomic: temp file, the
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .errors import NbTestError
+from .files import write_atomic
 from .results import NotebookResult
 
 # (indent, ensure_ascii) tried in turn to reproduce the file's own formatting.
@@ -50,20 +49,6 @@ def _source(cell: dict[str, Any]) -> str:
     return "".join(source) if isinstance(source, list) else str(source)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace `path` by `text` via a temporary file and a rename, keeping its mode."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_updated_outputs(path: str | Path, result: NotebookResult) -> int:
     """Store the new outputs of the cells whose outputs differed; return how many were updated.
 
@@ -90,5 +75,5 @@ def write_updated_outputs(path: str | Path, result: NotebookResult) -> int:
         cell["outputs"] = disk_outputs(compared[number])
         if "execution_count" in cell and expected.execution_count is not None:
             cell["execution_count"] = expected.execution_count
-    write_text_atomic(path, _dumps(data, indent, ensure_ascii) + ("\n" if newline else ""))
+    write_atomic(path, _dumps(data, indent, ensure_ascii) + ("\n" if newline else ""))
     return len(numbers)
