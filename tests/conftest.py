@@ -1,0 +1,280 @@
+"""Shared helpers of nbtest's own tests.
+
+- `make_notebook(name, cells, metadata=None, kernel="python3")` writes a notebook under the
+  test's tmp_path (modelled on nbmake's pytester helper);
+- `run_cli(*args)` / `start_cli(*args)` run the real `nbtest` console script in a subprocess;
+- `no_kernel_left()` fails when a kernel, or any process of a kernel's tree, started by the
+  current test is still alive, and kills what it finds so one leak does not spread.
+
+Every process started by these tests inherits a variable naming this pytest process (set in
+`pytest_configure`, fresh per process, so each xdist worker judges only its own kernels).
+Leftovers are found by environment and command line, never by name alone: processes carrying
+that tag and either nbtest's NBTEST_KERNEL_TOKEN (a kernel and its whole tree) or a kernel's
+command line. Tests run one at a time per process, so a leftover found after a test is that
+test's (or an earlier test's) leak.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import nbformat
+import psutil
+import pytest
+
+from nbtest.kernels import TOKEN_VAR
+
+SESSION_VAR = "NBTEST_TESTS_SESSION"
+REPO = Path(__file__).resolve().parent.parent
+_SCRIPT = Path(sys.executable).parent / "nbtest"
+# The real console script where it is installed beside this interpreter.
+NBTEST_CMD: list[str] = ([str(_SCRIPT)] if _SCRIPT.exists()
+                         else [sys.executable, "-m", "nbtest.cli"])
+
+CellSpec = Union[str, tuple, dict]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tag this pytest process's children; markers come from nbtest.plugin, not from here."""
+    # Fresh per process, so each xdist worker only ever judges its own kernels.
+    os.environ[SESSION_VAR] = uuid.uuid4().hex
+
+
+def _cell(spec: CellSpec) -> nbformat.NotebookNode:
+    """A cell from a string (code), a (type, source[, tags]) tuple or a dict."""
+    if isinstance(spec, str):
+        return nbformat.v4.new_code_cell(spec)
+    if isinstance(spec, tuple):
+        kind, source, *rest = spec
+        spec = {"cell_type": kind, "source": source, "tags": rest[0] if rest else None}
+    spec = dict(spec)
+    kind = spec.pop("cell_type", "code")
+    source = spec.pop("source", "")
+    metadata = dict(spec.pop("metadata", None) or {})
+    tags = spec.pop("tags", None)
+    if tags:
+        metadata["tags"] = list(tags)
+    new = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
+           "raw": nbformat.v4.new_raw_cell}[kind]
+    return new(source, metadata=metadata, **spec)
+
+
+def write_notebook(path: Path, cells: Sequence[CellSpec], metadata: dict | None = None,
+                   kernel: str | None = "python3") -> Path:
+    """Write an nbformat 4 notebook with these cells to `path` and return the path."""
+    nb = nbformat.v4.new_notebook()
+    if kernel is not None:
+        nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel,
+                                     "language": "python"}
+    nb.metadata.update(metadata or {})
+    nb.cells = [_cell(spec) for spec in cells]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture
+def make_notebook(tmp_path: Path) -> Callable[..., Path]:
+    """`make_notebook(name, cells, metadata=None, kernel="python3") -> Path` under tmp_path.
+
+    cells: "code" strings, ("markdown", text) / ("code", text, ["tag", ...]) tuples, or dicts
+    with `source`, `cell_type`, `tags` and `metadata`.
+    """
+
+    def make(name: str | Path, cells: Sequence[CellSpec], metadata: dict | None = None,
+             kernel: str | None = "python3") -> Path:
+        path = Path(name)
+        return write_notebook(path if path.is_absolute() else tmp_path / path, cells,
+                              metadata, kernel)
+
+    return make
+
+
+def read_notebook(path: str | Path) -> nbformat.NotebookNode:
+    """The notebook at `path`, as nbformat reads it."""
+    return nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
+
+
+def cell_text(cell: Any) -> str:
+    """All stream and text/plain output of a cell, joined."""
+    parts = []
+    for output in cell.get("outputs", ()):
+        if output.get("output_type") == "stream":
+            parts.append(output.get("text", ""))
+        elif "text/plain" in output.get("data", {}):
+            parts.append(output["data"]["text/plain"] + "\n")
+        elif output.get("output_type") == "error":
+            parts.append(f"{output['ename']}: {output['evalue']}\n")
+    return "".join(parts)
+
+
+def kernel_processes(kernels_only: bool = False) -> list[psutil.Process]:
+    """Live processes of a kernel's tree started by this pytest process (or its children).
+
+    A process counts when its environment carries our tag and either NBTEST_KERNEL_TOKEN or a
+    kernel command line (ipykernel, or a kernel forked from nbtest's template). Our own warm
+    template process, if any, is not a leftover. kernels_only: only the kernels themselves.
+    """
+    tag = os.environ.get(SESSION_VAR)
+    if not tag:
+        return []
+    needle_tag = f"{SESSION_VAR}={tag}\0".encode()
+    outer = os.environ.get(TOKEN_VAR)  # set when these tests themselves run inside a kernel
+    needle_outer = f"{TOKEN_VAR}={outer}\0".encode() if outer else None
+    me = os.getpid()
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.uids().real != os.getuid() or proc.pid == me:
+                continue
+            with open(f"/proc/{proc.pid}/environ", "rb") as fh:
+                env = b"\0" + fh.read()
+            if needle_tag not in env or (needle_outer and needle_outer in env):
+                continue
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            cmdline = " ".join(proc.cmdline())
+            is_kernel = "ipykernel" in cmdline or "nbtest.forkserver" in cmdline
+            if "nbtest.forkserver" in cmdline and proc.ppid() == me:
+                continue  # a warm template of this process, kept on purpose between notebooks
+            if kernels_only and not is_kernel:
+                continue
+            if is_kernel or f"\0{TOKEN_VAR}=".encode() in env:
+                found.append(proc)
+        except (OSError, psutil.Error):
+            continue
+    return found
+
+
+def _describe(procs: list[psutil.Process]) -> str:
+    lines = []
+    for proc in procs:
+        try:
+            lines.append(f"  pid {proc.pid}: {' '.join(proc.cmdline())[:120]}")
+        except psutil.Error:
+            lines.append(f"  pid {proc.pid}: (gone)")
+    return "\n".join(lines)
+
+
+def _kill(procs: list[psutil.Process]) -> None:
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=5)
+
+
+def check_no_kernel_left(timeout: float = 10.0) -> None:
+    """Fail, naming them, if processes of a kernel's tree are still alive after `timeout` s.
+
+    The wait is only a hang guard for processes on their way out; leftovers are killed.
+    """
+    deadline = time.monotonic() + timeout
+    left = kernel_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = kernel_processes()
+    if left:
+        text = _describe(left)
+        _kill(left)
+        raise AssertionError(f"kernel processes left behind:\n{text}")
+
+
+@pytest.fixture
+def no_kernel_left() -> Callable[..., None]:
+    """`no_kernel_left()` asserts that no process of any kernel's tree we started is alive."""
+    return check_no_kernel_left
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_kernel_left_in_session() -> Iterator[None]:
+    """After the whole session, no kernel started by any test of this process may be alive."""
+    yield
+    check_no_kernel_left()
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for an `nbtest` subprocess: ours, plus `extra`."""
+    env = dict(os.environ)
+    env.pop("NBTEST", None)
+    env.update(extra or {})
+    return env
+
+
+def _default_sigint() -> None:
+    # A shell without job control starts background jobs with SIGINT ignored; Python would
+    # then never raise KeyboardInterrupt, so give the child the default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """`run_cli(*args, cwd=tmp_path, timeout=120, env=None)`: run `nbtest`, capture text output.
+
+    `timeout` is a hang guard only: the test fails if nbtest takes longer.
+    """
+
+    def run(*args: str | Path, cwd: str | Path | None = None, timeout: float = 120,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*NBTEST_CMD, *map(str, args)], cwd=cwd or tmp_path,
+                              env=cli_env(env), capture_output=True, text=True,
+                              timeout=timeout, preexec_fn=_default_sigint)
+
+    return run
+
+
+@pytest.fixture
+def start_cli(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """`start_cli(*args, cwd=tmp_path)`: start `nbtest` in the background (killed at teardown)."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str | Path, cwd: str | Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
+        proc = subprocess.Popen([*NBTEST_CMD, *map(str, args)], cwd=cwd or tmp_path,
+                                env=cli_env(env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def wait_for_file(path: Path, timeout: float = 60, proc: subprocess.Popen | None = None) -> str:
+    """Wait (hang guard: `timeout`) until `path` exists and is non-empty; return its text."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text()
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"nbtest exited ({proc.returncode}) before {path} appeared:\n"
+                                 f"{out}\n{err}")
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not appear within {timeout} s")
+
+
+def pid_gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether process `pid` has exited (or is a zombie waiting for its reaper)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
