@@ -79,15 +79,20 @@ def select_notebooks(patterns: Sequence[str], root: Path) -> list[Path]:
         return [root]
     selected: list[Path] = []
     for pattern in patterns:
-        if Path(pattern).exists():
-            selected.append(Path(pattern))
+        given = Path(pattern)
+        if given.is_dir() or (given.exists() and collectable(given)):
+            selected.append(given)
             continue
+        if given.exists():
+            continue  # a name the shell expanded that is no notebook test (`*.executed.ipynb`)
         matches = sorted(p for p in root.glob(pattern) if collectable(p))
         if not matches and not pattern.endswith(".ipynb"):
             matches = sorted(p for p in root.glob(pattern + ".ipynb") if collectable(p))
         if not matches:
             raise UsageError(f"{pattern!r} matches no notebook under {root}")
         selected += matches
+    if not selected:
+        raise UsageError(f"no notebook among {' '.join(patterns)}")
     return list(dict.fromkeys(selected))
 
 

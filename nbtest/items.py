@@ -65,8 +65,14 @@ class NotebookFile(pytest.File):
         """Load the notebook and yield its items, with markers from its metadata."""
         from .notebook import load_notebook, notebook_settings
 
-        nb = load_notebook(_display_path(self.path))
-        settings = notebook_settings(nb, _display_path(self.path))
+        try:
+            nb = load_notebook(_display_path(self.path))
+            settings = notebook_settings(nb, _display_path(self.path))
+        except NbTestError as exc:
+            # An error of this file alone: the rest of the session still runs.
+            yield UnreadableNotebook.from_parent(self, name=self.path.name, nodeid=self.nodeid,
+                                                 error=exc)
+            return
         config = self.config.stash[CONFIG_KEY].with_notebook(settings)
         items: list[_NotebookItemBase]
         if config.cells:
@@ -82,8 +88,6 @@ class NotebookFile(pytest.File):
                 item.add_marker(marker)
             if config.skip:
                 item.add_marker(pytest.mark.skip(reason=config.skip))
-            if config.cells:
-                item.add_marker(pytest.mark.xdist_group(self.nodeid))
         yield from items
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
@@ -92,6 +96,30 @@ class NotebookFile(pytest.File):
         if isinstance(excinfo.value, NbTestError):
             return excinfo.value.message
         return super().repr_failure(excinfo)
+
+
+class UnreadableNotebook(pytest.Item):
+    """A notebook that cannot be read: an error at setup, with the loader's message."""
+
+    def __init__(self, *, error: NbTestError, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def setup(self) -> None:
+        """Raise the load error, so pytest reports this file as an error."""
+        raise self.error
+
+    def runtest(self) -> None:
+        """Never reached: setup raised."""
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> Any:
+        """The loader's one paragraph, naming the file and the fix."""
+        return str(excinfo.value)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        """Where pytest says the test is."""
+        return self.path, 0, f"{self.nodeid} (notebook)"
 
 
 class _NotebookItemBase(pytest.Item):
@@ -110,9 +138,11 @@ class _NotebookItemBase(pytest.Item):
             return excinfo.value.message
         return super().repr_failure(excinfo)
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        """Where pytest says the test is."""
-        return self.path, None, self.nodeid
+    def reportinfo(self) -> tuple[Path, int, str]:
+        """Where pytest says the test is. The domain must not end the node id: pytest would
+        turn the dots of `x.ipynb` into `::`, taking it for `Class.method`."""
+        kind = "cell" if isinstance(self, CellItem) else "notebook"
+        return self.path, 0, f"{self.nodeid} ({kind})"
 
     def save_failed(self, result: NotebookResult) -> None:
         """Write the executed copy of a failing notebook to --nbtest-save-failed DIR."""
@@ -220,8 +250,9 @@ class CellItem(_NotebookItemBase):
 
             plan = plan_notebook(_display_path(self.path), self.config.stash[CONFIG_KEY],
                                  notebook=parent.notebook)
-            session = NotebookSession(plan, self.callbacks())
-            parent.nb_session = session
+            hook = HookCallback(self)
+            session = NotebookSession(plan, [*self.config.stash.get(CALLBACKS_KEY, []), hook])
+            parent.nb_session, parent.nb_hook = session, hook
             OPEN_SESSIONS.add(session)
             run_sync(session.start)()
         return session
@@ -237,6 +268,7 @@ class CellItem(_NotebookItemBase):
         from .report import cell_failure_text
 
         session = self._session()
+        self.parent.nb_hook.item = self  # type: ignore[union-attr]  # hooks name this cell
         if session.failed_cell is not None:
             pytest.skip(f"cell {session.failed_cell.number} failed")
         for index, number in enumerate(session.plan.numbers):

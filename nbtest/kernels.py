@@ -1,9 +1,10 @@
 """Kernel start over private IPC sockets, and a stop that leaves no process of the kernel behind.
 
-Every kernel gets a private 0700 folder for its connection file and sockets (no TCP port is
-opened where zmq has IPC, so jupyter_client's port race cannot happen and no other local user
-can connect), and a token in its environment that its whole process tree inherits, so `kill`
-finds even descendants that left the kernel's process group.
+Every kernel gets a private 0700 folder for its connection file and sockets (the Jupyter
+channels use no TCP port where zmq has IPC, so jupyter_client's port race cannot happen and no
+other local user can connect; ipykernel still binds one loopback port of its own, atomically,
+for output of forked subprocesses), and a token in its environment that its whole process
+tree inherits, so `kill` finds even descendants that left the kernel's process group.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def _running(proc: psutil.Process) -> bool:
 
 def processes_with_token(token: str) -> list[psutil.Process]:
     """Live processes of this user whose environment carries `token` (the kernel's tree)."""
-    needle = f"{TOKEN_VAR}={token}".encode()
+    needle = f"\0{TOKEN_VAR}={token}\0".encode()  # whole entries only, not a prefix
     me = os.getuid()
     found = []
     for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
@@ -233,7 +234,7 @@ def processes_with_token(token: str) -> list[psutil.Process]:
             if entry.stat().st_uid != me:
                 continue
             with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                if needle in fh.read():
+                if needle in b"\0" + fh.read() + b"\0":
                     found.append(psutil.Process(int(entry.name)))
         except (OSError, psutil.Error):
             continue

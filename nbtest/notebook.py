@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ def notebook_from_dict(data: Any, path: Path) -> NotebookNode:
         raise _fail(path, "is JSON but not a Jupyter notebook (no 'nbformat' key)",
                     "Give a .ipynb file saved by Jupyter.")
     major = data["nbformat"]
+    if not isinstance(major, int) or isinstance(major, bool):
+        raise _fail(path, f"has 'nbformat': {major!r}, which is not a version number",
+                    "Save it again from Jupyter.")
     if major != 4:
         raise _fail(path, f"uses nbformat {major}, and nbtest runs nbformat 4 only",
                     f"Convert it: jupyter nbconvert --to notebook --nbformat 4 {path}")
@@ -62,14 +66,17 @@ def notebook_from_dict(data: Any, path: Path) -> NotebookNode:
                     "Give a .ipynb file saved by Jupyter.")
     from nbformat.v4.rwbase import rejoin_lines, strip_transient
 
-    # What nbformat's own reader does after json.loads: multi-line lists become strings.
-    nb = strip_transient(rejoin_lines(nbformat.from_dict(data)))
+    nb = nbformat.from_dict(data)
     try:
-        nbformat.validate(nb)
+        with warnings.catch_warnings():  # e.g. MissingIDFieldWarning: not the user's problem
+            warnings.simplefilter("ignore")
+            nbformat.validate(nb)
     except nbformat.ValidationError as exc:
         where = "/".join(str(p) for p in getattr(exc, "absolute_path", ())) or "top level"
         raise _fail(path, f"is not a valid notebook: {exc.message} (at {where})",
                     "Open and save it in Jupyter, or fix that field.") from None
+    # What nbformat's own reader does after json.loads: multi-line lists become strings.
+    nb = strip_transient(rejoin_lines(nb))
     return nb
 
 

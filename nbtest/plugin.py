@@ -100,10 +100,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(exc.message) from None
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(XdistPreflight(config), "nbtest-xdist-preflight")
-    # Cell items of one notebook share a kernel, so they must run on one worker: they carry
-    # an xdist_group mark, and the modes that would scatter them become `loadgroup`.
-    if nbconfig.cells and getattr(config.option, "dist", "no") in ("load", "worksteal"):
-        config.option.dist = "loadgroup"
+    # Cell items of one notebook share a kernel, so they must run on one worker: the modes
+    # that would scatter them become `loadfile`, which keeps each file on one worker (xdist's
+    # `loadgroup` does not group with pytest 9, and workers cannot see the switch anyway).
+    if nbconfig.cells and getattr(config.option, "dist", "no") in ("load", "worksteal",
+                                                                    "loadgroup"):
+        config.option.dist = "loadfile"
 
 
 def _session_callbacks(config: pytest.Config, nbconfig: NbTestConfig) -> list[Any]:
@@ -142,8 +144,15 @@ def _start_registry(config: pytest.Config, nbconfig: NbTestConfig) -> None:
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """Never descend into Jupyter checkpoints or Sphinx build folders."""
-    if collection_path.name in NEVER_COLLECTED and nbtest_enabled(config):
+    if not nbtest_enabled(config):
+        return None
+    if collection_path.name in NEVER_COLLECTED:
         return True
+    from .items import CONFIG_KEY
+
+    saved = config.stash[CONFIG_KEY].save_failed if CONFIG_KEY in config.stash else None
+    if saved and collection_path.resolve() == Path(saved).resolve():
+        return True  # the executed copies of failed notebooks are not tests
     return None
 
 

@@ -8,8 +8,11 @@ import re
 from .results import CHECK_FAILED, DIED, TIMEOUT, CellResult, NotebookResult
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-# IPython names the cell's own frames "Cell In[3], line 5" (older: "<ipython-input-3-...> in").
-_CELL_FRAME = re.compile(r"(?:Cell In\[\d*\]|<ipython-input-[^>]*>), line (\d+)")
+# IPython names the cell's own frames "Cell In[3], line 5" (8.5+), "Input In [3], in <cell
+# line: 5>()" (8.0-8.4); IPython 7's "<ipython-input-3-...>" frames give the line only in the
+# "----> 5" arrow, the fallback.
+_CELL_FRAME = re.compile(r"Cell In\[\d*\], line (\d+)|Input In \[\d*\], in <cell line: (\d+)>")
+_ARROW = re.compile(r"^-+> ?(\d+)", re.MULTILINE)
 SOURCE_LINES = 10
 
 
@@ -32,7 +35,10 @@ def headline(cell: CellResult) -> str:
 
 def failing_line(cell: CellResult) -> int | None:
     """The line of the cell's source where the error was raised, from the traceback."""
-    lines = [int(m.group(1)) for m in _CELL_FRAME.finditer(strip_ansi("\n".join(cell.traceback)))]
+    text = strip_ansi("\n".join(cell.traceback))
+    lines = [int(m.group(1) or m.group(2)) for m in _CELL_FRAME.finditer(text)]
+    if not lines and "<ipython-input-" in text:
+        lines = [int(m.group(1)) for m in _ARROW.finditer(text.split("<ipython-input-")[-1])]
     return lines[-1] if lines else None
 
 

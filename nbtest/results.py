@@ -39,7 +39,10 @@ class CellResult:
     @property
     def label(self) -> str:
         """How reports name the cell: `cell 7`."""
-        return f"cell {self.number}" + (" (injected parameters)" if self.injected else "")
+        if self.injected:
+            return (f"cell {self.number} (injected parameters)" if self.number
+                    else "the injected parameters cell")
+        return f"cell {self.number}"
 
 
 @dataclass(frozen=True)

@@ -67,19 +67,12 @@ def test_load_notebook_rejects_a_directory(tmp_path: Path) -> None:
         load_notebook(folder)
 
 
-MALFORMED_BUG = pytest.mark.xfail(
-    reason="BUG: notebook.py notebook_from_dict runs nbformat's rejoin_lines/strip_transient "
-           "before validating, so a malformed structure raises AttributeError/TypeError "
-           "instead of NotebookLoadError", strict=True)
-
-
 @pytest.mark.parametrize("data", [
     pytest.param({**V4}, id="no-cells"),
-    pytest.param({"nbformat": 4, "nbformat_minor": 5, "cells": []}, id="no-metadata",
-                 marks=MALFORMED_BUG),
-    pytest.param({**V4, "cells": ["print(1)"]}, id="cell-not-object", marks=MALFORMED_BUG),
+    pytest.param({"nbformat": 4, "nbformat_minor": 5, "cells": []}, id="no-metadata"),
+    pytest.param({**V4, "cells": ["print(1)"]}, id="cell-not-object"),
     pytest.param({**V4, "cells": [{"cell_type": "code", "source": "x"}]},
-                 id="cell-without-metadata", marks=MALFORMED_BUG),
+                 id="cell-without-metadata"),
 ])
 def test_malformed_notebook_structure_is_a_load_error(tmp_path: Path, data: dict) -> None:
     path = _write(tmp_path, "malformed.ipynb", json.dumps(data))
@@ -162,7 +155,6 @@ def test_cli_unreadable_input_exits_2_with_one_paragraph(tmp_path: Path, run_cli
     assert not list(tmp_path.glob("*.executed.ipynb"))
 
 
-@MALFORMED_BUG
 def test_cli_malformed_notebook_exits_2_without_traceback(tmp_path: Path, run_cli) -> None:
     path = _write(tmp_path, "nometa.ipynb",
                   json.dumps({**V4, "cells": [{"cell_type": "code", "source": "x"}]}))
@@ -172,9 +164,6 @@ def test_cli_malformed_notebook_exits_2_without_traceback(tmp_path: Path, run_cl
     assert str(path) in proc.stderr
 
 
-@pytest.mark.xfail(reason="BUG: a string nbformat '4' is reported as 'uses nbformat 4, and "
-                          "nbtest runs nbformat 4 only' (notebook.py notebook_from_dict)",
-                   strict=True)
 def test_nbformat_version_message_is_not_self_contradictory(tmp_path: Path) -> None:
     path = _write(tmp_path, "strver.ipynb", json.dumps({**V4, "nbformat": "4", "cells": []}))
     with pytest.raises(NotebookLoadError) as info:

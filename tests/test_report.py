@@ -86,10 +86,6 @@ def test_no_marker_without_a_known_frame() -> None:
     assert "-->" not in source_excerpt(failed_cell(source="a = 1"), 9)  # out of range
 
 
-@pytest.mark.xfail(reason="BUG: report.py _CELL_FRAME only knows 'Cell In[N], line L'; the "
-                          "frame headers of IPython 8.0-8.4 ('Input In [N], in <cell line: L>()') "
-                          "and 7.x ('<ipython-input-N-...> in <module>') never match",
-                   strict=True)
 @pytest.mark.parametrize("frame", [
     "Input In [4], in <cell line: 2>()\n      1 a\n----> 2 b",
     "<ipython-input-4-0123abcd> in <module>\n      1 a\n----> 2 b",
