@@ -27,6 +27,17 @@ test: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): nothing was tested" >&2; exit 0; fi; \
 	exit $$rc
 
+# Coverage of the nbtest package over the whole suite, including what notebook kernels run:
+# coverage starts before pytest imports nbtest's plugin, `patch = subprocess` (pyproject.toml)
+# measures the xdist workers and every Python subprocess, --nbtest-cov hands it to kernels.
+coverage: $(STAMP)
+	rm -rf .coverage .coverage.* htmlcov
+	@rc=0; $(PYTHON) -m coverage run -m pytest $(PYTEST_ARGS) --nbtest-cov || rc=$$?; \
+	$(PYTHON) -m coverage combine -q && $(PYTHON) -m coverage report && \
+	$(PYTHON) -m coverage html -q && echo "make coverage: HTML report in htmlcov/index.html" \
+	|| exit $$?; \
+	if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
 lint: $(STAMP)
 	$(PYTHON) -m ruff check nbtest tests
 	$(PYTHON) -m mypy

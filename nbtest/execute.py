@@ -292,7 +292,7 @@ class NotebookSession:
         assert self.kernel is not None
         await self.kernel.interrupt()
         await asyncio.sleep(_INTERRUPT_GRACE)
-        self.kernel.kill()  # whatever the interrupt did: a cell may ignore SIGINT
+        self.kernel.kill(self.run_info.stop_grace)  # whatever SIGINT did: a cell may ignore it
 
     def _death_detail(self) -> str:
         assert self.kernel is not None
