@@ -38,6 +38,19 @@ coverage: $(STAMP)
 	|| exit $$?; \
 	if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
+# Times nbtest against nbmake and nbval side by side (benchmarks/RESULTS.md); the peers live
+# in their own venv, never in the test environment.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.nbtest-bench-installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): pyproject.toml constraints-dev.txt
+	python3 benchmarks/bench.py --setup-only
+	touch $@
+
+bench: $(BENCH_STAMP)
+	python3 benchmarks/bench.py $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(PYTHON) -m ruff check nbtest tests
 	$(PYTHON) -m mypy
