@@ -62,14 +62,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _session_config(config: pytest.Config) -> NbTestConfig:
-    from .params import parse_assignment
-
     raw: dict[str, Any] = {}
     for option in options_for(PYTEST):
         value = config.getoption(f"nbtest_{option.name}")
         if value is not None:
             raw[option.name] = value
     if "parameters" in raw:
+        from .params import parse_assignment  # imports nbformat: only when asked for
+
         raw["parameters"] = dict(parse_assignment(text) for text in raw["parameters"])
     ini = {o.name: config.getini(f"nbtest_{o.name}") for o in options_for(INI)
            if o.name != "parameters"}
@@ -93,7 +93,9 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         nbconfig = _session_config(config)
         config.stash[CONFIG_KEY] = nbconfig
-        config.stash[CALLBACKS_KEY] = _session_callbacks(config, nbconfig)
+        # A session that collects no notebook pays nothing for the notebook-side callbacks.
+        enabled = nbtest_enabled(config)
+        config.stash[CALLBACKS_KEY] = _session_callbacks(config, nbconfig) if enabled else []
         if nbconfig.api:
             _start_registry(config, nbconfig)
     except NbTestError as exc:
