@@ -117,6 +117,13 @@ class UnreadableNotebook(pytest.Item):
         """The loader's one paragraph, naming the file and the fix."""
         return str(excinfo.value)
 
+    def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException],
+                         style: Any = None) -> Any:
+        # pytest formats setup errors with this, not repr_failure: same paragraph here.
+        if isinstance(excinfo.value, NbTestError):
+            return str(excinfo.value)
+        return super()._repr_failure_py(excinfo, style)
+
     def reportinfo(self) -> tuple[Path, int, str]:
         """Where pytest says the test is."""
         return self.path, 0, f"{self.nodeid} (notebook)"
