@@ -1,0 +1,93 @@
+"""Helpers of the pytest-plugin tests: real pytest sessions in a subprocess, their outcomes.
+
+The notebooks themselves are written with conftest's `make_notebook` (absolute paths under
+`pytester.path`, through `notebook_maker`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+# Hang guard for one pytest session in a subprocess (seconds); never a speed assertion.
+SESSION_TIMEOUT = 180
+REPO = Path(__file__).resolve().parent.parent
+
+
+
+def run_pytest(pytester: pytest.Pytester, *args: str | Path,
+               timeout: float = SESSION_TIMEOUT) -> pytest.RunResult:
+    """A real pytest session in a subprocess (its own asyncio, zmq and kernels)."""
+    return pytester.runpytest_subprocess(*map(str, args), timeout=timeout)
+
+
+def output(result: pytest.RunResult) -> str:
+    """stdout and stderr of a session, joined."""
+    return result.stdout.str() + "\n" + result.stderr.str()
+
+
+def junit_outcomes(path: Path) -> dict[str, str]:
+    """`{test name: passed | failed | skipped | error}` from a JUnit XML file.
+
+    The name is `classname::name` (per-cell items) or `name` (a notebook: empty classname).
+    """
+    outcomes: dict[str, str] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        name = "::".join(p for p in (case.get("classname"), case.get("name")) if p)
+        tags = {child.tag for child in case}
+        outcome = next((t for t in ("failure", "error", "skipped") if t in tags), "passed")
+        outcomes[name] = {"failure": "failed"}.get(outcome, outcome)
+    return outcomes
+
+
+def junit_properties(path: Path, prefix: str = "cell ") -> dict[str, dict[str, str]]:
+    """`{test name: {property: value}}` from a JUnit XML file (names as in junit_outcomes),
+    for the properties whose name starts with `prefix` (the per-cell times by default)."""
+    found: dict[str, dict[str, str]] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        name = "::".join(p for p in (case.get("classname"), case.get("name")) if p)
+        found[name] = {p.get("name", ""): p.get("value", "")
+                       for p in case.iter("property") if p.get("name", "").startswith(prefix)}
+    return found
+
+
+def collected_ids(result: pytest.RunResult) -> list[str]:
+    """The node ids printed by `--collect-only -q`, in order."""
+    return [line.strip() for line in result.stdout.lines
+            if line.strip() and not line.startswith((" ", "=", "!"))
+            and ("::" in line or line.strip().endswith((".ipynb", ".py")))
+            and " " not in line.strip()]
+
+
+def venv_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Our environment with the interpreter's virtualenv active (bin first on PATH)."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["VIRTUAL_ENV"] = sys.prefix
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env.pop("NBTEST", None)
+    env.update(extra or {})
+    return env
+
+
+def lines_starting(result: pytest.RunResult, prefixes: Sequence[str]) -> list[str]:
+    """The output lines that start with one of `prefixes` (e.g. short-summary lines)."""
+    return [line for line in result.stdout.lines if line.startswith(tuple(prefixes))]
+
+
+def notebook_maker(pytester: pytest.Pytester, make_notebook: Callable[..., Path]
+                   ) -> Callable[..., Path]:
+    """`nb(name, cells=..., **metadata) -> Path`: a notebook under pytester.path.
+
+    Keyword arguments become the notebook's metadata (e.g. `nbtest={"skip": True}`).
+    """
+
+    def make(name: str, cells: Sequence = ("x = 1", "assert x == 1"), **metadata: object) -> Path:
+        return make_notebook(pytester.path / name, list(cells), metadata or None)
+
+    return make
