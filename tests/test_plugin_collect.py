@@ -97,14 +97,6 @@ def test_unreadable_notebook_is_an_error_for_that_file_alone(pytester: pytest.Py
                                 consecutive=False)
 
 
-@pytest.mark.xfail(
-    reason="BUG: the error of an unreadable notebook is a ~100-line Python traceback through "
-    "pytest's runner and nbtest/notebook.py, not the loader's one paragraph: "
-    "nbtest/items.py UnreadableNotebook.setup raises, and pytest formats setup / teardown "
-    "errors with item._repr_failure_py (reports.py _format_failed_longrepr), never calling "
-    "repr_failure; override _repr_failure_py there too (return str(excinfo.value) for an "
-    "NbTestError), or raise from runtest",
-    strict=True)
 def test_unreadable_notebook_error_is_one_paragraph(pytester: pytest.Pytester) -> None:
     (pytester.path / "conflict.ipynb").write_text('{\n  "cells": [\n<<<<<<< HEAD\n')
     result = pytester.runpytest("--nbtest", "-ra")
