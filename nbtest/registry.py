@@ -95,7 +95,8 @@ def resolve_all(funcs: Sequence[Any], api: Sequence[str]) -> list[str]:
             continue
         name = qualified_name(func)
         if not in_api(name, api):
-            raise ThisTestsError(f"'{func}' is not in the {', '.join(api)} API",
+            shown = func if isinstance(func, str) else name  # not `<function f at 0x...>`
+            raise ThisTestsError(f"'{shown}' is not in the {', '.join(api)} API",
                                  func=str(func), api=list(api))
         if name not in names:
             names.append(name)

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import inspect
 import pkgutil
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +36,15 @@ def _project() -> tuple[Path, NbTestConfig]:
             root = folder
             break
     config = NbTestConfig(project=project_layer(root))
+    # The API packages are imported from the project, as pytest's rootdir would allow.
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    for package in config.api:
+        try:
+            importlib.import_module(package)
+        except ImportError as exc:
+            raise UsageError(f"cannot import the API package {package!r} ({exc}); install the "
+                             "project (pip install -e .) or set PYTHONPATH") from None
     if not config.registry:
         raise UsageError(f"{root / 'pyproject.toml'}: no [tool.nbtest] registry is set; add "
                          'registry = "pkg/test_registry.json" and api = ["pkg"]')
@@ -82,14 +92,14 @@ def run(args: argparse.Namespace) -> int:
     elif args.verb == "missing":
         missing = sorted(set(public_functions(config.api)) - set(registry.entries))
         print("\n".join(missing) if missing else "every public API function has a test")
-        print(f"{len(missing)} public functions without a test")
+        print(f"{len(missing)} public functions, classes or methods without a test")
     else:
         stale = [name for name in sorted(registry.entries) if not _exists(name)]
         for name in stale:
             print(f"stale: {name} no longer exists (tests: "
                   f"{', '.join(sorted({e['file'] for e in registry.entries[name]}))})")
         print("the registry is up to date" if not stale else
-              f"{len(stale)} stale names: run the full test suite to rebuild the registry")
+              f"{len(stale)} stale name(s): run the full test suite to rebuild the registry")
         return 1 if stale else 0
     return 0
 

@@ -111,3 +111,6 @@ class RegistrySession:
             "functions they exercise (or this_tests('na')):")
         for nodeid in sorted(self.missing):
             terminalreporter.write_line(f"  {nodeid}")
+        if self.mode == "error":
+            terminalreporter.write_line("--nbtest-this-tests=error: the session fails because "
+                                        "of these tests", red=True)
