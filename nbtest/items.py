@@ -98,7 +98,25 @@ class NotebookFile(pytest.File):
         return super().repr_failure(excinfo)
 
 
-class UnreadableNotebook(pytest.Item):
+class _ReportsNbTestErrors:
+    """nbtest's own errors are reported as their one paragraph, in every phase (pytest formats
+    setup and teardown errors with _repr_failure_py, the call phase with repr_failure)."""
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> Any:
+        """The error's paragraph (for a failed notebook: report.py's text), else a traceback."""
+        if isinstance(excinfo.value, NbTestError):
+            return excinfo.value.message
+        return super().repr_failure(excinfo)  # type: ignore[misc]
+
+    def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException],
+                         style: Any = None) -> Any:
+        if isinstance(excinfo.value, NbTestError):
+            return excinfo.value.message
+        return super()._repr_failure_py(excinfo, style)  # type: ignore[misc]
+
+
+class UnreadableNotebook(_ReportsNbTestErrors, pytest.Item):
     """A notebook that cannot be read: an error at setup, with the loader's message."""
 
     def __init__(self, *, error: NbTestError, **kwargs: Any) -> None:
@@ -112,24 +130,12 @@ class UnreadableNotebook(pytest.Item):
     def runtest(self) -> None:
         """Never reached: setup raised."""
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> Any:
-        """The loader's one paragraph, naming the file and the fix."""
-        return str(excinfo.value)
-
-    def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException],
-                         style: Any = None) -> Any:
-        # pytest formats setup errors with this, not repr_failure: same paragraph here.
-        if isinstance(excinfo.value, NbTestError):
-            return str(excinfo.value)
-        return super()._repr_failure_py(excinfo, style)
-
     def reportinfo(self) -> tuple[Path, int, str]:
         """Where pytest says the test is."""
         return self.path, 0, f"{self.nodeid} (notebook)"
 
 
-class _NotebookItemBase(pytest.Item):
+class _NotebookItemBase(_ReportsNbTestErrors, pytest.Item):
     """What both item kinds share: the report and the callbacks."""
 
     nbconfig: NbTestConfig  # the notebook's resolved options, set at collection
@@ -137,13 +143,6 @@ class _NotebookItemBase(pytest.Item):
     def callbacks(self) -> list[Callback]:
         """The session's callbacks plus the pytest hook feeder for this item."""
         return [*self.config.stash.get(CALLBACKS_KEY, []), HookCallback(self)]
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> Any:
-        """The failure text of report.py (a string: it survives xdist)."""
-        if isinstance(excinfo.value, NbTestError):
-            return excinfo.value.message
-        return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         """Where pytest says the test is. The domain must not end the node id: pytest would
@@ -249,6 +248,9 @@ class CellItem(_NotebookItemBase):
 
     def _session(self) -> Any:
         parent: Any = self.parent
+        failed_start = getattr(parent, "nb_start_error", None)
+        if failed_start is not None:  # reported once, at the first cell item
+            pytest.skip(f"the notebook's kernel did not start: {failed_start.message[:200]}")
         session = getattr(parent, "nb_session", None)
         if session is None:
             from jupyter_core.utils import run_sync
@@ -261,7 +263,13 @@ class CellItem(_NotebookItemBase):
             session = NotebookSession(plan, [*self.config.stash.get(CALLBACKS_KEY, []), hook])
             parent.nb_session, parent.nb_hook = session, hook
             OPEN_SESSIONS.add(session)
-            run_sync(session.start)()
+            try:
+                run_sync(session.start)()
+            except NbTestError as exc:
+                parent.nb_start_error, parent.nb_session = exc, None
+                OPEN_SESSIONS.discard(session)
+                session.close()
+                raise
         return session
 
     def setup(self) -> None:

@@ -135,14 +135,6 @@ def test_unknown_kernel_fails_the_notebook_listing_installed_ones(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
-@pytest.mark.xfail(
-    reason="BUG: with --nbtest-cells, a kernel that cannot start (here an unknown name) "
-    "gives a ~700-line Python traceback through pytest's runner at the first cell's setup, "
-    "and each later cell tries to start the kernel again: nbtest/items.py CellItem.setup "
-    "raises the NbTestError, and pytest formats setup errors with item._repr_failure_py "
-    "(not repr_failure); override _repr_failure_py in _NotebookItemBase for NbTestError, "
-    "and remember the start failure on the parent so later cells skip or fail at once",
-    strict=True)
 def test_unknown_kernel_with_cells_is_one_paragraph(pytester: pytest.Pytester, nb) -> None:
     nb("a.ipynb", ["x = 1", "y = 2"])
     result = pytester.runpytest("--nbtest", "--nbtest-cells", "--nbtest-kernel", "nosuch")
