@@ -9,6 +9,7 @@ tree inherits, so `kill` finds even descendants that left the kernel's process g
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import signal
@@ -48,17 +49,28 @@ def installed_kernels() -> dict[str, str]:
 
 def check_kernel_name(name: str, notebook: str | Path | None = None) -> None:
     """Raise NoSuchKernelError listing the installed kernelspecs when `name` is unknown."""
+    kernel_spec(name, notebook)
+
+
+_specs: dict[str, Any] = {}
+
+
+def kernel_spec(name: str, notebook: str | Path | None = None) -> Any:
+    """The kernelspec `name` (looked up once per process: a lookup scans every kernel folder),
+    or NoSuchKernelError listing the installed kernelspecs."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-    try:
-        KernelSpecManager().get_kernel_spec(name)
-    except NoSuchKernel:
-        known = ", ".join(sorted(installed_kernels())) or "none"
-        where = f"{notebook}: " if notebook else ""
-        raise NoSuchKernelError(
-            f"{where}no kernel named {name!r} is installed (installed: {known}). "
-            "Install it, or choose one with --kernel NAME or metadata.nbtest.kernel.",
-            kernel=name, installed=known) from None
+    if name not in _specs:
+        try:
+            _specs[name] = KernelSpecManager().get_kernel_spec(name)
+        except NoSuchKernel:
+            known = ", ".join(sorted(installed_kernels())) or "none"
+            where = f"{notebook}: " if notebook else ""
+            raise NoSuchKernelError(
+                f"{where}no kernel named {name!r} is installed (installed: {known}). "
+                "Install it, or choose one with --kernel NAME or metadata.nbtest.kernel.",
+                kernel=name, installed=known) from None
+    return _specs[name]
 
 
 def kernel_environment(extra: Mapping[str, str]) -> dict[str, str]:
@@ -261,15 +273,14 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
 
     from .provisioner import NAME as FORK_PROVISIONER
 
-    check_kernel_name(name, notebook)
+    spec = copy.deepcopy(kernel_spec(name, notebook))
+    spec.metadata["kernel_provisioner"] = {"provisioner_name": FORK_PROVISIONER}
     folder = tempfile.mkdtemp(prefix="nbtest-")  # mkdtemp makes it 0700
     token = uuid.uuid4().hex
     transport = "ipc" if _ipc_available() else "tcp"
     km = AsyncKernelManager(kernel_name=name, transport=transport, context=_shared_context(),
                             connection_file=os.path.join(folder, "kernel.json"))
-    spec = km.kernel_spec
-    assert spec is not None  # check_kernel_name found it
-    spec.metadata["kernel_provisioner"] = {"provisioner_name": FORK_PROVISIONER}
+    km._kernel_spec = spec  # the cached lookup, so the manager does not scan again
     km.nbtest_fork = fork  # type: ignore[attr-defined]  # read by ForkProvisioner
     kernel = Kernel(name, km, None, folder, token)
     env = kernel_environment({**extra_env, TOKEN_VAR: token})
