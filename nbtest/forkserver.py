@@ -264,6 +264,16 @@ def split_kernel_command(argv: Sequence[str]) -> tuple[list[str], list[str]] | N
     return flags, rest[2:]
 
 
+def warm_up(argv: Sequence[str]) -> None:
+    """Start the template for kernels run as `argv` now, so it has imported by first use."""
+    argv = list(argv)
+    if argv and argv[0] in ("python", "python3"):  # as jupyter_client substitutes it
+        argv[0] = sys.executable
+    parts = split_kernel_command(argv)
+    if parts is not None:
+        ForkServer.get(parts[0])
+
+
 class ForkServer:
     """The harness's handle on one template process (started lazily, killed at exit)."""
 

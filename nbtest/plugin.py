@@ -234,6 +234,23 @@ class XdistPreflight:
         run_preflight(self.config, self.config.stash[CONFIG_KEY].gpu_min_free)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the fork template while pytest gets ready, if notebooks will fork kernels."""
+    from .forkserver import warm_up
+    from .kernels import kernel_spec
+    from .notebook import kernel_name
+
+    items: list[Any] = session.items
+    names = {item.nbconfig.kernel or kernel_name(item.notebook) or "python3"
+             for item in items if getattr(item, "notebook", None) is not None
+             and item.nbconfig.fork == "yes" and not item.get_closest_marker("skip")}
+    for name in sorted(names)[:3]:
+        try:
+            warm_up(kernel_spec(name).argv)
+        except NbTestError:
+            pass  # an unknown kernel is reported by its notebook
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Tell a notebook item which item follows, so it can pre-warm that kernel."""

@@ -70,8 +70,11 @@ class TreeSampler:
         self.peak_gpu_mib: int | None = None
         self.cuda = False
         self.pids: set[int] = {pid}  # every process of the tree seen, for the GPU lookups
-        self._procs: dict[int, psutil.Process] = {}
-        self._slow_at = 0.0
+        try:
+            self._procs: dict[int, psutil.Process] = {pid: psutil.Process(pid)}
+        except psutil.Error:
+            self._procs = {}
+        self._slow_at = time.monotonic()  # the tree is the kernel alone when sampling starts
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"nbtest-memory-{pid}",
@@ -102,11 +105,16 @@ class TreeSampler:
         """Take one sample (`full`: the slow looks too); False once the kernel is gone."""
         with self._lock:
             now = time.monotonic()
-            slow = full or now - self._slow_at >= SLOW_EVERY or not self._procs
-            if slow:
+            # Listing the tree scans every process of the machine: on the slow cadence only,
+            # not at each cell's end (`full` adds the cheap per-process looks there).
+            refresh = now - self._slow_at >= SLOW_EVERY
+            slow = full or refresh
+            if refresh:
                 self._slow_at = now
                 if not self._refresh_tree():
                     return False
+            elif not self._alive():
+                return False
             rss = 0
             for pid, proc in list(self._procs.items()):
                 try:
@@ -117,6 +125,12 @@ class TreeSampler:
             if slow:
                 self._slow_looks()
             return self.pid in self._procs
+
+    def _alive(self) -> bool:
+        try:
+            return self._procs[self.pid].status() != psutil.STATUS_ZOMBIE
+        except (KeyError, psutil.Error):
+            return False
 
     def _refresh_tree(self) -> bool:
         try:
