@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from conftest import NBTEST_CMD, cli_env
 
-from nbtest import Callback, NbTestConfig, NotebookRun, run_notebook
+from nbtest import Callback, NbTestConfig, NotebookRun, run_notebook, this_tests
 from nbtest.callback import Dispatcher
 from nbtest.callbacks import ProgressCallback, TimingCallback
 from nbtest.callbacks.timing import format_slowest
@@ -78,6 +78,7 @@ def _cell(number: int, status: str, duration: float = 0.0) -> CellResult:
 
 
 def test_dispatcher_order_and_error_events() -> None:
+    this_tests(Dispatcher.cell_end, Callback.on_error, Callback.on_timeout)
     log: list = []
     late, early = Recorder("late", order=10, log=log), Recorder("early", order=-1, log=log)
     dispatcher = Dispatcher([late, early])
@@ -95,6 +96,7 @@ def test_dispatcher_order_and_error_events() -> None:
 
 
 def test_base_callback_is_a_no_op() -> None:
+    this_tests(Callback, Callback.check_cell)
     cb, run = Callback(), _run_info()
     cb.before_kernel_start(run)
     cb.on_notebook_start(run)
@@ -106,6 +108,7 @@ def test_base_callback_is_a_no_op() -> None:
 
 
 def test_events_of_a_real_run(make_notebook, no_kernel_left) -> None:
+    this_tests(run_notebook, Callback, Dispatcher)
     path = make_notebook("events.ipynb", [
         ("markdown", "# events"),
         "import os\nprint(os.environ['FROM_CALLBACK'])",
@@ -132,6 +135,7 @@ def test_events_of_a_real_run(make_notebook, no_kernel_left) -> None:
 
 
 def test_timeout_event_progress_and_timing_in_one_run(make_notebook, no_kernel_left) -> None:
+    this_tests(run_notebook, Callback.on_timeout, TimingCallback, ProgressCallback)
     path = make_notebook("slow.ipynb", [
         "import time\ntime.sleep(0.3)",
         "print('quick')",
@@ -163,6 +167,7 @@ class FailsOnBad(Callback):
 
 def test_check_cell_fails_a_passing_cell_and_progress_is_silent_off_a_terminal(
         make_notebook) -> None:
+    this_tests(Callback.check_cell, run_notebook, ProgressCallback)
     path = make_notebook("check.ipynb", ["print('good')", "print('BAD')", "after = 1"])
     stream = io.StringIO()
     result = run_notebook(path, callbacks=[FailsOnBad(), ProgressCallback(stream)])
@@ -173,6 +178,7 @@ def test_check_cell_fails_a_passing_cell_and_progress_is_silent_off_a_terminal(
 
 
 def test_progress_callback_driven_by_hand() -> None:
+    this_tests(ProgressCallback)
     run = _run_info(2)
     quiet = ProgressCallback(io.StringIO())
     assert not quiet.enabled
@@ -192,6 +198,7 @@ def test_progress_callback_driven_by_hand() -> None:
 
 
 def test_timing_callback_driven_by_hand() -> None:
+    this_tests(TimingCallback, format_slowest)
     run, timing = _run_info(4), TimingCallback()
     timing.on_notebook_start(run)
     for number, status, seconds in [(1, PASSED, 0.2), (2, SKIPPED, 0.0), (3, FAILED, 1.5),
@@ -212,6 +219,7 @@ def test_timing_callback_driven_by_hand() -> None:
     ("nbtest.callbacks:Nope", "cannot load it"),
 ])
 def test_bad_callback_option_exits_2(make_notebook, run_cli, spec: str, says: str) -> None:
+    this_tests("nbtest.cli.load_callback", "nbtest.cli.cmd_execute")
     path = make_notebook("nb.ipynb", ["x = 1"])
     proc = run_cli("execute", path, "--callback", spec, "--no-progress")
     assert proc.returncode == 2
@@ -219,6 +227,7 @@ def test_bad_callback_option_exits_2(make_notebook, run_cli, spec: str, says: st
 
 
 def test_builtin_callback_by_name_on_the_command_line(make_notebook, run_cli) -> None:
+    this_tests("nbtest.cli.load_callback", "nbtest.cli.cmd_execute", TimingCallback)
     path = make_notebook("nb.ipynb", ["x = 1"])
     proc = run_cli("execute", path, "--callback", "nbtest.callbacks:TimingCallback",
                    "--no-progress")
@@ -226,6 +235,7 @@ def test_builtin_callback_by_name_on_the_command_line(make_notebook, run_cli) ->
 
 
 def test_progress_bar_on_a_terminal(make_notebook, tmp_path: Path, no_kernel_left) -> None:
+    this_tests(ProgressCallback, "nbtest.cli.cmd_execute")
     path = make_notebook("tty.ipynb", ["x = 1", "import time\ntime.sleep(0.2)", "print(x)"])
     primary, secondary = pty.openpty()
     # A new pty has 0 columns, and tqdm draws nothing that narrow: give it a real size.

@@ -19,6 +19,7 @@ import pytest
 from conftest import cell_text, cli_env, pid_gone, read_notebook, wait_for_file
 
 import nbtest
+from nbtest import this_tests
 
 NBTEST_SOURCE = str(Path(nbtest.__file__).parent)
 
@@ -31,6 +32,7 @@ def _no_nbtest_traceback(stderr: str) -> None:
 
 def test_passing_notebook_exits_0_and_writes_the_default_output(
         make_notebook, run_cli, tmp_path: Path, no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_execute", "nbtest.cli.output_path")
     path = make_notebook("nb dir/nb.ipynb", [
         ("markdown", "# A notebook"),
         "import os\nprint(os.environ['NBTEST'], os.getcwd())",
@@ -65,6 +67,7 @@ def test_passing_notebook_exits_0_and_writes_the_default_output(
 
 def test_failing_notebook_exits_1_reports_the_cell_and_still_writes(
         make_notebook, run_cli, no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_execute", "nbtest.report.failure_text")
     path = make_notebook("fails.ipynb", [
         ("markdown", "intro"),
         "a = 1",
@@ -92,6 +95,7 @@ def test_failing_notebook_exits_1_reports_the_cell_and_still_writes(
 
 def test_metadata_timeout_of_3_s_is_reported_promptly(make_notebook, run_cli, tmp_path: Path,
                                                       no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_execute")
     path = make_notebook("slow.ipynb", [
         "x = 1",
         "import time\ntime.sleep(600)",
@@ -110,6 +114,7 @@ def test_metadata_timeout_of_3_s_is_reported_promptly(make_notebook, run_cli, tm
 
 
 def test_cell_ignoring_sigint_still_times_out(make_notebook, run_cli, no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_execute")
     path = make_notebook("spin.ipynb", [
         "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
     ])
@@ -123,6 +128,7 @@ def test_cell_ignoring_sigint_still_times_out(make_notebook, run_cli, no_kernel_
 
 def test_timed_out_cell_leaves_no_child(make_notebook, run_cli, tmp_path: Path,
                                         no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_execute", "nbtest.kernels.Kernel.kill")
     path = make_notebook("child.ipynb", [
         "import subprocess, time\n"
         "child = subprocess.Popen(['sleep', '600'])\n"
@@ -139,6 +145,8 @@ def test_timed_out_cell_leaves_no_child(make_notebook, run_cli, tmp_path: Path,
 
 def test_timed_out_cell_leaves_no_child_in_a_new_session(make_notebook, run_cli, tmp_path: Path,
                                                          no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_execute", "nbtest.kernels.Kernel.kill",
+               "nbtest.kernels.processes_with_token")
     # Out of the kernel's process group: only the token sweep can find these.
     path = make_notebook("daemon.ipynb", [
         "import subprocess, time\n"
@@ -163,6 +171,7 @@ def test_timed_out_cell_leaves_no_child_in_a_new_session(make_notebook, run_cli,
 ], ids=["exit-code", "sigkill"])
 def test_dying_kernel_is_reported_with_exit_code_or_signal(
         make_notebook, run_cli, tmp_path: Path, no_kernel_left, code: str, detail: str) -> None:
+    this_tests("nbtest.cli.cmd_execute", "nbtest.execute.describe_exit")
     path = make_notebook("dies.ipynb", [("markdown", "# dies"), "x = 1", code, "y = 2"])
     t0 = time.monotonic()
     proc = run_cli("execute", path, "--no-progress", timeout=20)  # hang guard
@@ -178,6 +187,7 @@ def test_dying_kernel_is_reported_with_exit_code_or_signal(
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_mid_cell_shuts_the_kernel_down(make_notebook, start_cli, tmp_path: Path,
                                                no_kernel_left, signum: int) -> None:
+    this_tests("nbtest.cli.main", "nbtest.cli.cmd_execute", "nbtest.kernels.Kernel.kill")
     path = make_notebook("long.ipynb", [
         "import subprocess, time\n"
         "child = subprocess.Popen(['sleep', '600'])\n"
@@ -199,6 +209,7 @@ def test_signal_mid_cell_shuts_the_kernel_down(make_notebook, start_cli, tmp_pat
 
 def test_unicode_spaces_and_quotes_in_names(make_notebook, run_cli, tmp_path: Path,
                                             no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_execute", "nbtest.cli.output_path")
     path = make_notebook("dïr with space/tëst 'q' \"d\".ipynb", [
         "import os\nprint('ünïcode ✓', os.path.basename(os.getcwd()))",
     ])
@@ -221,6 +232,7 @@ sys.exit(rc)
 
 def test_20_mb_output_keeps_the_harness_memory_sane(make_notebook, tmp_path: Path,
                                                      no_kernel_left) -> None:
+    this_tests("nbtest.cli.main", "nbtest.cli.cmd_execute")
     path = make_notebook("big.ipynb", ["print('x' * 20_000_000)", "print('done')"])
     out = tmp_path / "big.out.ipynb"
     proc = subprocess.run([sys.executable, "-c", PEAK_RSS, str(path), str(out)],
@@ -236,6 +248,7 @@ def test_20_mb_output_keeps_the_harness_memory_sane(make_notebook, tmp_path: Pat
 
 
 def test_inplace_overwrites_only_when_asked(make_notebook, run_cli, tmp_path: Path) -> None:
+    this_tests("nbtest.cli.cmd_execute", "nbtest.cli.output_path")
     path = make_notebook("in.ipynb", ["print('hello')"])
     proc = run_cli("execute", path, "-o", path, "--no-progress")
     assert proc.returncode == 2 and "--inplace" in proc.stderr
@@ -277,6 +290,8 @@ class Recorder(Callback):
 
 
 def test_output_elsewhere_html_and_callback(make_notebook, run_cli, tmp_path: Path) -> None:
+    this_tests("nbtest.cli.cmd_execute", "nbtest.cli.output_path", "nbtest.cli.write_html",
+               "nbtest.cli.load_callback")
     (tmp_path / "cbmods").mkdir()
     (tmp_path / "cbmods" / "recorder_cb.py").write_text(CALLBACK_MODULE)
     path = make_notebook("nb.ipynb", [("markdown", "# doc"), "x = 1", "print(x + 1)"])
@@ -302,6 +317,7 @@ def test_output_elsewhere_html_and_callback(make_notebook, run_cli, tmp_path: Pa
 
 
 def test_cwd_option_overrides_the_notebook_folder(make_notebook, run_cli, tmp_path: Path) -> None:
+    this_tests("nbtest.cli.cmd_execute")
     data = tmp_path / "data dir"
     data.mkdir()
     (data / "input.txt").write_text("from the data folder")
@@ -316,6 +332,8 @@ def test_cwd_option_overrides_the_notebook_folder(make_notebook, run_cli, tmp_pa
 
 def test_timeout_precedence_flag_metadata_pyproject(make_notebook, run_cli, tmp_path: Path,
                                                     no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_execute", "nbtest.config.NbTestConfig",
+               "nbtest.config.project_layer")
     (tmp_path / "pyproject.toml").write_text("[tool.nbtest]\ntimeout = 1\n")
     path = make_notebook("t.ipynb", ["import time\ntime.sleep(600)"],
                          metadata={"nbtest": {"timeout": 2}})
@@ -329,6 +347,7 @@ def test_timeout_precedence_flag_metadata_pyproject(make_notebook, run_cli, tmp_
 
 
 def test_notebook_timeout_flag(make_notebook, run_cli, no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_execute")
     path = make_notebook("budget.ipynb", ["import time\ntime.sleep(0.2)", "time.sleep(600)"])
     proc = run_cli("execute", path, "--no-progress", "--notebook-timeout", "5", timeout=30)
     assert proc.returncode == 1, proc.stderr
@@ -338,6 +357,7 @@ def test_notebook_timeout_flag(make_notebook, run_cli, no_kernel_left) -> None:
 
 
 def test_allow_errors_flag(make_notebook, run_cli, tmp_path: Path) -> None:
+    this_tests("nbtest.cli.cmd_execute")
     path = make_notebook("errs.ipynb", ["1 / 0", "print('after')"])
     proc = run_cli("execute", path, "--allow-errors", "--no-progress")
     assert proc.returncode == 0, proc.stderr
@@ -347,6 +367,7 @@ def test_allow_errors_flag(make_notebook, run_cli, tmp_path: Path) -> None:
 
 
 def test_seed_flag_reaches_the_kernel(make_notebook, run_cli) -> None:
+    this_tests("nbtest.cli.cmd_execute", "nbtest.kernel_startup.startup_code")
     path = make_notebook("seed.ipynb", [
         "import random\nimport numpy\nfirst = (random.random(), float(numpy.random.rand()))",
         "random.seed(99)\nnumpy.random.seed(99)\n"
@@ -368,6 +389,7 @@ def test_seed_flag_reaches_the_kernel(make_notebook, run_cli) -> None:
 ])
 def test_usage_errors_exit_2_without_traceback(make_notebook, run_cli, tmp_path: Path,
                                                 args: list[str], says: str) -> None:
+    this_tests("nbtest.cli.main", "nbtest.cli.build_parser", "nbtest.cli.cmd_execute")
     path = make_notebook("nb.ipynb", ["x = 1"])
     proc = run_cli(*[a.replace("{nb}", str(path)) for a in args])
     assert proc.returncode == 2, proc.stderr
@@ -380,6 +402,7 @@ def test_usage_errors_exit_2_without_traceback(make_notebook, run_cli, tmp_path:
 
 
 def test_bad_configuration_names_its_source(make_notebook, run_cli, tmp_path: Path) -> None:
+    this_tests("nbtest.cli.cmd_execute", "nbtest.config.parse_layer", "nbtest.config.project_layer")
     path = make_notebook("meta.ipynb", ["x = 1"], metadata={"nbtest": {"timeout": "soon"}})
     proc = run_cli("execute", path)
     assert proc.returncode == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nbtest import errors
+from nbtest import errors, this_tests
 from nbtest.cli import _explicit_options, build_parser
 from nbtest.config import (
     CLI,
@@ -30,16 +30,19 @@ from nbtest.execute import plan_notebook
 @pytest.mark.parametrize(("raw", "seconds"), [
     (3, 3.0), ("2.5", 2.5), (0, None), (-1, None), ("none", None), (None, None), ("", None)])
 def test_parse_seconds(raw: object, seconds: float | None) -> None:
+    this_tests(parse_seconds)
     assert parse_seconds(raw) == seconds
 
 
 @pytest.mark.parametrize("raw", [True, "soon", [1]])
 def test_parse_seconds_rejects(raw: object) -> None:
+    this_tests(parse_seconds)
     with pytest.raises((ValueError, TypeError)):
         parse_seconds(raw)
 
 
 def test_parse_bool_size_skip_and_lists() -> None:
+    this_tests(parse_bool, parse_size, parse_skip, parse_str_list)
     assert [parse_bool(v) for v in (True, "yes", "1", "on", False, "no", "0", "")] == \
         [True] * 4 + [False] * 4
     with pytest.raises(ValueError):
@@ -59,6 +62,7 @@ def test_parse_bool_size_skip_and_lists() -> None:
 
 
 def test_option_table_is_consistent() -> None:
+    this_tests(options_for, "nbtest.config.Option.pytest_flag")
     names = [o.name for o in OPTIONS]
     assert len(names) == len(set(names))
     for option in OPTIONS:
@@ -70,6 +74,7 @@ def test_option_table_is_consistent() -> None:
 
 
 def test_defaults() -> None:
+    this_tests(NbTestConfig)
     config = NbTestConfig()
     assert config.timeout == 600.0
     assert config.notebook_timeout is None
@@ -82,6 +87,7 @@ def test_defaults() -> None:
 
 
 def test_precedence_explicit_over_notebook_over_project_over_default() -> None:
+    this_tests(NbTestConfig, NbTestConfig.with_explicit, NbTestConfig.with_notebook)
     config = NbTestConfig(explicit={"timeout": 1.0}, notebook={"timeout": 2.0, "kernel": "nb"},
                           project={"timeout": 3.0, "kernel": "proj", "seed": 7})
     assert config.timeout == 1.0
@@ -94,6 +100,7 @@ def test_precedence_explicit_over_notebook_over_project_over_default() -> None:
 
 
 def test_parameters_merge_key_by_key_across_layers() -> None:
+    this_tests(NbTestConfig)
     config = NbTestConfig(explicit={"parameters": {"a": 1}},
                           notebook={"parameters": {"a": 2, "b": 2}},
                           project={"parameters": {"a": 3, "b": 3, "c": 3}})
@@ -101,6 +108,7 @@ def test_parameters_merge_key_by_key_across_layers() -> None:
 
 
 def test_config_of_parses_and_names_the_bad_value() -> None:
+    this_tests(NbTestConfig.of)
     assert NbTestConfig.of(timeout="5", seed="3").timeout == 5.0
     with pytest.raises(errors.ConfigError) as info:
         NbTestConfig.of(timeout="soon")
@@ -110,6 +118,7 @@ def test_config_of_parses_and_names_the_bad_value() -> None:
 
 
 def test_parse_layer_refuses_options_not_settable_there() -> None:
+    this_tests(parse_layer)
     with pytest.raises(errors.ConfigError) as info:
         parse_layer({"cwd": "/tmp"}, METADATA, "nb.ipynb: metadata.nbtest")
     assert info.value.source == "nb.ipynb: metadata.nbtest"
@@ -118,6 +127,7 @@ def test_parse_layer_refuses_options_not_settable_there() -> None:
 
 
 def test_project_layer_reads_tool_nbtest(tmp_path: Path) -> None:
+    this_tests(project_layer)
     (tmp_path / "pyproject.toml").write_text(
         '[tool.nbtest]\nnbtest = true\ntimeout = 42\nseed = 1\napi = ["nbtest"]\n')
     layer = project_layer(tmp_path, {"seed": "2"})
@@ -126,6 +136,7 @@ def test_project_layer_reads_tool_nbtest(tmp_path: Path) -> None:
 
 
 def test_project_layer_bad_value_names_pyproject(tmp_path: Path) -> None:
+    this_tests(project_layer)
     (tmp_path / "pyproject.toml").write_text('[tool.nbtest]\ntimeout = "soon"\n')
     with pytest.raises(errors.ConfigError) as info:
         project_layer(tmp_path)
@@ -140,6 +151,7 @@ def test_project_layer_bad_value_names_pyproject(tmp_path: Path) -> None:
 
 
 def test_cli_flags_become_the_explicit_layer() -> None:
+    this_tests(build_parser, parse_layer, "nbtest.params.parse_value")
     args = build_parser().parse_args(
         ["execute", "nb.ipynb", "--timeout", "4", "--notebook-timeout", "9", "--seed", "5",
          "--kernel", "k", "--cwd", "/x", "--allow-errors", "-p", "n", "3", "-p", "s", "hi"])
@@ -152,6 +164,7 @@ def test_cli_flags_become_the_explicit_layer() -> None:
 
 def test_precedence_through_plan_notebook(tmp_path: Path, make_notebook) -> None:
     """command line > metadata.nbtest > [tool.nbtest] > default, resolved for one notebook."""
+    this_tests(plan_notebook, project_layer, NbTestConfig)
     path = make_notebook("p.ipynb", ["x = 1"],
                          metadata={"nbtest": {"timeout": 20, "notebook_timeout": 30}})
     (tmp_path / "pyproject.toml").write_text(
@@ -167,6 +180,7 @@ def test_precedence_through_plan_notebook(tmp_path: Path, make_notebook) -> None
 
 
 def test_bad_metadata_value_through_plan_names_the_notebook(make_notebook) -> None:
+    this_tests(plan_notebook, "nbtest.notebook.notebook_settings")
     path = make_notebook("bad.ipynb", ["x = 1"], metadata={"nbtest": {"timeout": [1]}})
     with pytest.raises(errors.ConfigError) as info:
         plan_notebook(path)
@@ -179,6 +193,7 @@ ERRORS = [cls for cls in vars(errors).values()
 
 @pytest.mark.parametrize("cls", ERRORS, ids=lambda cls: cls.__name__)
 def test_errors_pickle_with_their_fields(cls: type[errors.NbTestError]) -> None:
+    this_tests(cls)
     err = cls("nb.ipynb: cell 3 is wrong. Fix it.", path="nb.ipynb", cell=3)
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is cls
@@ -190,6 +205,7 @@ def test_errors_pickle_with_their_fields(cls: type[errors.NbTestError]) -> None:
 
 
 def test_error_tree_and_exit_codes() -> None:
+    this_tests(errors.NbTestError, errors.UsageError)
     assert issubclass(errors.ConfigError, errors.UsageError)
     assert issubclass(errors.NoSuchKernelError, errors.UsageError)
     assert issubclass(errors.ThisTestsError, ValueError)

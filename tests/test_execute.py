@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import cell_text
 
-from nbtest import NbTestConfig, run_notebook
+from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.errors import NoSuchKernelError
 from nbtest.execute import describe_exit
 from nbtest.kernel_startup import startup_code
@@ -24,6 +24,7 @@ HANG_GUARD = 60  # seconds: only proves "never hangs", never a speed claim
 
 def test_passing_notebook_numbers_counts_and_leaves_no_trace(make_notebook, tmp_path: Path,
                                                              no_kernel_left) -> None:
+    this_tests(run_notebook, startup_code)
     folder = tmp_path / "work dir"
     path = make_notebook(folder / "ok.ipynb", [
         ("markdown", "# Title"),                                            # cell 1
@@ -78,6 +79,7 @@ def test_passing_notebook_numbers_counts_and_leaves_no_trace(make_notebook, tmp_
 
 
 def test_failing_cell_is_reported_by_its_number(make_notebook, no_kernel_left) -> None:
+    this_tests(run_notebook, "nbtest.execute.NotebookSession.run_cell", failure_text)
     path = make_notebook("fail.ipynb", [
         ("markdown", "intro"),
         "a = 1",
@@ -111,6 +113,7 @@ def test_failing_cell_is_reported_by_its_number(make_notebook, no_kernel_left) -
 
 
 def test_tags_skip_and_expected_errors(make_notebook, no_kernel_left) -> None:
+    this_tests(run_notebook, "nbtest.execute.NotebookSession.run_cell")
     path = make_notebook("tags.ipynb", [
         ("code", "raise RuntimeError('never run')", ["skip-execution"]),
         ("code", "raise RuntimeError('never run either')", ["nbval-skip"]),
@@ -128,6 +131,7 @@ def test_tags_skip_and_expected_errors(make_notebook, no_kernel_left) -> None:
 
 
 def test_raises_exception_cell_that_raises_nothing_fails(make_notebook) -> None:
+    this_tests(run_notebook, "nbtest.execute.NotebookSession.run_cell", failure_text)
     path = make_notebook("noraise.ipynb", [
         "x = 1",
         ("code", "y = x + 1", ["raises-exception"]),
@@ -144,6 +148,7 @@ def test_raises_exception_cell_that_raises_nothing_fails(make_notebook) -> None:
 
 
 def test_metadata_skip_starts_no_kernel(make_notebook, no_kernel_left) -> None:
+    this_tests(run_notebook, "nbtest.execute.NotebookSession.skipped")
     path = make_notebook("skip.ipynb", ["raise SystemExit(1)"],
                          metadata={"nbtest": {"skip": "needs the network"}})
     result = run_notebook(path)
@@ -157,6 +162,8 @@ def test_metadata_skip_starts_no_kernel(make_notebook, no_kernel_left) -> None:
 def test_nbmake_execution_metadata_allow_errors_and_timeout(make_notebook, no_kernel_left
                                                             ) -> None:
     """nbmake's metadata.execution keys: errors are allowed, but a timeout still fails."""
+    this_tests(run_notebook, "nbtest.execute.NotebookSession.run_cell",
+               "nbtest.notebook.notebook_settings")
     path = make_notebook("nbmake.ipynb", [
         "1 / 0",
         "still = 'running'",
@@ -177,6 +184,7 @@ def test_nbmake_execution_metadata_allow_errors_and_timeout(make_notebook, no_ke
 
 
 def test_allow_errors_from_config(make_notebook) -> None:
+    this_tests(run_notebook, NbTestConfig.of)
     path = make_notebook("errors.ipynb", ["raise ValueError('first')", "print('second')"])
     result = run_notebook(path, NbTestConfig.of(allow_errors=True))
     assert result.passed
@@ -186,6 +194,7 @@ def test_allow_errors_from_config(make_notebook) -> None:
 
 def test_notebook_timeout_bounds_each_cell_by_the_remaining_budget(make_notebook,
                                                                    no_kernel_left) -> None:
+    this_tests(run_notebook, "nbtest.execute.NotebookSession.run_cell")
     path = make_notebook("budget.ipynb", [
         "import time\ntime.sleep(0.3)",
         "time.sleep(120)",
@@ -203,6 +212,7 @@ def test_notebook_timeout_bounds_each_cell_by_the_remaining_budget(make_notebook
 
 
 def test_kernel_death_ends_the_notebook(make_notebook, no_kernel_left) -> None:
+    this_tests(run_notebook, "nbtest.execute.NotebookSession.run_cell", describe_exit)
     path = make_notebook("dies.ipynb", ["x = 1", "import os\nos._exit(3)", "y = 2"])
     t0 = time.monotonic()
     result = run_notebook(path)
@@ -217,6 +227,7 @@ def test_kernel_death_ends_the_notebook(make_notebook, no_kernel_left) -> None:
 
 
 def test_describe_exit() -> None:
+    this_tests(describe_exit)
     assert describe_exit(None) == "kernel died"
     assert describe_exit(3) == "kernel died (exit code 3)"
     assert describe_exit(-9) == "kernel died (killed by SIGKILL)"
@@ -233,6 +244,7 @@ SEED_CELLS = [
 
 
 def test_seed_makes_random_and_numpy_reproducible(make_notebook) -> None:
+    this_tests(run_notebook, startup_code)
     path = make_notebook("seed.ipynb", SEED_CELLS)
     config = NbTestConfig.of(seed=1234)
     first, second = run_notebook(path, config), run_notebook(path, config)
@@ -242,6 +254,7 @@ def test_seed_makes_random_and_numpy_reproducible(make_notebook) -> None:
 
 
 def test_run_notebook_inside_a_running_event_loop(make_notebook, no_kernel_left) -> None:
+    this_tests(run_notebook)
     path = make_notebook("loop.ipynb", ["print(6 * 7)"])
 
     async def main() -> object:
@@ -254,6 +267,7 @@ def test_run_notebook_inside_a_running_event_loop(make_notebook, no_kernel_left)
 
 
 def test_unknown_kernelspec_lists_installed_kernels(make_notebook, no_kernel_left) -> None:
+    this_tests(run_notebook, "nbtest.kernels.check_kernel_name")
     path = make_notebook("k.ipynb", ["x = 1"], kernel="no-such-kernel")
     with pytest.raises(NoSuchKernelError) as info:
         run_notebook(path)
@@ -270,6 +284,7 @@ HOSTILE = "x'; import os; os._exit(7) #\"\"\"'''\n)"
 
 
 def test_startup_code_takes_settings_as_data() -> None:
+    this_tests(startup_code)
     code = startup_code({"seed": 3, "note": HOSTILE})
     tree = ast.parse(code)
     kinds = [type(node).__name__ for node in tree.body]
@@ -280,6 +295,7 @@ def test_startup_code_takes_settings_as_data() -> None:
 
 
 def test_path_with_quotes_cannot_inject_code(tmp_path: Path, make_notebook) -> None:
+    this_tests(run_notebook, startup_code)
     folder = tmp_path / "dir 'q' \"d\" $(touch pwned) ;"
     path = make_notebook(folder / "x'); import os; os._exit(7) #.ipynb", [
         "import os\nprint(os.getcwd())\nprint(os.environ['NBTEST_NOTEBOOK'])",

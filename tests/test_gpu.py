@@ -14,7 +14,7 @@ import pytest
 from fake_nvidia_smi import app, gpu, install
 
 from nbtest import gpu as gpumod
-from nbtest import nvidia
+from nbtest import nvidia, this_tests
 from nbtest.errors import ConfigError, PreflightError
 from nbtest.gpu import (
     apply_visible,
@@ -76,6 +76,7 @@ def two_cards() -> dict[str, Any]:
 
 
 def test_parse_csv_keys_rows_by_requested_fields() -> None:
+    this_tests(parse_csv)
     rows = parse_csv("a, b c,1\n\n x,y , 2\n", ["f1", "f2", "f3"])
     assert rows == [{"f1": "a", "f2": "b c", "f3": "1"}, {"f1": "x", "f2": "y", "f3": "2"}]
     assert parse_csv("", ["f1"]) == []
@@ -84,6 +85,7 @@ def test_parse_csv_keys_rows_by_requested_fields() -> None:
 
 
 def test_gpus_from_recorded_smi_output() -> None:
+    this_tests(gpus_from_smi)
     gpus = gpus_from_smi(RECORDED_GPUS, RECORDED_APPS, jupyter=no_lookup)
     assert [(g.index, g.physical_index, g.total_mib, g.used_mib, g.free_mib) for g in gpus] == [
         (0, 0, 40960, 38960, 2000), (1, 1, 40960, 10960, 30000)]
@@ -96,11 +98,13 @@ def test_gpus_from_recorded_smi_output() -> None:
 @pytest.mark.parametrize("text", ["0, A100, GPU-x, 40960, lots, 2000\n", "<html>\n",
                                   "0, A100, GPU-x, 40960\n"])
 def test_gpus_from_smi_rejects_unparsable_output(text: str) -> None:
+    this_tests(gpus_from_smi)
     with pytest.raises(ValueError):
         gpus_from_smi(text)
 
 
 def test_nvml_values_to_records() -> None:
+    this_tests(nvidia.process_from_nvml, nvidia.gpu_from_nvml)
     # As pynvml returns them: names and uuids as str (or bytes, older versions), memory in
     # bytes, usedGpuMemory None where NVML_VALUE_NOT_AVAILABLE.
     holder = nvidia.process_from_nvml(4242, 77000 * MIB, b"GPU-abc", b"python3",
@@ -118,6 +122,7 @@ def test_nvml_values_to_records() -> None:
 
 
 def test_records_are_frozen_and_pickle() -> None:
+    this_tests(Gpu, gpus_from_smi)
     card = gpus_from_smi(RECORDED_GPUS, RECORDED_APPS, jupyter=no_lookup)[0]
     with pytest.raises(AttributeError):
         card.free_mib = 1  # type: ignore[misc]
@@ -138,6 +143,7 @@ def test_records_are_frozen_and_pickle() -> None:
 ])
 def test_cuda_visible_devices_selects_and_renumbers(spec: str | None,
                                                     physical: list[int]) -> None:
+    this_tests(apply_visible)
     cards = gpus_from_smi(RECORDED_GPUS + RECORDED_GPUS.splitlines()[0].replace(
         "0, ", "2, ", 1).replace("aa11bb22", "ee55ff66") + "\n")
     seen = apply_visible(spec, cards)
@@ -146,6 +152,7 @@ def test_cuda_visible_devices_selects_and_renumbers(spec: str | None,
 
 
 def test_pick_gpu_most_free_and_xdist_spreading() -> None:
+    this_tests(pick_gpu)
     def card(i: int, free: int) -> Gpu:
         return Gpu(i, i, "A100", f"GPU-{i}", 40960, 40960 - free, free)
 
@@ -160,6 +167,7 @@ def test_pick_gpu_most_free_and_xdist_spreading() -> None:
 
 
 def test_format_size() -> None:
+    this_tests(format_size)
     assert [format_size(n) for n in (8 * GIB, 500 * MIB, 8 * 10**9, 1234)] == [
         "8 GiB", "500 MiB", "8 GB", "1234 bytes"]
 
@@ -169,6 +177,7 @@ def test_format_size() -> None:
 
 def test_busy_card_refuses_and_names_the_holder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 jupyter_like: subprocess.Popen) -> None:
+    this_tests(preflight, format_report, check_preflight, probe)
     install(tmp_path, monkeypatch, busy_scene(jupyter_like.pid))
     report = preflight(8 * GIB)
     assert not report.ok and report.probe.backend == "smi"
@@ -189,6 +198,7 @@ def test_busy_card_refuses_and_names_the_holder(tmp_path: Path, monkeypatch: pyt
 
 
 def test_free_card_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests(check_preflight, format_report, cuda_available, kernel_gpu_env)
     install(tmp_path, monkeypatch, {"gpus": [gpu(0, free=80000)], "apps": []})
     report = check_preflight(8 * GIB)
     assert report.ok and "GPU 0 has 80000 MiB free" in report.reason
@@ -199,6 +209,7 @@ def test_free_card_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_two_cards_pin_the_kernel_to_the_freer(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests(kernel_gpu_env, pick_gpu)
     install(tmp_path, monkeypatch, two_cards())
     assert kernel_gpu_env(8 * GIB) == {"CUDA_VISIBLE_DEVICES": "1",
                                        "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
@@ -208,6 +219,7 @@ def test_two_cards_pin_the_kernel_to_the_freer(tmp_path: Path,
 
 def test_xdist_workers_spread_over_equally_free_cards(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests(kernel_gpu_env, pick_gpu)
     install(tmp_path, monkeypatch, {"gpus": [gpu(0, free=80000), gpu(1, free=79900)]})
     chosen = []
     for worker in ("gw0", "gw1", "gw2"):
@@ -218,6 +230,7 @@ def test_xdist_workers_spread_over_equally_free_cards(tmp_path: Path,
 
 def test_cuda_visible_devices_empty_means_no_gpu(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests(preflight, format_report, cuda_available, kernel_gpu_env)
     install(tmp_path, monkeypatch, two_cards())
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     report = preflight(8 * GIB)
@@ -229,6 +242,7 @@ def test_cuda_visible_devices_empty_means_no_gpu(tmp_path: Path,
 
 def test_cuda_visible_devices_index_and_uuid(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests(probe, apply_visible, preflight, format_report, kernel_gpu_env)
     scene = two_cards()
     install(tmp_path, monkeypatch, scene)
     for spec in ("1", scene["gpus"][1]["uuid"][:12]):
@@ -245,6 +259,7 @@ def test_cuda_visible_devices_index_and_uuid(tmp_path: Path,
 
 def test_failing_smi_falls_to_none_with_a_reason(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests(probe, preflight, format_report)
     install(tmp_path, monkeypatch, {**two_cards(), "exit": 9})
     result = probe()
     assert result.backend == "none" and result.gpus == ()
@@ -259,6 +274,7 @@ def test_failing_smi_falls_to_none_with_a_reason(tmp_path: Path,
 def test_garbage_output_falls_to_none_with_a_reason(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     where: bool | str) -> None:
+    this_tests(probe)
     install(tmp_path, monkeypatch, {**two_cards(), "garbage": where})
     result = probe()
     assert result.backend == "none" and result.gpus == ()
@@ -266,6 +282,7 @@ def test_garbage_output_falls_to_none_with_a_reason(tmp_path: Path,
 
 
 def test_stuck_smi_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests(probe, nvidia.run_smi)
     install(tmp_path, monkeypatch, {**two_cards(), "sleep": 30})
     monkeypatch.setattr(nvidia, "SMI_TIMEOUT", 0.5)
     result = probe()
@@ -274,11 +291,13 @@ def test_stuck_smi_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_no_smi_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests(probe, nvidia.run_smi)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert probe("smi").reasons == ("nvidia-smi: nvidia-smi is not on PATH",)
 
 
 def test_nvml_failure_falls_to_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests(probe, format_report)
     install(tmp_path, monkeypatch, two_cards())
     monkeypatch.delenv("NBTEST_GPU_BACKEND")
 
@@ -293,6 +312,7 @@ def test_nvml_failure_falls_to_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_backend_forced_by_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests(probe, cuda_available)
     install(tmp_path, monkeypatch, two_cards())
     monkeypatch.setenv("NBTEST_GPU_BACKEND", "none")
     assert probe().backend == "none" and not cuda_available()

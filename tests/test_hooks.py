@@ -11,6 +11,7 @@ import pytest
 from pytester_helpers import notebook_maker, output, run_pytest
 
 import nbtest.hookspecs
+from nbtest import this_tests
 
 pytest_plugins = ["pytester"]
 
@@ -58,6 +59,7 @@ def _events(pytester: pytest.Pytester) -> list[dict]:
 
 
 def test_hookspecs_are_typed_and_documented() -> None:
+    this_tests(*(getattr(nbtest.hookspecs, name) for name in HOOKS))
     for name in HOOKS:
         spec = getattr(nbtest.hookspecs, name)
         assert spec.__doc__ and spec.__doc__.strip(), name
@@ -68,6 +70,7 @@ def test_hookspecs_are_typed_and_documented() -> None:
 
 def test_hooks_called_for_each_notebook_and_cell(pytester: pytest.Pytester, nb,
                                                  no_kernel_left) -> None:
+    this_tests(*(getattr(nbtest.hookspecs, name) for name in HOOKS), "nbtest.items.HookCallback")
     pytester.makeconftest(LOGGING_CONFTEST)
     nb("good.ipynb", [("markdown", "# good"), "x = 1", "assert x == 1"])
     nb("sums.ipynb", ["total = 41", ("markdown", "check"), "assert total == 42, 'sum is 42'",
@@ -101,6 +104,7 @@ def test_hooks_called_for_each_notebook_and_cell(pytester: pytest.Pytester, nb,
 
 
 def test_cell_hook_gets_the_cells_own_item(pytester: pytest.Pytester, nb) -> None:
+    this_tests(nbtest.hookspecs.pytest_nbtest_cell_executed, "nbtest.items.CellItem.runtest")
     pytester.makeconftest(LOGGING_CONFTEST)
     nb("steps.ipynb", ["x = 1", "y = 2"])
     run_pytest(pytester, "--nbtest", "--nbtest-cells").assert_outcomes(passed=2)
@@ -113,6 +117,7 @@ def test_error_inside_nbtest_shows_its_real_traceback(pytester: pytest.Pytester,
                                                       no_kernel_left) -> None:
     """A session callback (as built-in features register them) that raises is a bug in
     that callback, not a notebook failure report: pytest shows the Python traceback."""
+    this_tests("nbtest.callback.Dispatcher.cell_end", "nbtest.items.NotebookItem.runtest")
     pytester.makeconftest("""
         import nbtest
         from nbtest.items import CALLBACKS_KEY

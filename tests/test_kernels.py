@@ -17,6 +17,7 @@ import pytest
 from conftest import kernel_processes, pid_gone
 from jupyter_core.utils import run_sync
 
+from nbtest import this_tests
 from nbtest.errors import KernelStartError, NoSuchKernelError
 from nbtest.kernels import (
     TOKEN_VAR,
@@ -53,6 +54,8 @@ print(same.pid, away.pid)
 
 def test_kernel_talks_ipc_in_a_private_folder_and_kill_leaves_nothing(tmp_path: Path,
                                                                       no_kernel_left) -> None:
+    this_tests(start_kernel, "nbtest.kernels.launch_kernel", "nbtest.kernels.Kernel.kill",
+               processes_with_token)
     kernel = run_sync(start_kernel)("python3", tmp_path, {"EXTRA_VAR": "x"}, 60)
     folder = Path(kernel.folder)
     try:
@@ -94,6 +97,7 @@ def test_kernel_talks_ipc_in_a_private_folder_and_kill_leaves_nothing(tmp_path: 
 
 
 def test_installed_kernels_and_unknown_names() -> None:
+    this_tests(installed_kernels, check_kernel_name)
     kernels = installed_kernels()
     assert "python3" in kernels
     check_kernel_name("python3")
@@ -113,6 +117,7 @@ def test_installed_kernels_and_unknown_names() -> None:
 ])
 def test_kernel_environment(monkeypatch: pytest.MonkeyPatch, given: str | None,
                             expected: str) -> None:
+    this_tests(kernel_environment)
     if given is None:
         monkeypatch.delenv("MPLBACKEND", raising=False)
     else:
@@ -143,6 +148,7 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_kernel_that_exits_at_start_is_a_start_error(tmp_path: Path, monkeypatch, private_tmp,
                                                      no_kernel_left) -> None:
+    this_tests(start_kernel, "nbtest.kernels.Kernel.start_failed")
     _fake_kernelspec(tmp_path / "share", "exits", [sys.executable, "-c", "raise SystemExit(5)",
                                                    "{connection_file}"])
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share"))
@@ -159,6 +165,7 @@ def test_kernel_that_exits_at_start_is_a_start_error(tmp_path: Path, monkeypatch
 
 def test_kernel_that_never_answers_hits_the_startup_timeout(tmp_path: Path, monkeypatch,
                                                             private_tmp, no_kernel_left) -> None:
+    this_tests(start_kernel, "nbtest.kernels.Kernel.kill")
     # A "kernel" that starts a grandchild in its own session and then never answers.
     code = ("import subprocess, time; subprocess.Popen(['sleep', '600'], "
             "start_new_session=True); time.sleep(600)")
@@ -177,6 +184,7 @@ def test_kernel_that_never_answers_hits_the_startup_timeout(tmp_path: Path, monk
 
 def test_cli_kernel_start_failure_is_one_paragraph(tmp_path: Path, make_notebook, run_cli,
                                                    no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_execute", start_kernel)
     _fake_kernelspec(tmp_path / "share", "exits", [sys.executable, "-c", "raise SystemExit(5)",
                                                    "{connection_file}"])
     path = make_notebook("nb.ipynb", ["x = 1"], kernel="exits")
@@ -203,8 +211,10 @@ def _token_sweep(other_token: str) -> tuple[bool, bool]:
 
 
 def test_processes_with_token_finds_only_that_token() -> None:
+    this_tests(processes_with_token)
     assert _token_sweep(os.urandom(16).hex()) == (True, False)
 
 
 def test_processes_with_token_matches_the_whole_value() -> None:
+    this_tests(processes_with_token)
     assert _token_sweep("{token}0") == (True, False)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from fake_nvidia_smi import app, gpu, install
 
+from nbtest import this_tests
 from nbtest.callback import Callback, NotebookRun
 from nbtest.callbacks.memory import (
     MemoryCallback,
@@ -59,6 +60,7 @@ def child() -> Iterator[subprocess.Popen]:
 
 def test_peak_rss_of_a_notebook_allocating_200mb(make_notebook: Callable[..., Path],
                                                  no_kernel_left: Callable[[], None]) -> None:
+    this_tests(MemoryCallback, run_notebook)
     path = make_notebook("alloc.ipynb", [ALLOCATE_200MB, "del b", "x = 1"])
     result = run_notebook(path, callbacks=[MemoryCallback()])
     assert result.passed
@@ -71,6 +73,7 @@ def test_peak_rss_of_a_notebook_allocating_200mb(make_notebook: Callable[..., Pa
 
 def test_mem_max_exceeded_sets_the_violation(make_notebook: Callable[..., Path],
                                              no_kernel_left: Callable[[], None]) -> None:
+    this_tests(MemoryCallback, "nbtest.callbacks.memory.read_budget", budget_violations)
     path = make_notebook("alloc.ipynb", [ALLOCATE_200MB],
                          metadata={"nbtest": {"mem_max": "100MiB", "gpu_mem_max": "1GiB"}})
     result = run_notebook(path, callbacks=[MemoryCallback()])
@@ -82,6 +85,7 @@ def test_mem_max_exceeded_sets_the_violation(make_notebook: Callable[..., Path],
 
 def test_bad_budget_stops_before_the_kernel_starts(make_notebook: Callable[..., Path],
                                                    no_kernel_left: Callable[[], None]) -> None:
+    this_tests(MemoryCallback, "nbtest.callbacks.memory.read_budget")
     path = make_notebook("nb.ipynb", ["x = 1"], metadata={"nbtest": {"mem_max": "lots"}})
     with pytest.raises(ConfigError, match=r"metadata\.nbtest: bad value 'lots' for 'mem_max'"):
         run_notebook(path, callbacks=[MemoryCallback()])
@@ -97,6 +101,7 @@ class _Boom(Callback):
 
 def test_sampler_stops_when_the_run_raises(make_notebook: Callable[..., Path],
                                            no_kernel_left: Callable[[], None]) -> None:
+    this_tests(MemoryCallback, MemoryCallback.close, TreeSampler.stop)
     path = make_notebook("nb.ipynb", ["x = 1", "y = 2"])
     memory = MemoryCallback()
     with pytest.raises(RuntimeError, match="boom"):
@@ -109,6 +114,7 @@ def test_sampler_stops_when_the_run_raises(make_notebook: Callable[..., Path],
 
 
 def test_budget_violations() -> None:
+    this_tests(budget_violations)
     budgets = {"mem_max": 256 * 2**20, "gpu_mem_max": 2**30}
     assert budget_violations({"mem_max": 512.0, "gpu_mem_max": 100}, budgets) == [
         "peak RSS 512 MiB exceeds mem_max 256 MiB"]
@@ -119,6 +125,7 @@ def test_budget_violations() -> None:
 
 
 def test_sampler_reads_a_process_tree(child: subprocess.Popen) -> None:
+    this_tests(TreeSampler, TreeSampler.sample)
     sampler = TreeSampler(child.pid)
     assert sampler.sample(full=True)
     assert sampler.peak_rss >= 50 * 2**20 and not sampler.cuda
@@ -129,6 +136,7 @@ def test_sampler_reads_a_process_tree(child: subprocess.Popen) -> None:
 
 def test_gpu_memory_of_the_kernel_by_pid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          child: subprocess.Popen) -> None:
+    this_tests(kernel_gpu_mib, TreeSampler.sample, gpu_memory_returned)
     install(tmp_path, monkeypatch, {"gpus": [gpu(0, free=40000, uuid=UUID)],
                                     "apps": [app(child.pid, 1100, UUID), app(1, 500, UUID)]})
     assert kernel_gpu_mib({child.pid}) == 1100

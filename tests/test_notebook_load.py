@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from nbtest import this_tests
 from nbtest.errors import ConfigError, NotebookLoadError
 from nbtest.notebook import (
     cell_tags,
@@ -50,6 +51,7 @@ UNREADABLE = {
 
 @pytest.mark.parametrize("case", sorted(UNREADABLE))
 def test_load_notebook_rejects_unreadable_input(tmp_path: Path, case: str) -> None:
+    this_tests(load_notebook)
     content, says = UNREADABLE[case]
     path = _write(tmp_path, f"{case}.ipynb", content)
     with pytest.raises(NotebookLoadError) as info:
@@ -61,6 +63,7 @@ def test_load_notebook_rejects_unreadable_input(tmp_path: Path, case: str) -> No
 
 
 def test_load_notebook_rejects_a_directory(tmp_path: Path) -> None:
+    this_tests(load_notebook)
     folder = tmp_path / "folder.ipynb"
     folder.mkdir()
     with pytest.raises(NotebookLoadError, match="is a directory"):
@@ -75,6 +78,7 @@ def test_load_notebook_rejects_a_directory(tmp_path: Path) -> None:
                  id="cell-without-metadata"),
 ])
 def test_malformed_notebook_structure_is_a_load_error(tmp_path: Path, data: dict) -> None:
+    this_tests(load_notebook, "nbtest.notebook.notebook_from_dict")
     path = _write(tmp_path, "malformed.ipynb", json.dumps(data))
     with pytest.raises(NotebookLoadError) as info:
         load_notebook(path)
@@ -82,6 +86,7 @@ def test_malformed_notebook_structure_is_a_load_error(tmp_path: Path, data: dict
 
 
 def test_load_notebook_accepts_v4_with_multiline_sources(tmp_path: Path) -> None:
+    this_tests(load_notebook, kernel_name)
     data = {"nbformat": 4, "nbformat_minor": 2,
             "metadata": {"kernelspec": {"name": "k9", "display_name": "K9"}},
             "cells": [{"cell_type": "code", "source": ["a = 1\n", "b = 2"], "metadata": {},
@@ -94,6 +99,7 @@ def test_load_notebook_accepts_v4_with_multiline_sources(tmp_path: Path) -> None
 
 
 def test_tags_and_runnable_cells() -> None:
+    this_tests(cell_tags, is_skipped, expects_error, is_runnable, first_line)
     code = nbformat.v4.new_code_cell
     assert cell_tags(code("x", metadata={"tags": ["a", "b"]})) == {"a", "b"}
     for tag in ("skip-execution", "nbval-skip"):
@@ -110,6 +116,7 @@ def test_tags_and_runnable_cells() -> None:
 
 
 def test_notebook_settings_read_nbtest_and_nbmake_metadata(tmp_path: Path) -> None:
+    this_tests(notebook_settings)
     nb = nbformat.v4.new_notebook(metadata={
         "execution": {"timeout": 5, "allow_errors": True, "other": 1},
         "nbtest": {"timeout": 7, "skip": "not today", "kernel": "k2"}})
@@ -121,6 +128,7 @@ def test_notebook_settings_read_nbtest_and_nbmake_metadata(tmp_path: Path) -> No
 
 
 def test_notebook_settings_reject_bad_metadata(tmp_path: Path) -> None:
+    this_tests(notebook_settings)
     path = tmp_path / "x.ipynb"
     with pytest.raises(NotebookLoadError, match="metadata.nbtest must be a mapping"):
         notebook_settings(nbformat.v4.new_notebook(metadata={"nbtest": [1]}), path)
@@ -140,6 +148,7 @@ CLI_CASES = ["not-json", "json-list", "nbformat-3", "empty", "missing", "directo
 @pytest.mark.parametrize("case", CLI_CASES)
 def test_cli_unreadable_input_exits_2_with_one_paragraph(tmp_path: Path, run_cli, case: str
                                                          ) -> None:
+    this_tests("nbtest.cli.cmd_execute", load_notebook)
     if case == "directory":
         path = tmp_path / "a folder"
         path.mkdir()
@@ -156,6 +165,7 @@ def test_cli_unreadable_input_exits_2_with_one_paragraph(tmp_path: Path, run_cli
 
 
 def test_cli_malformed_notebook_exits_2_without_traceback(tmp_path: Path, run_cli) -> None:
+    this_tests("nbtest.cli.cmd_execute", load_notebook)
     path = _write(tmp_path, "nometa.ipynb",
                   json.dumps({**V4, "cells": [{"cell_type": "code", "source": "x"}]}))
     proc = run_cli("execute", path, "--no-progress")
@@ -165,6 +175,7 @@ def test_cli_malformed_notebook_exits_2_without_traceback(tmp_path: Path, run_cl
 
 
 def test_nbformat_version_message_is_not_self_contradictory(tmp_path: Path) -> None:
+    this_tests(load_notebook)
     path = _write(tmp_path, "strver.ipynb", json.dumps({**V4, "nbformat": "4", "cells": []}))
     with pytest.raises(NotebookLoadError) as info:
         load_notebook(path)

@@ -12,6 +12,7 @@ from typing import Any
 import nbformat
 import pytest
 
+from nbtest import this_tests
 from nbtest.outputs import (
     compare_outputs,
     is_compared,
@@ -79,21 +80,25 @@ def error(name: str, value: str) -> dict[str, Any]:
     (nbformat.v4.new_markdown_cell("# NBVAL_CHECK_OUTPUT"), False, False),
 ])
 def test_which_cells_are_compared(cell: Any, lax: bool, strict: bool) -> None:
+    this_tests(is_compared)
     assert (is_compared(cell), is_compared(cell, check_all=True)) == (lax, strict)
 
 
 def test_marker_must_be_a_whole_comment() -> None:
+    this_tests(marked)
     assert marked({"source": "print('# NBVAL_CHECK_OUTPUT')"}) is None
     assert marked({"source": "# NBVAL_CHECK_OUTPUT please"}) is None
 
 
 # -- comparing --------------------------------------------------------------------------------
 def test_equal_outputs_match() -> None:
+    this_tests(compare_outputs)
     outs = [stream("hi\n"), result("42")]
     assert compare_outputs(outs, outs) is None
 
 
 def test_streams_are_joined_and_compared_per_name() -> None:
+    this_tests(compare_outputs, normalize)
     split = [stream("a\n"), stream("warn\n", "stderr"), stream("b\n")]
     joined = [stream("a\nb\n"), stream("warn\n", "stderr")]
     assert compare_outputs(split, joined) is None
@@ -104,6 +109,7 @@ def test_streams_are_joined_and_compared_per_name() -> None:
 
 
 def test_order_of_different_keys_does_not_matter_but_order_within_one_does() -> None:
+    this_tests(compare_outputs)
     assert compare_outputs([stream("x\n"), result("1")], [result("1"), stream("x\n")]) is None
     two = [display({"text/plain": "a"}), display({"text/plain": "b"})]
     problem = compare_outputs(two, list(reversed(two)))
@@ -111,6 +117,7 @@ def test_order_of_different_keys_does_not_matter_but_order_within_one_does() -> 
 
 
 def test_missing_and_unexpected_outputs() -> None:
+    this_tests(compare_outputs)
     problem = compare_outputs([stream("x\n")], [stream("x\n"), stream("oops\n", "stderr")])
     assert problem is not None
     assert problem.startswith("output differs (stderr)")
@@ -120,6 +127,7 @@ def test_missing_and_unexpected_outputs() -> None:
 
 
 def test_errors_compare_by_name_and_value_not_traceback() -> None:
+    this_tests(compare_outputs)
     first = [error("ValueError", "bad")]
     second = [dict(error("ValueError", "bad"), traceback=["something else entirely"])]
     assert compare_outputs(first, second) is None
@@ -128,6 +136,7 @@ def test_errors_compare_by_name_and_value_not_traceback() -> None:
 
 
 def test_html_and_latex_compare_as_text() -> None:
+    this_tests(compare_outputs)
     html = [display({"text/html": "<b>1</b>", "text/plain": "1"})]
     assert compare_outputs(html, html) is None
     problem = compare_outputs(html, [display({"text/html": "<b>2</b>", "text/plain": "1"})])
@@ -137,6 +146,7 @@ def test_html_and_latex_compare_as_text() -> None:
 
 
 def test_dataframe_like_repr() -> None:
+    this_tests(compare_outputs, SanitizerSet.apply)
     table = ("   name  loss  when\n"
              "0  a     0.25  2024-01-02 10:00:00\n"
              "1  b     0.50  2024-01-02 10:00:01\n")
@@ -150,6 +160,7 @@ def test_dataframe_like_repr() -> None:
 
 
 def test_memory_address_and_tqdm_bar() -> None:
+    this_tests(compare_outputs, SanitizerSet.apply)
     old = [result("<Model object at 0x7f3a2b1c4d50>"),
            stream(" 50%|█████     | 5/10 [00:00<00:00, 9.1it/s]\r"
                   "100%|██████████| 10/10 [00:01<00:00, 9.80it/s]\n", "stderr")]
@@ -159,6 +170,7 @@ def test_memory_address_and_tqdm_bar() -> None:
 
 
 def test_tolerant_float() -> None:
+    this_tests(compare_outputs, texts_match)
     old, new = [stream("loss 0.31415\n")], [stream("loss 0.31416\n")]
     assert compare_outputs(old, new) is not None
     assert compare_outputs(old, new, rtol=1e-4) is None
@@ -177,10 +189,12 @@ def test_tolerant_float() -> None:
     ("-0.5", "0.5", 0.5, False),
 ])
 def test_texts_match(a: str, b: str, rtol: float, same: bool) -> None:
+    this_tests(texts_match)
     assert texts_match(a, b, rtol) is same
 
 
 def test_images_by_presence_and_type_by_default() -> None:
+    this_tests(compare_outputs)
     png = [display({"image/png": RED_PNG, "text/plain": "<Figure size 1x1>"})]
     other = [display({"image/png": "AAAA", "text/plain": "<Figure size 1x1>"})]
     assert compare_outputs(png, other) is None
@@ -199,6 +213,7 @@ def _png(color: tuple[int, int, int], size: tuple[int, int] = (4, 4)) -> str:
 
 
 def test_images_by_pixels_with_compare_images() -> None:
+    this_tests(compare_outputs, "nbtest.outputs.image_difference")
     red, near, blue = _png((255, 0, 0)), _png((254, 1, 0)), _png((0, 0, 255))
     assert compare_outputs([display({"image/png": red})], [display({"image/png": near})],
                            compare_images=True) is None
@@ -214,6 +229,7 @@ def test_images_by_pixels_with_compare_images() -> None:
 
 
 def test_widget_views_are_ignored() -> None:
+    this_tests(compare_outputs)
     widget = {"application/vnd.jupyter.widget-view+json": {"model_id": "abc"},
               "text/plain": "HBox()"}
     other = dict(widget, **{"application/vnd.jupyter.widget-view+json": {"model_id": "xyz"}})
@@ -221,6 +237,7 @@ def test_widget_views_are_ignored() -> None:
 
 
 def test_user_sanitizer_file_applies_and_counts() -> None:
+    this_tests(compare_outputs, parse_sanitize_file, SanitizerSet.unmatched)
     rules = parse_sanitize_file("[seed]\nregex: seed \\d+\nreplace: seed N\n"
                                 "[unused]\nregex: nothing-like-this\nreplace: x\n", "s.cfg")
     sanitizers = SanitizerSet(rules)
@@ -229,6 +246,7 @@ def test_user_sanitizer_file_applies_and_counts() -> None:
 
 
 def test_diff_is_cut_after_thirty_differing_lines() -> None:
+    this_tests(unified_diff)
     old = "".join(f"line {i}\n" for i in range(100))
     new = "".join(f"LINE {i}\n" for i in range(100))
     diff = unified_diff(old, new, "stdout")
@@ -239,6 +257,7 @@ def test_diff_is_cut_after_thirty_differing_lines() -> None:
 
 
 def test_normalize_keys() -> None:
+    this_tests(normalize)
     keys = normalize([stream("a"), stream("b", "stderr"), result("1", **{"text/html": "<p>"}),
                       error("E", "v")], SanitizerSet())
     assert keys == {"stdout": ["a"], "stderr": ["b"], "text/plain": ["1"],
@@ -259,6 +278,7 @@ def _notebook(path: Path) -> Path:
 
 
 def test_nbformat_files_round_trip_byte_identical(tmp_path: Path) -> None:
+    this_tests(file_format)
     path = _notebook(tmp_path / "n.ipynb")
     text = path.read_text(encoding="utf-8")
     assert file_format(text, json.loads(text)) == (1, False, True)
@@ -272,6 +292,7 @@ def _fake_result(path: Path, outputs: dict[int, Any], differ: list[int]) -> Note
 
 
 def test_write_updated_outputs_changes_only_the_outputs(tmp_path: Path) -> None:
+    this_tests(write_updated_outputs, disk_outputs)
     import difflib
 
     path = _notebook(tmp_path / "n.ipynb")
@@ -295,6 +316,7 @@ def test_write_updated_outputs_changes_only_the_outputs(tmp_path: Path) -> None:
 
 
 def test_write_updated_outputs_refuses_a_changed_file(tmp_path: Path) -> None:
+    this_tests(write_updated_outputs)
     from nbtest.errors import NbTestError
 
     path = _notebook(tmp_path / "n.ipynb")
@@ -308,6 +330,7 @@ def test_write_updated_outputs_refuses_a_changed_file(tmp_path: Path) -> None:
 
 
 def test_disk_outputs_split_lines_like_nbformat() -> None:
+    this_tests(disk_outputs)
     outs = disk_outputs([result("a\nb", **{"text/html": "<p>\n</p>"}), stream("x\ny\n")])
     assert outs[0]["data"]["text/plain"] == ["a\n", "b"]
     assert outs[0]["data"]["text/html"] == ["<p>\n", "</p>"]
@@ -317,6 +340,7 @@ def test_disk_outputs_split_lines_like_nbformat() -> None:
 
 def test_compare_images_without_pillow_is_a_clear_usage_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests("nbtest.callbacks.outputs.OutputCheck.from_config", "nbtest.outputs.require_pillow")
     from nbtest.callbacks.outputs import OutputCheck
     from nbtest.config import NbTestConfig
     from nbtest.errors import UsageError

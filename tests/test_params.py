@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from conftest import cell_text, read_notebook
 
-from nbtest import NbTestConfig, run_notebook
+from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.errors import ParameterError
 from nbtest.execute import plan_notebook
 from nbtest.notebook import INJECTED_TAG
@@ -31,6 +31,7 @@ VALUES = ["1", "-3", "007", "2.5", "1e3", "-0.5", "True", "False", "None", "true
 
 @pytest.mark.parametrize("text", VALUES)
 def test_parse_value_types_as_papermill_does(text: str) -> None:
+    this_tests(parse_value)
     from papermill.cli import _resolve_type
 
     ours, theirs = parse_value(text), _resolve_type(text)
@@ -39,6 +40,7 @@ def test_parse_value_types_as_papermill_does(text: str) -> None:
 
 
 def test_parse_value_examples() -> None:
+    this_tests(parse_value)
     assert parse_value("1") == 1 and type(parse_value("1")) is int
     assert parse_value("2.5") == 2.5
     assert parse_value("True") is True and parse_value("False") is False
@@ -47,6 +49,7 @@ def test_parse_value_examples() -> None:
 
 
 def test_parse_assignment() -> None:
+    this_tests(parse_assignment)
     assert parse_assignment("n=3") == ("n", 3)
     assert parse_assignment(" lr =0.1") == ("lr", 0.1)
     assert parse_assignment("s=a=b") == ("s", "a=b")
@@ -56,6 +59,7 @@ def test_parse_assignment() -> None:
 
 
 def test_read_parameters_file(tmp_path: Path) -> None:
+    this_tests(read_parameters_file)
     yml = tmp_path / "p.yaml"
     yml.write_text("n: 3\nlr: 0.5\nflag: true\nnothing: null\nname: text\nitems: [1, 2]\n")
     assert read_parameters_file(yml) == {"n": 3, "lr": 0.5, "flag": True, "nothing": None,
@@ -75,6 +79,7 @@ def test_read_parameters_file(tmp_path: Path) -> None:
 ])
 def test_read_parameters_file_errors_name_the_file(tmp_path: Path, content: str | None,
                                                    says: str) -> None:
+    this_tests(read_parameters_file)
     path = tmp_path / "params.yaml"
     if content is not None:
         path.write_text(content)
@@ -97,6 +102,7 @@ def _code(source: str, *tags: str) -> nbformat.NotebookNode:
 
 
 def test_injected_cell_goes_after_the_parameters_cell() -> None:
+    this_tests(inject_parameters, injected_index)
     nb = _nb(nbformat.v4.new_markdown_cell("# t"), _code("a = 0", "parameters"), _code("a"))
     out = inject_parameters(nb, {"a": 1, "s": "it's \"quoted\"", "n": None}, "python3", "python")
     assert injected_index(out) == 2
@@ -110,12 +116,14 @@ def test_injected_cell_goes_after_the_parameters_cell() -> None:
 
 
 def test_injected_cell_goes_first_without_a_parameters_cell() -> None:
+    this_tests(inject_parameters, injected_index)
     out = inject_parameters(_nb(_code("x = 1"), _code("y = 2")), {"a": 1}, "python3", "python")
     assert injected_index(out) == 0
     assert [c.source for c in out.cells[1:]] == ["x = 1", "y = 2"]
 
 
 def test_plan_numbers_cells_as_in_the_input_file(tmp_path: Path, make_notebook) -> None:
+    this_tests(plan_notebook, inject_parameters)
     path = make_notebook("p.ipynb", [
         ("markdown", "# t"), ("code", "a = 0", ["parameters"]), "print(a)", "b = 1"])
     plan = plan_notebook(path, NbTestConfig.of(parameters={"a": 5}))
@@ -126,6 +134,7 @@ def test_plan_numbers_cells_as_in_the_input_file(tmp_path: Path, make_notebook) 
 
 
 def test_a_previous_injected_cell_is_replaced(make_notebook) -> None:
+    this_tests(plan_notebook, inject_parameters)
     path = make_notebook("again.ipynb", [
         ("code", "a = 0", ["parameters"]),
         ("code", "# Parameters\na = 1\n", [INJECTED_TAG]),
@@ -138,6 +147,7 @@ def test_a_previous_injected_cell_is_replaced(make_notebook) -> None:
 
 
 def test_metadata_parameters_merge_under_explicit_ones(make_notebook) -> None:
+    this_tests(plan_notebook, NbTestConfig.of)
     path = make_notebook("m.ipynb", [("code", "a = 0", ["parameters"])],
                          metadata={"nbtest": {"parameters": {"a": 1, "b": 2}}})
     plan = plan_notebook(path, NbTestConfig.of(parameters={"a": 10}))
@@ -145,6 +155,7 @@ def test_metadata_parameters_merge_under_explicit_ones(make_notebook) -> None:
 
 
 def test_failing_cell_after_injection_keeps_its_number(make_notebook, no_kernel_left) -> None:
+    this_tests(run_notebook, inject_parameters, failure_text)
     path = make_notebook("num.ipynb", [
         ("markdown", "# params"),
         ("code", "a = 0", ["parameters"]),
@@ -170,6 +181,7 @@ print('ok')
 
 def test_cli_p_and_yaml_file_reach_the_parameters_cell(make_notebook, run_cli, tmp_path: Path
                                                        ) -> None:
+    this_tests("nbtest.cli.cmd_execute", read_parameters_file, parse_value, inject_parameters)
     path = make_notebook("typed.ipynb", [
         ("markdown", "# typed"),
         ("code", "a = b = c = d = e = items = conf = 0", ["parameters"]),
@@ -191,6 +203,7 @@ def test_cli_p_and_yaml_file_reach_the_parameters_cell(make_notebook, run_cli, t
 
 
 def test_cli_json_file_and_metadata_parameters(make_notebook, run_cli, tmp_path: Path) -> None:
+    this_tests("nbtest.cli.cmd_execute", read_parameters_file, inject_parameters)
     path = make_notebook("js.ipynb", [
         ("code", "x = y = z = None", ["parameters"]),
         "assert (x, y, z) == ([1, {'b': None}], 'from json', 7), (x, y, z)",

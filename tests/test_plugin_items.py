@@ -20,6 +20,8 @@ from pytester_helpers import (
     run_pytest,
 )
 
+from nbtest import this_tests
+
 pytest_plugins = ["pytester"]
 
 # Fails at its cell 4 (markdown cells count), the second code cell.
@@ -35,6 +37,8 @@ def nb(pytester: pytest.Pytester, make_notebook):  # type: ignore[no-untyped-def
 
 def test_passed_and_failed_with_the_failing_cell_line(pytester: pytest.Pytester, nb,
                                                       no_kernel_left) -> None:
+    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.plugin.pytest_runtest_makereport",
+               "nbtest.report.failure_text")
     nb("good.ipynb", ["x = 1", ("markdown", "then"), "assert x == 1"])
     nb("sums.ipynb", FAILING)
     nb("divide.ipynb", ["x = 1", "x / 0"])
@@ -56,6 +60,7 @@ def test_passed_and_failed_with_the_failing_cell_line(pytester: pytest.Pytester,
 
 
 def test_skipped_by_metadata_with_its_reason(pytester: pytest.Pytester, nb) -> None:
+    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.items.NotebookFile.collect")
     nb("later.ipynb", nbtest={"skip": True})
     nb("nodata.ipynb", nbtest={"skip": "needs the penguins dataset"})
     nb("runs.ipynb", nbtest={"skip": False})
@@ -93,6 +98,7 @@ MARKED_PY = """
 def test_marker_switches_on_py_tests(pytester: pytest.Pytester,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The seed's --runslow / --runcpp / --skipint and the cuda skip apply to `.py` tests."""
+    this_tests("nbtest.plugin.pytest_collection_modifyitems")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     pytester.makepyfile(test_marked=MARKED_PY)
 
@@ -113,6 +119,7 @@ def test_marker_switches_on_py_tests(pytester: pytest.Pytester,
 
 def test_runslow_and_runcpp_run_marked_notebooks(pytester: pytest.Pytester, nb,
                                                  no_kernel_left) -> None:
+    this_tests("nbtest.plugin.pytest_collection_modifyitems", "nbtest.items.NotebookItem.runtest")
     nb("train.ipynb", nbtest={"markers": ["slow"]})
     nb("kernels.ipynb", nbtest={"markers": ["cpp"]})
     nb("data.ipynb", nbtest={"markers": ["integration"]})
@@ -123,6 +130,7 @@ def test_runslow_and_runcpp_run_marked_notebooks(pytester: pytest.Pytester, nb,
 
 def test_marked_notebooks_are_skipped_with_the_seeds_reasons(
         pytester: pytest.Pytester, nb, monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests("nbtest.plugin.pytest_collection_modifyitems", "nbtest.gpu.cuda_available")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     nb("train.ipynb", nbtest={"markers": ["slow"]})
     nb("kernels.ipynb", nbtest={"markers": ["cpp"]})
@@ -145,6 +153,8 @@ STEPS = [("markdown", "# steps"), "x = 1", "y = x + 1", ("markdown", "check"),
 def test_cells_fail_at_third_code_cell(pytester: pytest.Pytester, nb, no_kernel_left) -> None:
     """Cells 2 and 3 pass (3 sees cell 2's `x`: one kernel), cell 5 fails, 6 and 7 are
     skipped with `cell 5 failed`; the next notebook starts with a fresh kernel."""
+    this_tests("nbtest.items.CellItem.runtest", "nbtest.items.CellItem.setup",
+               "nbtest.items.CellItem.finish_unless_followed")
     nb("steps.ipynb", STEPS)
     nb("zfresh.ipynb", ["import os\nassert 'y' not in globals()", "a = 1", "assert a == 1"])
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-rA", "--junitxml=cells.xml")
@@ -175,6 +185,7 @@ def test_cells_fail_at_third_code_cell(pytester: pytest.Pytester, nb, no_kernel_
 
 def test_cells_stopped_by_x_leave_no_kernel(pytester: pytest.Pytester, nb,
                                             no_kernel_left) -> None:
+    this_tests("nbtest.items.CellItem.runtest", "nbtest.items.close_open_sessions")
     nb("steps.ipynb", ["x = 1", "assert x == 2", "y = 3", "z = 4"])
     nb("zlater.ipynb", ["a = 1"])
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-x", "-rA")
@@ -191,6 +202,8 @@ def _default_sigint() -> None:
 @pytest.mark.parametrize("cells", [False, True], ids=["notebook", "cells"])
 def test_ctrl_c_while_a_cell_runs_leaves_no_kernel(pytester: pytest.Pytester, nb,
                                                    no_kernel_left, cells: bool) -> None:
+    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.items.CellItem.runtest",
+               "nbtest.items.close_open_sessions")
     marker = pytester.path / "sleeping.txt"
     nb("sleeper.ipynb", ["x = 1",
                          "import time\nopen('sleeping.txt', 'w').write('yes')\ntime.sleep(120)",
@@ -216,6 +229,7 @@ def test_ctrl_c_while_a_cell_runs_leaves_no_kernel(pytester: pytest.Pytester, nb
 
 
 def test_junit_durations_and_last_failed(pytester: pytest.Pytester, nb) -> None:
+    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.items.NotebookItem.record")
     nb("good.ipynb", ["x = 1", ("markdown", "then"), "assert x == 1"])
     nb("sums.ipynb", FAILING)
 
@@ -241,6 +255,7 @@ def test_junit_durations_and_last_failed(pytester: pytest.Pytester, nb) -> None:
 
 
 def test_verbose_lines_show_the_node_ids(pytester: pytest.Pytester, nb) -> None:
+    this_tests("nbtest.items.NotebookItem.reportinfo", "nbtest.items.CellItem.setup")
     # An unknown kernel fails each item before any kernel starts: no kernel is needed here.
     nb("docs/a.ipynb")
     result = pytester.runpytest("--nbtest", "-v", "--nbtest-kernel", "nosuch")

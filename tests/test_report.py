@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 
+from nbtest import this_tests
 from nbtest.report import (
     cell_failure_text,
     failing_line,
@@ -63,12 +64,14 @@ def failed_cell(**changes: object) -> CellResult:
 ], ids=["error", "multiline-ansi-value", "no-value", "timeout", "died-code", "died-signal",
         "no-error", "check-failed", "injected"])
 def test_headline_forms(changes: dict, expected: str) -> None:
+    this_tests(headline)
     if "error_value" in changes:
         changes = {"error_name": "ValueError", **changes}
     assert headline(failed_cell(**changes)) == expected
 
 
 def test_failing_line_is_found_and_marked() -> None:
+    this_tests(failing_line, source_excerpt)
     cell = failed_cell()
     assert failing_line(cell) == 15
     excerpt = source_excerpt(cell, 15).splitlines()
@@ -80,6 +83,7 @@ def test_failing_line_is_found_and_marked() -> None:
 
 
 def test_no_marker_without_a_known_frame() -> None:
+    this_tests(failing_line, source_excerpt)
     assert failing_line(failed_cell(traceback=())) is None
     short = source_excerpt(failed_cell(source="a = 1\nb = 2"), None)
     assert short == "      1 | a = 1\n      2 | b = 2"
@@ -91,10 +95,12 @@ def test_no_marker_without_a_known_frame() -> None:
     "<ipython-input-4-0123abcd> in <module>\n      1 a\n----> 2 b",
 ], ids=["ipython-8.0", "ipython-7"])
 def test_failing_line_of_older_ipython_frames(frame: str) -> None:
+    this_tests(failing_line)
     assert failing_line(failed_cell(traceback=(frame,), source="a\nb\nc")) == 2
 
 
 def test_failure_text_without_and_with_colour() -> None:
+    this_tests(failure_text, strip_ansi)
     result = NotebookResult("docs/nb.ipynb", "failed", 1.0,
                             (CellResult(number=1, index=0, source="x = 1", status=PASSED),
                              failed_cell()))
@@ -112,6 +118,7 @@ def test_failure_text_without_and_with_colour() -> None:
 
 
 def test_output_tail_is_stripped_of_ansi_even_in_colour() -> None:
+    this_tests(cell_failure_text)
     text = cell_failure_text(failed_cell(output_tail=f"{RED}warn{RESET}", traceback=()),
                              color=True)
     assert "output (last lines):\nwarn" in text
@@ -119,6 +126,7 @@ def test_output_tail_is_stripped_of_ansi_even_in_colour() -> None:
 
 
 def test_check_failed_report_keeps_the_details() -> None:
+    this_tests(cell_failure_text, headline)
     text = cell_failure_text(failed_cell(error_name=CHECK_FAILED, traceback=(), output_tail="",
                                          detail="output differs\nexpected 1, got 2"))
     assert text.splitlines()[0] == "cell 7: output differs"
@@ -126,6 +134,7 @@ def test_check_failed_report_keeps_the_details() -> None:
 
 
 def test_failure_text_of_a_notebook_without_a_failed_cell() -> None:
+    this_tests(failure_text)
     result = NotebookResult("nb.ipynb", "error", 0.0, reason="kernel 'k' did not start")
     text = failure_text(result)
     assert text.splitlines()[0] == "kernel 'k' did not start" and "nb.ipynb" in text
@@ -133,10 +142,13 @@ def test_failure_text_of_a_notebook_without_a_failed_cell() -> None:
 
 
 def test_strip_ansi() -> None:
+    this_tests(strip_ansi)
     assert strip_ansi(f"{RED}red{RESET} \x1b[1;32mgreen\x1b[0m \x1b[?25l") == "red green "
 
 
 def test_results_properties_and_pickling() -> None:
+    this_tests(NotebookResult.passed, NotebookResult.failed_cell, NotebookResult.slowest,
+               CellResult.failed, CellResult.label)
     cells = (
         CellResult(number=2, index=1, source="a", status=PASSED, duration=0.1),
         CellResult(number=3, index=2, source="b", status=SKIPPED),

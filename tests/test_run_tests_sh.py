@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from pytester_helpers import REPO, SESSION_TIMEOUT, venv_env
 
+from nbtest import this_tests
+
 NBTEST = Path(sys.executable).parent / "nbtest"
 CALLBACKS = ["docs_src/callback.ipynb", "docs_src/callbacks.a.ipynb"]
 ALL = [*CALLBACKS, "docs_src/other.ipynb"]
@@ -53,6 +55,7 @@ def ids(proc: subprocess.CompletedProcess) -> list[str]:
 
 
 def test_nbtest_run_selects_by_glob_under_root(layout: Path) -> None:
+    this_tests("nbtest.cli.cmd_run", "nbtest.cli.select_notebooks")
     collect = ["--", "--collect-only", "-q"]
     nbtest = str(NBTEST)
     assert ids(run([nbtest, "run", "--root", "docs_src", "callback*", *collect],
@@ -64,6 +67,7 @@ def test_nbtest_run_selects_by_glob_under_root(layout: Path) -> None:
 
 
 def test_nbtest_run_glob_matching_nothing_is_an_error(layout: Path) -> None:
+    this_tests("nbtest.cli.cmd_run", "nbtest.cli.select_notebooks")
     proc = run([str(NBTEST), "run", "callback*", "nosuch*"], layout)
     assert proc.returncode == 2
     assert "'nosuch*' matches no notebook under docs_src" in proc.stderr
@@ -74,6 +78,7 @@ def test_nbtest_run_glob_matching_nothing_is_an_error(layout: Path) -> None:
 
 
 def test_nbtest_run_exit_code_is_pytests(layout: Path, no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_run")
     failing = run([str(NBTEST), "run", "o*", "--", "-q", "-p", "no:cacheprovider"], layout)
     assert failing.returncode == pytest.ExitCode.TESTS_FAILED, failing.stdout
     assert "1 failed" in failing.stdout
@@ -86,6 +91,7 @@ def test_nbtest_run_exit_code_is_pytests(layout: Path, no_kernel_left) -> None:
 
 
 def test_run_tests_sh_same_notebooks_from_root_and_docs_src(layout: Path) -> None:
+    this_tests("nbtest.cli.cmd_run", "nbtest.cli.select_notebooks")
     collect = "-- --collect-only -q"
     from_root_quoted = run(["./run_tests.sh", "callback*", "--", "--collect-only", "-q"],
                            layout)
@@ -102,6 +108,7 @@ def test_run_tests_sh_same_notebooks_from_root_and_docs_src(layout: Path) -> Non
 
 
 def test_run_tests_sh_runs_and_passes_from_docs_src(layout: Path, no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_run")
     proc = run("../run_tests.sh callback* -- -p no:cacheprovider", layout / "docs_src",
                shell=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -111,6 +118,7 @@ def test_run_tests_sh_runs_and_passes_from_docs_src(layout: Path, no_kernel_left
 
 def test_run_tests_sh_ignores_executed_copies_expanded_by_the_shell(layout: Path,
                                                                      make_notebook) -> None:
+    this_tests("nbtest.cli.select_notebooks")
     make_notebook("docs_src/callback.executed.ipynb", ["x = 1"])
     collect = "-- --collect-only -q"
     assert ids(run(f"./run_tests.sh callback* {collect}", layout, shell=True)) == CALLBACKS

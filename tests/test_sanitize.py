@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from nbtest import this_tests
 from nbtest.config import NbTestConfig
 from nbtest.errors import UsageError
 from nbtest.sanitize import (
@@ -32,6 +33,7 @@ def clean(text: str) -> str:
     ("run 3f2a4b5c-1d2e-4f3a-8b9c-0d1e2f3a4b5c", "run 00000000-1111-4222-8333-444444444444"),
 ])
 def test_addresses_and_ids_are_masked(first: str, second: str) -> None:
+    this_tests(SanitizerSet.apply)
     assert clean(first) == clean(second)
     assert first != clean(first)
 
@@ -48,6 +50,7 @@ def test_addresses_and_ids_are_masked(first: str, second: str) -> None:
     ("at 12:30:01.25", "at 09:08:07.5"),
 ])
 def test_timestamps_and_dates_are_masked(first: str, second: str) -> None:
+    this_tests(SanitizerSet.apply)
     assert clean(first) == clean(second)
 
 
@@ -63,10 +66,12 @@ def test_timestamps_and_dates_are_masked(first: str, second: str) -> None:
     ("took 48.4 μs", "took 3 µs"),  # IPython writes a Greek mu; others the micro sign
 ])
 def test_durations_are_masked(first: str, second: str) -> None:
+    this_tests(SanitizerSet.apply)
     assert clean(first) == clean(second)
 
 
 def test_tqdm_bar_keeps_its_final_state_only() -> None:
+    this_tests(SanitizerSet.apply, apply_backspaces)
     run1 = (" 30%|███       | 3/10 [00:00<00:01,  5.10it/s]\r"
             "100%|██████████| 10/10 [00:01<00:00,  9.80it/s]\n")
     run2 = ("  0%|          | 0/10 [00:00<?, ?it/s]\r 60%|██████    | 6/10 [00:00<00:00, 61.2it/s]"
@@ -79,6 +84,7 @@ def test_tqdm_bar_keeps_its_final_state_only() -> None:
 
 
 def test_ansi_codes_and_backspaces() -> None:
+    this_tests(SanitizerSet.apply, apply_backspaces)
     assert clean("\x1b[31mred\x1b[0m text") == "red text"
     assert apply_backspaces("abc\x08\x08de") == "ade"
     assert clean("x\x08y") == "y"
@@ -88,10 +94,12 @@ def test_ansi_codes_and_backspaces() -> None:
     "hex 0xff", "version 1.2.3", "aspect 16:9", "loss 0.31415", "x = 42", "a cat sat on a mat",
 ])
 def test_ordinary_text_is_untouched(text: str) -> None:
+    this_tests(SanitizerSet.apply)
     assert clean(text) == text
 
 
 def test_builtins_have_unique_names() -> None:
+    this_tests("nbtest.sanitize.Sanitizer", SanitizerSet)
     names = [rule.name for rule in BUILTIN_SANITIZERS]
     assert len(names) == len(set(names))
 
@@ -112,6 +120,7 @@ replace: X
 
 
 def test_nbval_sanitize_file_format(tmp_path: Path) -> None:
+    this_tests(parse_sanitize_file, read_sanitize_file)
     rules = parse_sanitize_file(NBVAL_FILE, "sanitize.cfg")
     assert [(r.name, r.pattern.pattern, r.replace) for r in rules] == [
         ("regex1", r"\d{1,2}/\d{1,2}/\d{2,4}", "DATE-STAMP"),
@@ -125,6 +134,7 @@ def test_nbval_sanitize_file_format(tmp_path: Path) -> None:
 
 
 def test_user_rules_run_before_builtins_and_are_counted() -> None:
+    this_tests(SanitizerSet.apply, SanitizerSet.unmatched, "nbtest.sanitize.Sanitizer.describe")
     rules = parse_sanitize_file(NBVAL_FILE, "sanitize.cfg")
     sanitizers = SanitizerSet(rules)
     # regex2 sees the raw clock time: the built-in clock rule runs after it.
@@ -137,6 +147,7 @@ def test_user_rules_run_before_builtins_and_are_counted() -> None:
 
 
 def test_sanitize_file_without_sections_and_with_back_references() -> None:
+    this_tests(parse_sanitize_file, SanitizerSet.apply)
     rules = parse_sanitize_file("regex: (user )\\w+\nreplace: \\1NAME\n", "f")
     assert SanitizerSet(rules, builtin=False).apply("user alice") == "user NAME"
     assert rules[0].name == "rule@1"
@@ -149,22 +160,26 @@ def test_sanitize_file_without_sections_and_with_back_references() -> None:
     ("[a]\nwhatever\n", "f, line 2: expected '[name]', 'regex: PATTERN' or 'replace: TEXT'"),
 ])
 def test_bad_sanitize_files_name_the_line(text: str, message: str) -> None:
+    this_tests(parse_sanitize_file)
     with pytest.raises(UsageError, match=None) as info:
         parse_sanitize_file(text, "f")
     assert message in info.value.message
 
 
 def test_missing_sanitize_file_is_a_usage_error(tmp_path: Path) -> None:
+    this_tests(read_sanitize_file)
     with pytest.raises(UsageError, match="no such file"):
         read_sanitize_file(tmp_path / "nope.cfg")
 
 
 def test_relative_sanitize_file_is_found_under_root(tmp_path: Path) -> None:
+    this_tests(read_sanitize_file)
     (tmp_path / "rules.cfg").write_text("[a]\nregex: a\nreplace: b\n")
     assert [r.name for r in read_sanitize_file("rules.cfg", root=tmp_path)] == ["a"]
 
 
 def test_config_pairs_and_file(tmp_path: Path) -> None:
+    this_tests(user_sanitizers, pair_sanitizers, read_sanitize_file)
     path = tmp_path / "rules.cfg"
     path.write_text("[seed]\nregex: seed=\\d+\nreplace: seed=N\n")
     config = NbTestConfig.of(sanitize_with=str(path),

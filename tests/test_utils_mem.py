@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fake_nvidia_smi import gpu, install
 
+from nbtest import this_tests
 from nbtest.utils import mem
 from nbtest.utils.mem import (
     GPUMemory,
@@ -50,6 +51,8 @@ def two_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_without_a_gpu_everything_is_zero(no_gpu: None,
                                           capsys: pytest.CaptureFixture[str]) -> None:
+    this_tests(gpu_mem_get, gpu_mem_get_all, gpu_with_max_free_mem, gpu_mem_allocate_mbs,
+               gpu_mem_consume_some, gpu_cache_clear, gpu_mem_reclaim, GPUMemTrace)
     assert mem.use_gpu is False
     assert gpu_mem_get() == GPUMemory(0, 0, 0) == (0, 0, 0)
     assert gpu_mem_get(3) == (0, 0, 0) and gpu_mem_get_all() == []
@@ -65,6 +68,8 @@ def test_without_a_gpu_everything_is_zero(no_gpu: None,
 
 
 def test_readings_come_from_the_probe(two_gpus: None) -> None:
+    this_tests(gpu_mem_get_all, gpu_mem_get, gpu_mem_get_free, gpu_mem_get_used,
+               gpu_with_max_free_mem)
     assert gpu_mem_get_all() == [(40960, 2000, 38960), (40960, 30000, 10960)]
     assert gpu_mem_get(1) == GPUMemory(total=40960, free=30000, used=10960)
     assert gpu_mem_get() == gpu_mem_get(0)  # torch has no current device here: card 0
@@ -75,6 +80,7 @@ def test_readings_come_from_the_probe(two_gpus: None) -> None:
 
 def test_ids_are_those_after_cuda_visible_devices(two_gpus: None,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    this_tests(gpu_mem_get, gpu_mem_get_all, gpu_with_max_free_mem)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     assert gpu_mem_get(0) == (40960, 30000, 10960) and gpu_mem_get(1) == (0, 0, 0)
     assert gpu_with_max_free_mem() == (0, 30000)
@@ -83,6 +89,7 @@ def test_ids_are_those_after_cuda_visible_devices(two_gpus: None,
 
 
 def test_gpu_mem_trace_with_steady_memory(two_gpus: None) -> None:
+    this_tests(GPUMemTrace, GPUMemTrace.data)
     trace = GPUMemTrace(silent=True)
     with trace:
         assert any(t.name == "nbtest-GPUMemTrace" for t in threading.enumerate())
@@ -92,11 +99,13 @@ def test_gpu_mem_trace_with_steady_memory(two_gpus: None) -> None:
 
 
 def test_use_gpu_needs_torch_to_see_a_gpu(two_gpus: None) -> None:
+    this_tests("nbtest.gpu.cuda_available")
     # The stand-in lists GPUs, but no CUDA device exists for torch (or torch is absent).
     assert mem.use_gpu is False
 
 
 def test_import_without_torch_or_driver_calls(tmp_path: Path) -> None:
+    this_tests(gpu_mem_get)
     code = ("import sys\n"
             "import nbtest.utils.mem as m\n"
             "assert 'use_gpu' not in vars(m)  # not computed at import\n"

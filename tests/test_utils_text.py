@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from nbtest import this_tests
 from nbtest.utils.text import (
     CaptureStd,
     CaptureStderr,
@@ -33,10 +34,12 @@ def fake_progress(n: int) -> None:
     ("x\ry\r\n", "y\r\n"),
 ])
 def test_apply_print_resets(buf: str, shown: str) -> None:
+    this_tests(apply_print_resets)
     assert apply_print_resets(buf) == shown
 
 
 def test_capture_stdout_seed_example() -> None:
+    this_tests(CaptureStdout)
     msg, final = "Secret message\r", "Hello World"
     with CaptureStdout() as cs:
         print(msg + final)
@@ -45,6 +48,7 @@ def test_capture_stdout_seed_example() -> None:
 
 
 def test_capture_stdout_tqdm_like_progress() -> None:
+    this_tests(CaptureStdout, assert_screenout, apply_print_resets)
     with CaptureStdout() as cs:
         print("epoch 1")
         fake_progress(5)
@@ -55,6 +59,7 @@ def test_capture_stdout_tqdm_like_progress() -> None:
 
 
 def test_assert_screenout_applies_resets_and_explains() -> None:
+    this_tests(assert_screenout)
     raw = "loading 10%\rloading 100%\n"
     assert_screenout(raw, "loading 100%")
     with pytest.raises(AssertionError, match="expected to find 'loading 10%'") as info:
@@ -63,6 +68,7 @@ def test_assert_screenout_applies_resets_and_explains() -> None:
 
 
 def test_capture_std_both_streams_and_no_replay(capsys: pytest.CaptureFixture[str]) -> None:
+    this_tests(CaptureStd)
     with CaptureStd() as cs:
         print("to out")
         print("to err\rERR", file=sys.stderr)
@@ -74,6 +80,7 @@ def test_capture_std_both_streams_and_no_replay(capsys: pytest.CaptureFixture[st
 
 
 def test_capture_stderr_only_leaves_stdout_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    this_tests(CaptureStderr)
     with CaptureStderr() as cs:
         print("visible")
         sys.stderr.write("warning: careful\n")
@@ -84,6 +91,7 @@ def test_capture_stderr_only_leaves_stdout_alone(capsys: pytest.CaptureFixture[s
 
 
 def test_capture_stdout_only_leaves_stderr_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    this_tests(CaptureStdout)
     with CaptureStdout() as cs:
         print("oops", file=sys.stderr)
     assert cs.out == ""
@@ -92,6 +100,7 @@ def test_capture_stdout_only_leaves_stderr_alone(capsys: pytest.CaptureFixture[s
 
 
 def test_nested_captures() -> None:
+    this_tests(CaptureStd, CaptureStdout)
     before_out, before_err = sys.stdout, sys.stderr
     with CaptureStd() as outer:
         print("outer 1")
@@ -107,6 +116,7 @@ def test_nested_captures() -> None:
 
 
 def test_exception_in_block_restores_streams_and_keeps_output() -> None:
+    this_tests(CaptureStd)
     before_out, before_err = sys.stdout, sys.stderr
     with pytest.raises(ValueError, match="boom"):
         with CaptureStd() as cs:
@@ -119,6 +129,7 @@ def test_exception_in_block_restores_streams_and_keeps_output() -> None:
 
 
 def test_out_is_a_placeholder_until_the_block_ends() -> None:
+    this_tests(CaptureStdout)
     with CaptureStdout() as cs:
         print("hi")
         assert cs.out.startswith("error: CaptureStdout context is unfinished")
@@ -126,9 +137,11 @@ def test_out_is_a_placeholder_until_the_block_ends() -> None:
 
 
 def test_capture_nothing_is_an_error() -> None:
+    this_tests(CaptureStd)
     with pytest.raises(ValueError, match="at least one"):
         CaptureStd(out=False, err=False)
 
 
 def test_repr() -> None:
+    this_tests(CaptureStderr)
     assert repr(CaptureStderr()) == "CaptureStderr(out=False, err=True)"
