@@ -153,6 +153,8 @@ class NotebookSession:
         plan = self.plan
         self.run_info.kernel_env["NBTEST_NOTEBOOK"] = str(plan.path.resolve())
         self.run_info.startup["seed"] = plan.config.seed
+        # this_tests in the kernel checks names against the API even when nothing records.
+        self.run_info.startup["api"] = list(plan.config.api)
         from .gpu import kernel_gpu_env
 
         # With several GPUs, the kernel gets the one with most free memory right now.

@@ -22,10 +22,13 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
 
     settings = json.loads(settings_json)
     os.environ["NBTEST"] = "1"
-    if settings.get("registry"):
-        from nbtest.registry import install_kernel_recorder
-
-        install_kernel_recorder(settings["registry"])
+    if settings.get("registry") or settings.get("api"):
+        try:
+            from nbtest.registry import install_kernel_recorder
+        except ImportError:  # nbtest is not installed beside this kernel: nothing can call it
+            install_kernel_recorder = None
+        if install_kernel_recorder is not None:
+            install_kernel_recorder(settings.get("registry") or {"api": settings["api"]})
     seed = settings.get("seed")
     if seed is None:
         return

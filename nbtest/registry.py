@@ -161,12 +161,26 @@ def source_digest(source: str) -> str:
 
 
 def install_kernel_recorder(settings: dict[str, Any]) -> None:
-    """Called by the startup code in a kernel: record this notebook's this_tests calls."""
+    """Called by the startup code in a kernel: record this notebook's this_tests calls (or,
+    without a file, only check them against the API)."""
+    if not settings.get("file"):
+        set_recorder(ApiChecker(settings.get("api", ())))
+        return
     recorder = KernelRecorder(settings["file"], settings.get("api", ()), settings["cells"])
     set_recorder(recorder)
     ip = _ipython()
     if ip is not None:
         ip.events.register("pre_run_cell", recorder.pre_run_cell)
+
+
+class ApiChecker:
+    """A recorder that records nothing: this_tests only checks names against the API."""
+
+    def __init__(self, api: Sequence[str]) -> None:
+        self.api = tuple(api)
+
+    def record(self, names: list[str]) -> None:
+        """Nothing to keep."""
 
 
 def _ipython() -> Any:

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     root, config = _project()
     registry = Registry.load(root / config.registry)
     if args.verb == "show":
-        print(format_entries(args.name, registry.entries.get(args.name, [])))
+        name = args.name if args.name in registry.entries else _resolved(args.name)
+        print(format_entries(name, registry.entries.get(name, [])))
     elif args.verb == "list":
         for name, entries in sorted(registry.entries.items()):
             print(f"{len(entries):4d}  {name}")
@@ -102,6 +103,14 @@ def run(args: argparse.Namespace) -> int:
               f"{len(stale)} stale name(s): run the full test suite to rebuild the registry")
         return 1 if stale else 0
     return 0
+
+
+def _resolved(name: str) -> str:
+    """The qualified name of `name` (a re-export resolves to where it is defined)."""
+    try:
+        return qualified_name(name)
+    except ThisTestsError:
+        return name
 
 
 def _exists(name: str) -> bool:

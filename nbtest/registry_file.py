@@ -11,6 +11,7 @@ overwritten.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,8 +108,8 @@ def find_registry_path(start: Path | None = None) -> Path | None:
 def run_command(entry: Mapping[str, Any]) -> str:
     """The command that runs the test of an entry."""
     if "cell" in entry or entry["file"].endswith(".ipynb"):
-        return f"pytest {entry['file']}"
-    return f"pytest -sv {entry['file']}::{entry['test']}"
+        return f"pytest {shlex.quote(entry['file'])}"
+    return f"pytest -sv {shlex.quote(entry['file'] + '::' + entry['test'])}"
 
 
 def format_entries(name: str, entries: list[Entry]) -> str:

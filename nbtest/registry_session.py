@@ -7,17 +7,35 @@ process) writes the file, atomically and under a lock. An interrupted session wr
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .errors import NbTestError
 from .registry import TestRecorder, set_recorder
 from .registry_file import Registry, update_registry_file
 
 WORKER_KEY = "nbtest_registry"
+
+
+def test_identity(item: pytest.Function) -> tuple[str, str, int]:
+    """(file, test, line) of a `.py` test: the file relative to rootdir, the test as its node
+    id names it without parameters (`test_x`, `TestX::test_y`), the line of its `def`."""
+    file, _, rest = item.nodeid.partition("::")
+    test = re.sub(r"\[.*\]$", "", rest)
+    try:
+        lines, start = inspect.getsourcelines(inspect.unwrap(item.function))
+        offset = next(i for i, text in enumerate(lines)
+                      if text.lstrip().startswith(("def ", "async def ")))
+        line = start + offset
+    except (OSError, TypeError, StopIteration):
+        line = (item.location[1] or 0) + 1
+    return file, test, line
 
 
 class RegistrySession:
@@ -33,6 +51,7 @@ class RegistrySession:
         self.ran: set[tuple[str, str]] = set()
         self.missing: list[str] = []
         self.called: dict[str, bool] = {}
+        self.error = ""  # why the registry file could not be written
 
     # -- capture ---------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
@@ -46,9 +65,8 @@ class RegistrySession:
             return (yield)
         finally:
             set_recorder(previous)
-            file, test = item.location[0], item.originalname
+            file, test, line = test_identity(item)
             self.ran.add((file, test))
-            line = (item.location[1] or 0) + 1
             for name in recorder.names:
                 self.new.add(name, {"file": file, "test": test, "line": line})
             self.called[item.nodeid] = recorder.called
@@ -97,12 +115,19 @@ class RegistrySession:
             return
         if exitstatus == pytest.ExitCode.INTERRUPTED or self.path is None:
             return
-        update_registry_file(self.path, self.new, self.ran, self.config.rootpath)
+        try:
+            update_registry_file(self.path, self.new, self.ran, self.config.rootpath)
+        except NbTestError as exc:  # e.g. the file was corrupted during the session
+            self.error = exc.message
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            return
         if self.missing and self.mode == "error" and exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """The seed's "Attention" block: tests that never called this_tests."""
+        if self.error:
+            terminalreporter.write_line(f"nbtest: {self.error}", red=True)
         if not self.missing or self.mode == "off":
             return
         terminalreporter.section("nbtest: tests without this_tests", sep="=", yellow=True)

@@ -458,8 +458,6 @@ def test_no_api_only_validates(pytester: pytest.Pytester, project: Path) -> None
     assert "Attention" not in output(result)
 
 
-@pytest.mark.xfail(reason="BUG: a decorated test's entry gets the line of its first decorator "
-                          "(item.location), not of its def", strict=True)
 def test_decorated_test_records_its_def_line(pytester: pytest.Pytester, project: Path) -> None:
     this_tests(RegistrySession.pytest_runtest_call)
     pytester.makepyfile(test_deco='''
@@ -479,9 +477,6 @@ def test_decorated_test_records_its_def_line(pytester: pytest.Pytester, project:
         "acmelib.core.add": [entry("test_deco.py", "test_param", line=7)]}
 
 
-@pytest.mark.xfail(reason="BUG: a test method in a class is recorded as its bare name, so "
-                          "its command `pytest -sv FILE::test_method` selects nothing",
-                   strict=True)
 def test_method_in_a_class_gets_a_command_that_runs_it(pytester: pytest.Pytester,
                                                        project: Path) -> None:
     this_tests(RegistrySession.pytest_runtest_call, run_command)
@@ -563,9 +558,6 @@ def corrupt_during_session(pytester: pytest.Pytester, registry: Path) -> pytest.
     return run_pytest(pytester, "-p", "no:cacheprovider", "test_corrupts.py")
 
 
-@pytest.mark.xfail(reason="BUG: a registry file found corrupt at session end crashes pytest "
-                          "with a traceback (RegistryError escapes pytest_sessionfinish) and "
-                          "no summary", strict=True)
 def test_corrupt_at_session_end_is_a_clear_error(pytester: pytest.Pytester,
                                                  project: Path) -> None:
     this_tests(RegistrySession.pytest_sessionfinish)
@@ -640,9 +632,6 @@ def test_execute_records_only_with_registry(project: Path, make_notebook, notebo
     no_kernel_left()
 
 
-@pytest.mark.xfail(reason="BUG: without --registry, nbtest execute gives the kernel no API, "
-                          "so this_tests accepts names outside [tool.nbtest] api that pytest "
-                          "rejects", strict=True)
 def test_execute_validates_against_the_api_without_registry(project: Path, make_notebook,
                                                             no_kernel_left) -> None:
     this_tests("nbtest.cli.cmd_execute", "nbtest.kernel_startup.startup_code")
@@ -689,8 +678,6 @@ def test_registry_missing_and_check(project: Path) -> None:
     assert "acmelib.core.add" not in stale.stdout
 
 
-@pytest.mark.xfail(reason="BUG: `nbtest registry show` looks NAME up as typed, while "
-                          "show_tests resolves it (a re-export: acmelib.add)", strict=True)
 def test_registry_show_resolves_like_show_tests(project: Path) -> None:
     this_tests("nbtest.registry_cmd.run", show_tests)
     write_registry(project, {
@@ -699,8 +686,6 @@ def test_registry_show_resolves_like_show_tests(project: Path) -> None:
     assert "pytest -sv tests/test_core.py::test_add" in shown.stdout
 
 
-@pytest.mark.xfail(reason="BUG: run_command pastes the path unquoted, so the command of a "
-                          "notebook whose path has quotes or spaces does not run", strict=True)
 def test_command_of_a_quoted_path_runs_it() -> None:
     this_tests(run_command)
     quoted = {"file": f"docs/{QUOTED}", "test": QUOTED, "cell": 2}
