@@ -161,7 +161,7 @@ class NotebookSession:
         self.run_info.kernel_env.update(kernel_gpu_env(plan.config.gpu_min_free))
         self.dispatcher.before_kernel_start(self.run_info)
         self.kernel = await launch_kernel(plan.kernel_name, plan.cwd, self.run_info.kernel_env,
-                                          plan.path, fork=plan.config.fork == "yes")
+                                          plan.path, fork=plan.config.fork)
         self.run_info.kernel_pid = self.kernel.pid
         self.run_info.extras["kernel_start"] = self.kernel.start_method
 

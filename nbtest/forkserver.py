@@ -100,7 +100,11 @@ def _become_kernel(request: Mapping[str, Any]) -> None:
 
 def serve(path: str) -> None:
     """The template's loop: accept requests, fork kernels, report their exits."""
+    before = dict(os.environ)
     _preload()
+    # Variables the imports set (debugpy's PYDEVD_USE_FRAME_EVAL, ...): a spawned kernel has
+    # them, so each forked kernel gets them too, unless its own environment says otherwise.
+    added = {k: v for k, v in os.environ.items() if before.get(k) != v}
     parent = os.getppid()
     _die_with_parent()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -133,7 +137,7 @@ def serve(path: str) -> None:
                     os.close(wake_r)
                     os.close(wake_w)
                     conn.close()
-                    _become_kernel(request)
+                    _become_kernel({**request, "env": {**added, **request["env"]}})
                 children[pid] = conn
                 conn.sendall((json.dumps({"pid": pid}) + "\n").encode())
             else:
@@ -301,6 +305,10 @@ class ForkServer:
             if server is None or server.process.poll() is not None:
                 server = cls._instances[tuple(flags)] = ForkServer(flags)
             return server
+
+    def ready(self) -> bool:
+        """Whether the template has finished its imports (it listens only after them)."""
+        return os.path.exists(self.path)
 
     def accepts(self, env: Mapping[str, str]) -> bool:
         """Whether a kernel with this environment starts up as the template did."""

@@ -220,6 +220,8 @@ class NotebookItem(_NotebookItemBase):
         try:
             result = run_sync(session.run_all)(self.prewarm_next)
         finally:
+            # A KeyboardInterrupt out of the event loop skips run_all's own clean-up.
+            session.close()
             OPEN_SESSIONS.discard(session)
         self.record(result.cells, result.extras)
         if result.status == NB_FAILED:

@@ -24,11 +24,11 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
     os.environ["NBTEST"] = "1"
     if settings.get("registry") or settings.get("api"):
         try:
-            from nbtest.registry import install_kernel_recorder
+            from nbtest import registry
         except ImportError:  # nbtest is not installed beside this kernel: nothing can call it
-            install_kernel_recorder = None
-        if install_kernel_recorder is not None:
-            install_kernel_recorder(settings.get("registry") or {"api": settings["api"]})
+            pass
+        else:
+            registry.install_kernel_recorder(settings.get("registry") or {"api": settings["api"]})
     seed = settings.get("seed")
     if seed is None:
         return

@@ -142,10 +142,42 @@ class Kernel:
     async def wait_ready(self, timeout: float | None, notebook: str | Path | None = None) -> None:
         """Wait until the kernel answers; KernelStartError (kernel killed) if it does not."""
         try:
-            await self.kc.wait_for_ready(timeout=timeout or None)
+            await self._handshake(timeout or float("inf"))
         except BaseException as exc:
             raise self.start_failed(exc, notebook) from None
         self.kc.allow_stdin = False
+
+    async def _handshake(self, timeout: float) -> None:
+        """kernel_info until the kernel answers on shell and IOPub is seen to be connected.
+
+        As jupyter_client's wait_for_ready, without its final wait for 0.2 s of IOPub
+        silence (a fixed cost on every notebook): replies are matched by id later anyway.
+        """
+        from queue import Empty
+
+        deadline = time.monotonic() + timeout
+        while True:
+            self.kc.kernel_info()
+            try:
+                msg = await self.kc.shell_channel.get_msg(timeout=1)
+            except Empty:
+                msg = None
+            if msg is not None and msg["msg_type"] == "kernel_info_reply":
+                try:  # the request's status messages prove IOPub is connected
+                    await self.kc.iopub_channel.get_msg(timeout=1)
+                    self.kc._handle_kernel_info_reply(msg)
+                    break
+                except Empty:
+                    pass  # IOPub not yet subscribed: ask again
+            if self.exit_status() is not None:
+                raise RuntimeError("the kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the kernel did not answer in {timeout:g} s")
+        while True:  # take what is already queued, without waiting for silence
+            try:
+                await self.kc.iopub_channel.get_msg(timeout=0)
+            except Empty:
+                break
 
     def start_failed(self, exc: BaseException, notebook: str | Path | None) -> BaseException:
         """Kill this kernel and turn a start-up failure into the error to raise."""
@@ -255,7 +287,7 @@ def processes_with_token(token: str) -> list[psutil.Process]:
 
 async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
                        startup_timeout: float | None, notebook: str | Path | None = None,
-                       fork: bool = True) -> Kernel:
+                       fork: str = "auto") -> Kernel:
     """Start kernel `name` in `cwd` and wait until it answers; raise KernelStartError if not."""
     kernel = await launch_kernel(name, cwd, extra_env, notebook, fork)
     await kernel.wait_ready(startup_timeout, notebook)
@@ -263,11 +295,11 @@ async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
 
 
 async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
-                        notebook: str | Path | None = None, fork: bool = True) -> Kernel:
+                        notebook: str | Path | None = None, fork: str = "auto") -> Kernel:
     """Start the kernel process of `name` in `cwd` without waiting for it to answer.
 
-    With `fork`, a Python kernel of this interpreter is forked from nbtest's warm template
-    (see forkserver.py); `kernel.start_method` says whether it was forked or spawned.
+    `fork` ("auto", "yes", "no"; see the option): a Python kernel of this interpreter may be
+    forked from nbtest's warm template (forkserver.py); `kernel.start_method` says which.
     """
     from jupyter_client.manager import AsyncKernelManager
 

@@ -236,14 +236,16 @@ class XdistPreflight:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the fork template while pytest gets ready, if notebooks will fork kernels."""
+    items: list[Any] = session.items
+    names = {item.nbconfig.kernel
+             or item.notebook.metadata.get("kernelspec", {}).get("name") or "python3"
+             for item in items if getattr(item, "notebook", None) is not None
+             and item.nbconfig.fork != "no" and not item.get_closest_marker("skip")}
+    if not names:
+        return  # nothing imported: a session without notebooks pays nothing here
     from .forkserver import warm_up
     from .kernels import kernel_spec
-    from .notebook import kernel_name
 
-    items: list[Any] = session.items
-    names = {item.nbconfig.kernel or kernel_name(item.notebook) or "python3"
-             for item in items if getattr(item, "notebook", None) is not None
-             and item.nbconfig.fork == "yes" and not item.get_closest_marker("skip")}
     for name in sorted(names)[:3]:
         try:
             warm_up(kernel_spec(name).argv)
@@ -322,6 +324,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for nodeid, wall, rss, gpu in sorted(MEMORY_ROWS):
         terminalreporter.write_line(f"{nodeid:<{width}}  {wall:8.2f}  {rss or '-':>12}  "
                                     f"{gpu or '-':>12}")
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    """With -v, say how each notebook's kernel started: `PASSED (kernel: fork)`."""
+    start = dict(report.user_properties).get("nbtest kernel start")
+    if start and report.when == "call" and config.get_verbosity() > 0:
+        word = report.outcome.upper()
+        return report.outcome, word[0] if word != "PASSED" else ".", (
+            f"{word} (kernel: {start})", {"green": report.passed, "red": report.failed})
+    return None
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

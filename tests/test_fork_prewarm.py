@@ -174,10 +174,6 @@ def test_forked_kernel_gets_the_environment_of_now_not_the_templates(
     assert first["env"][TOKEN_VAR] != second["env"][TOKEN_VAR]
 
 
-@pytest.mark.xfail(reason="BUG: forkserver._become_kernel replaces os.environ with the request's "
-                          "env, dropping variables the template's preload set at import "
-                          "(debugpy's force_pydevd sets PYDEVD_USE_FRAME_EVAL=NO), which a "
-                          "spawned kernel has", strict=True)
 def test_forked_kernel_has_the_variables_a_spawned_one_has(probes: dict[str, Any]) -> None:
     """Nothing more and nothing less than a spawned kernel gets (values differ per kernel)."""
     this_tests("nbtest.forkserver.ForkServer.spawn")
@@ -297,7 +293,7 @@ def test_forked_kernel_is_interrupted_like_a_spawned_one(tmp_path: Path,
     marker = tmp_path / "running.txt"
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], str]:
-        kernel = await start_kernel("python3", tmp_path, {}, 60, fork=True)
+        kernel = await start_kernel("python3", tmp_path, {}, 60, fork="yes")
         try:
             assert kernel.start_method == "fork"
             code = ("import time\nopen('running.txt', 'w').write('yes')\n"
@@ -537,6 +533,9 @@ def session(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
     reports.mkdir()
     monkeypatch.setenv(TAG_VAR, tag)
     monkeypatch.setenv("NBTEST_REPORTS", str(reports))
+    # Always fork (not "auto", which spawns until the template is ready), so what each
+    # notebook sees of the template's other kernels does not depend on timing.
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--nbtest-fork=yes")
     pytester.makeconftest(CONFTEST_WATCH)
 
     def nb(name: str, cells: list[Any] | None = None, **metadata: Any) -> Path:
@@ -561,7 +560,8 @@ def test_three_notebooks_each_get_their_own_prewarmed_kernel(
     this_tests("nbtest.items.NotebookItem.prewarm_next", "nbtest.items.NotebookItem.new_session",
                "nbtest.plugin.pytest_runtest_protocol")
     paths = [session["nb"](f"d{i}/{name}.ipynb") for i, name in enumerate("abc", 1)]
-    result = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider", "--junitxml=out.xml")
+    result = run_pytest(pytester, "--nbtest", "--nbtest-fork", "yes", "-p", "no:cacheprovider",
+                        "--junitxml=out.xml")
     result.assert_outcomes(passed=3)
     a, b, c = (session["report"](name) for name in "abc")
     assert len({a["pid"], b["pid"], c["pid"]}) == 3
@@ -593,14 +593,12 @@ def test_fork_no_spawns_every_kernel(pytester: pytest.Pytester, session: dict[st
     assert_nothing_left(session["tag"], session["reports"])
 
 
-@pytest.mark.xfail(reason="BUG: issue 7 item 3 asks `-v` output to say which start-up each "
-                          "notebook got; only the JUnit property 'nbtest kernel start' says it",
-                   strict=True)
 def test_verbose_output_names_the_start_up(pytester: pytest.Pytester,
                                            session: dict[str, Any]) -> None:
     this_tests("nbtest.items.NotebookItem.runtest")
     session["nb"]("a.ipynb")
-    result = run_pytest(pytester, "--nbtest", "-v", "-p", "no:cacheprovider")
+    result = run_pytest(pytester, "--nbtest", "--nbtest-fork", "yes", "-v", "-p",
+                        "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert any("a.ipynb" in line and "fork" in line for line in result.stdout.lines), \
         result.stdout.str()
@@ -723,14 +721,6 @@ def test_ctrl_c_kills_the_prewarmed_kernel(pytester: pytest.Pytester,
     assert pid_gone(prewarmed, timeout=0)
 
 
-@pytest.mark.xfail(reason="BUG: after Ctrl-C mid-cell, the running notebook's kernel tree is "
-                          "still alive when the pytest session ends: NotebookItem.runtest's "
-                          "`finally` drops the session from OPEN_SESSIONS without closing it, "
-                          "and run_all's own `finally` never runs (KeyboardInterrupt leaves the "
-                          "coroutine suspended in run_until_complete); only ipykernel's parent "
-                          "poller or the coroutine's finalisation at interpreter exit ends the "
-                          "kernel, and its child in a session of its own outlives pytest",
-                   strict=True)
 def test_ctrl_c_kills_the_running_kernel_before_the_session_ends(
         pytester: pytest.Pytester, session: dict[str, Any]) -> None:
     this_tests("nbtest.items.NotebookItem.runtest", "nbtest.items.close_open_sessions")
