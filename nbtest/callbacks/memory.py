@@ -101,8 +101,9 @@ class TreeSampler:
         while not self._stop.is_set() and self.sample():
             self._stop.wait(self.interval)
 
-    def sample(self, full: bool = False) -> bool:
-        """Take one sample (`full`: the slow looks too); False once the kernel is gone."""
+    def sample(self, full: bool = False, gpu: bool = True) -> bool:
+        """Take one sample (`full`: the slow looks too, the GPU one only with `gpu`); False
+        once the kernel is gone."""
         with self._lock:
             now = time.monotonic()
             # Listing the tree scans every process of the machine: on the slow cadence only,
@@ -123,7 +124,7 @@ class TreeSampler:
                     self._procs.pop(pid, None)
             self.peak_rss = max(self.peak_rss, rss)
             if slow:
-                self._slow_looks()
+                self._slow_looks(gpu=refresh or gpu)
             return self.pid in self._procs
 
     def _alive(self) -> bool:
@@ -145,9 +146,11 @@ class TreeSampler:
         self.pids.update(self._procs)
         return True
 
-    def _slow_looks(self) -> None:
+    def _slow_looks(self, gpu: bool) -> None:
         for pid in list(self._procs):
             self.peak_rss = max(self.peak_rss, _vm_hwm(pid))
+        if not gpu:
+            return  # at a cell's end: the CUDA look reads the whole memory map, keep it rare
         if not self.cuda:
             self.cuda = any(_uses_cuda(pid) for pid in list(self._procs))
         if self.cuda:
@@ -182,9 +185,10 @@ class MemoryCallback(Callback):
             self.sampler.start()
 
     def on_cell_end(self, run: NotebookRun, result: CellResult) -> None:
-        """A full sample while what the cell left in memory is still there."""
+        """A full sample while what the cell left in memory is still there (the CUDA look,
+        which reads the whole memory map, stays on the sampler's slow cadence)."""
         if self.sampler is not None:
-            self.sampler.sample(full=True)
+            self.sampler.sample(full=True, gpu=False)
 
     def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
         """Publish the peaks, judge the budgets and check that GPU memory came back."""
