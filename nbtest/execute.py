@@ -40,6 +40,7 @@ OUTPUT_TAIL_LINES = 20
 # nbclient logs timeouts and deaths as errors; nbtest reports them itself, once, per cell.
 _QUIET = logging.getLogger("nbtest.nbclient")
 _QUIET.setLevel(logging.CRITICAL)
+Hook = Callable[[], Awaitable[None]]  # a step of run_all's caller between its own steps
 _INTERRUPT_GRACE = 0.2  # seconds a timed-out kernel gets to react to SIGINT before SIGKILL
 
 
@@ -132,11 +133,15 @@ class NotebookSession:
         return NotebookResult(str(self.plan.path), NB_SKIPPED, 0.0, (), self.plan.notebook,
                               reason=reason, kernel_name=self.plan.kernel_name)
 
-    async def run_all(self, after_start: Callable[[], Awaitable[None]] | None = None
-                      ) -> NotebookResult:
-        """Start, run every code cell in order, finish; `after_start` runs once the kernel is up
-        (the pytest face launches the next notebook's kernel there, so it boots meanwhile)."""
+    async def run_all(self, after_launch: Hook | None = None,
+                      after_start: Hook | None = None) -> NotebookResult:
+        """Start, run every code cell in order, finish. `after_launch` runs once the kernel's
+        process exists, `after_start` once it answers: the pytest face launches the next
+        notebook's kernel in one of them, so it boots while this one runs."""
         try:
+            await self.launch()
+            if after_launch is not None:
+                await after_launch()
             await self.start()
             if after_start is not None:
                 await after_start()

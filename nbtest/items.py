@@ -195,8 +195,15 @@ class NotebookItem(_NotebookItemBase):
         self.notebook = None  # the plan holds its own copy; keep the harness small
         return session
 
-    async def prewarm_next(self) -> None:
-        """Launch the next notebook's kernel now, so it boots while this one runs."""
+    async def prewarm_next(self, session: Any, early: bool) -> None:
+        """Launch the next notebook's kernel now, so it boots while this one runs.
+
+        `early` (this kernel's process was just launched, it has not answered yet): only a
+        forked kernel lets the next one boot alongside it; two normal spawns at once on two
+        cores would slow both and the fork template's own start (it is asked again later).
+        """
+        if early and session.kernel.start_method != "fork":
+            return
         nxt = self.next_item
         if (isinstance(nxt, NotebookItem) and nxt.prewarmed is None
                 and nxt.notebook is not None and not nxt.get_closest_marker("skip")):
@@ -218,7 +225,9 @@ class NotebookItem(_NotebookItemBase):
         session = self.new_session()
         OPEN_SESSIONS.add(session)
         try:
-            result = run_sync(session.run_all)(self.prewarm_next)
+            result = run_sync(session.run_all)(
+                lambda: self.prewarm_next(session, early=True),
+                lambda: self.prewarm_next(session, early=False))
         finally:
             # A KeyboardInterrupt out of the event loop skips run_all's own clean-up.
             session.close()

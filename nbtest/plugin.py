@@ -236,13 +236,15 @@ class XdistPreflight:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the fork template while pytest gets ready, if notebooks will fork kernels."""
-    items: list[Any] = session.items
+    forking = [item for item in session.items if getattr(item, "notebook", None) is not None
+               and item.nbconfig.fork != "no" and not item.get_closest_marker("skip")]
+    if not forking:
+        return  # nothing imported: a session without notebooks pays nothing here
+    if len(forking) == 1 and forking[0].nbconfig.fork == "auto":
+        return  # one kernel starts sooner spawned; a template would only take CPU from it
     names = {item.nbconfig.kernel
              or item.notebook.metadata.get("kernelspec", {}).get("name") or "python3"
-             for item in items if getattr(item, "notebook", None) is not None
-             and item.nbconfig.fork != "no" and not item.get_closest_marker("skip")}
-    if not names:
-        return  # nothing imported: a session without notebooks pays nothing here
+             for item in forking}
     from .forkserver import warm_up
     from .kernels import kernel_spec
 
