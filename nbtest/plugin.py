@@ -236,7 +236,8 @@ class XdistPreflight:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the fork template while pytest gets ready, if notebooks will fork kernels."""
-    forking = [item for item in session.items if getattr(item, "notebook", None) is not None
+    forking: list[Any] = [item for item in session.items
+               if getattr(item, "notebook", None) is not None
                and item.nbconfig.fork != "no" and not item.get_closest_marker("skip")]
     if not forking:
         return  # nothing imported: a session without notebooks pays nothing here
