@@ -236,8 +236,8 @@ class XdistPreflight:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the fork template while pytest gets ready, if notebooks will fork kernels."""
-    forking: list[Any] = [item for item in session.items
-               if getattr(item, "notebook", None) is not None
+    items: list[Any] = session.items
+    forking = [item for item in items if getattr(item, "notebook", None) is not None
                and item.nbconfig.fork != "no" and not item.get_closest_marker("skip")]
     if not forking:
         return  # nothing imported: a session without notebooks pays nothing here
