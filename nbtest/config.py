@@ -162,8 +162,9 @@ OPTIONS: tuple[Option, ...] = (
     _opt("startup_timeout", parse_seconds, 60.0, "kernel start-up timeout in seconds",
          CLI, PYTEST, INI, cli_flag="--startup-timeout"),
     _opt("fork", parse_choice("auto", "yes", "no"), "auto",
-         "fork Python kernels from a warm template (auto: once it is ready, spawning until "
-         "then; yes: always, waiting for it; no: always spawn)",
+         "fork Python kernels from a warm template (auto: once one is ready, spawning until "
+         "then; pytest starts it when two or more notebooks will fork; yes: always, starting "
+         "and waiting for it; no: always spawn)",
          CLI, PYTEST, INI, cli_flag="--fork"),
     _opt("kernel", parse_str, None, "kernel name, instead of the notebook's kernelspec",
          CLI, PYTEST, INI, METADATA, cli_flag="--kernel"),

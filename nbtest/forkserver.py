@@ -114,6 +114,8 @@ def serve(path: str) -> None:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the selector via the pipe
+    # SIGTERM (the owner's stop) also arrives through the pipe: the kernels go with us.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "accept")
     selector.register(wake_r, selectors.EVENT_READ, "child")
@@ -140,13 +142,18 @@ def serve(path: str) -> None:
                     _become_kernel({**request, "env": {**added, **request["env"]}})
                 children[pid] = conn
                 conn.sendall((json.dumps({"pid": pid}) + "\n").encode())
-            else:
-                os.read(wake_r, 4096)
+            elif signal.SIGTERM in os.read(wake_r, 4096):
+                _exit_with_kernels(children)
         _reap(children)
         if os.getppid() != parent:  # the harness is gone: so are we, and our kernels
-            for pid in children:
-                _kill_group(pid)
-            os._exit(0)
+            _exit_with_kernels(children)
+
+
+def _exit_with_kernels(children: dict[int, socket.socket]) -> None:
+    """Kill every kernel still running (a crashed xdist worker's, say), then exit."""
+    for pid in children:
+        _kill_group(pid)
+    os._exit(0)
 
 
 def _reap(children: dict[int, socket.socket]) -> None:
@@ -278,13 +285,44 @@ def warm_up(argv: Sequence[str]) -> None:
         ForkServer.get(parts[0])
 
 
+class _Adopted:
+    """The part of Popen's interface ForkServer uses, for a template another process owns."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        """None while the template runs (a zombie, not yet reaped by its owner, is dead)."""
+        try:
+            import psutil
+
+            running = psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+        except Exception:
+            running = False
+        return None if running else -signal.SIGKILL
+
+
 class ForkServer:
-    """The harness's handle on one template process (started lazily, killed at exit)."""
+    """The harness's handle on one template process (started lazily, killed at exit).
+
+    Under xdist the controller starts the template and every worker adopts it (`adopt`,
+    through the worker's input): one template's imports instead of one per worker, begun
+    while the workers are still starting.
+    """
 
     _instances: dict[tuple[str, ...], ForkServer] = {}
     _lock = threading.Lock()
 
-    def __init__(self, flags: Sequence[str]) -> None:
+    def __init__(self, flags: Sequence[str], adopted: Mapping[str, Any] | None = None) -> None:
+        self.flags = list(flags)
+        self.owned = adopted is None
+        self.process: Any
+        if adopted is not None:
+            self.folder = ""
+            self.path = str(adopted["path"])
+            self.env = dict(adopted["env"])
+            self.process = _Adopted(int(adopted["pid"]))
+            return
         self.folder = tempfile.mkdtemp(prefix="nbtest-fork-")
         self.path = os.path.join(self.folder, "fork.sock")
         from .kernels import kernel_environment
@@ -305,6 +343,30 @@ class ForkServer:
             if server is None or server.process.poll() is not None:
                 server = cls._instances[tuple(flags)] = ForkServer(flags)
             return server
+
+    @classmethod
+    def running(cls, flags: Sequence[str] = ()) -> ForkServer | None:
+        """The live template for these flags, if one was started; starts none."""
+        with cls._lock:
+            server = cls._instances.get(tuple(flags))
+        return server if server is not None and server.process.poll() is None else None
+
+    @classmethod
+    def adopt(cls, description: Mapping[str, Any]) -> None:
+        """Use the running template `description` (from `describe`) for its flags."""
+        server = cls(description["flags"], adopted=description)
+        with cls._lock:
+            if server.process.poll() is None:
+                cls._instances.setdefault(tuple(server.flags), server)
+
+    @classmethod
+    def describe_owned(cls) -> list[dict[str, Any]]:
+        """What another process needs to adopt each running template this process owns."""
+        with cls._lock:
+            servers = [s for s in cls._instances.values()
+                       if s.owned and s.process.poll() is None]
+        return [{"flags": s.flags, "path": s.path, "pid": s.process.pid,
+                 "env": {k: s.env[k] for k in STARTUP_VARS if k in s.env}} for s in servers]
 
     def ready(self) -> bool:
         """Whether the template has finished its imports (it listens only after them)."""
@@ -352,10 +414,20 @@ class ForkServer:
         return process
 
     def stop(self) -> None:
-        """Kill the template (its kernels have their own sessions and are killed by theirs)."""
+        """Stop the template and its kernels (SIGTERM; SIGKILL if it lingers); an adopted
+        template is only forgotten: its owner stops it."""
+        with self._lock:
+            if self._instances.get(tuple(self.flags)) is self:
+                del self._instances[tuple(self.flags)]
+        if not self.owned:
+            return
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         import shutil
 
         shutil.rmtree(self.folder, ignore_errors=True)

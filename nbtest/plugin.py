@@ -26,6 +26,7 @@ NEVER_COLLECTED = {".ipynb_checkpoints", "_build"}
 MEMORY_ROWS: list[tuple[str, float, Any, Any]] = []  # filled from reports, on the controller
 # pytest's own exit codes are 0-5; this one says the GPU preflight refused to start.
 PREFLIGHT_EXIT = 6
+FORK_TEMPLATES_KEY = "nbtest_fork_templates"  # in an xdist worker's input: see XdistForkTemplate
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -102,6 +103,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(exc.message) from None
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(XdistPreflight(config), "nbtest-xdist-preflight")
+        if enabled and _starts_workers(config) and _may_run_notebooks(config, nbconfig):
+            config.pluginmanager.register(XdistForkTemplate(nbconfig), "nbtest-xdist-fork")
+    templates = getattr(config, "workerinput", {}).get(FORK_TEMPLATES_KEY)
+    if templates:
+        from .forkserver import ForkServer
+
+        for description in templates:
+            ForkServer.adopt(description)
     # Cell items of one notebook share a kernel, so they must run on one worker: the modes
     # that would scatter them become `loadfile`, which keeps each file on one worker (xdist's
     # `loadgroup` does not group with pytest 9, and workers cannot see the switch anyway).
@@ -213,6 +222,40 @@ def run_preflight(config: pytest.Config, need: int) -> None:
             reporter.write_line(f"nbtest: {report.reason}")
     elif not report.ok:
         pytest.exit(format_report(report), returncode=PREFLIGHT_EXIT)
+
+
+def _starts_workers(config: pytest.Config) -> bool:
+    return getattr(config.option, "dist", "no") != "no" and bool(
+        getattr(config.option, "numprocesses", None) or getattr(config.option, "tx", None))
+
+
+def _may_run_notebooks(config: pytest.Config, nbconfig: NbTestConfig) -> bool:
+    """Whether the session may run notebooks, known before collection: not when it only
+    collects, forks nothing, or was given nothing but `.py` files."""
+    if config.option.collectonly or nbconfig.fork == "no":
+        return False
+    return not config.args or not all(
+        arg.split("::")[0].endswith(".py") for arg in config.args)
+
+
+class XdistForkTemplate:
+    """Under xdist: the controller starts the fork template at once, while the workers are
+    still starting, and hands it to each of them (`nbtest.forkserver.ForkServer.adopt`)."""
+
+    def __init__(self, nbconfig: NbTestConfig) -> None:
+        from .forkserver import warm_up
+        from .kernels import kernel_spec
+
+        try:
+            warm_up(kernel_spec(nbconfig.kernel or "python3").argv)
+        except NbTestError:
+            pass  # no such kernel here: each notebook reports its own
+
+    def pytest_configure_node(self, node: Any) -> None:
+        """Pass the running templates to a worker about to start."""
+        from .forkserver import ForkServer
+
+        node.workerinput[FORK_TEMPLATES_KEY] = ForkServer.describe_owned()
 
 
 class XdistPreflight:

@@ -3,8 +3,8 @@
 It is LocalProvisioner in every respect (connection file, IPC sockets, signals to the process
 group, kill) except how the process comes to be: where the kernelspec is a Python kernel of
 this interpreter, the kernel is forked from the template (nbtest.forkserver); elsewhere, or
-when the manager's `nbtest_fork` is "no" (or "auto" and the template is not ready yet), it is
-spawned as usual.
+when the manager's `nbtest_fork` is "no" (or "auto" and no template is running and ready), it
+is spawned as usual.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
         mode = getattr(self.parent, "nbtest_fork", "no")
         if mode != "no" and parts is not None:
             flags, args = parts
-            server = ForkServer.get(flags)
-            # auto: a template still importing would make this kernel wait: spawn it instead.
-            if (mode == "yes" or server.ready()) and server.accepts(env):
+            # auto: only a template someone started (the pytest face, when two or more
+            # notebooks will fork) and that is ready: waiting for its imports costs more.
+            server = ForkServer.get(flags) if mode == "yes" else ForkServer.running(flags)
+            if server is not None and (mode == "yes" or server.ready()) and server.accepts(env):
                 cwd = str(kwargs.get("cwd") or pathlib.Path.cwd())
                 try:
                     forked = server.spawn(args, env, cwd)

@@ -405,6 +405,33 @@ def test_template_refusing_to_fork_falls_back_to_spawn(tmp_path: Path,
     no_kernel_left()
 
 
+def test_stopping_the_template_stops_its_kernels(tmp_path: Path) -> None:
+    """A template stopped while a kernel it forked still runs (an xdist worker that crashed
+    leaves such kernels) takes the kernel with it; an adopted template is only forgotten."""
+    this_tests("nbtest.forkserver.ForkServer.stop", "nbtest.forkserver.serve",
+               "nbtest.forkserver.ForkServer.adopt")
+    from nbtest.kernels import start_kernel
+
+    for server in list(ForkServer._instances.values()):
+        server.stop()  # an own template for this test, not one adopted from the controller
+    kernel = asyncio.run(start_kernel("python3", tmp_path, {}, 60, fork="yes"))
+    try:
+        assert kernel.start_method == "fork"
+        template = template_of(psutil.Process(kernel.pid).ppid())
+        assert template is not None and template.owned
+        description = ForkServer.describe_owned()[0]
+        adopted = ForkServer(description["flags"], adopted=description)
+        assert adopted.ready() and adopted.process.poll() is None
+        adopted.stop()
+        assert template.process.poll() is None and not pid_gone(kernel.pid, timeout=0)
+        template.stop()
+        assert pid_gone(kernel.pid, timeout=10), "the kernel outlived its template"
+        assert adopted.process.poll() is not None
+    finally:
+        kernel.kill()
+    check_no_kernel_left()
+
+
 def test_template_and_its_kernels_die_with_the_harness(tmp_path: Path,
                                                        make_notebook: Callable[..., Path],
                                                        no_kernel_left: Callable[[], None]
@@ -453,8 +480,11 @@ REPORT = textwrap.dedent("""\
     name = os.path.basename(os.environ["NBTEST_NOTEBOOK"])[:-len(".ipynb")]
     with open(os.path.join(os.environ["NBTEST_REPORTS"], name + ".json"), "w") as fh:
         json.dump({"pid": os.getpid(), "notebook": os.environ["NBTEST_NOTEBOOK"],
-                   "cwd": os.getcwd(), "siblings": siblings,
-                   "parent": " ".join(parent.cmdline())}, fh)
+                   "cwd": os.getcwd(), "siblings": siblings, "ppid": parent.pid,
+                   "parent": " ".join(parent.cmdline()),
+                   "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+                   "templates": [" ".join(p.cmdline()) for p in parent.children()
+                                 if "nbtest.forkserver" in " ".join(p.cmdline())]}, fh)
 """)
 
 
@@ -575,6 +605,41 @@ def test_three_notebooks_each_get_their_own_prewarmed_kernel(
     starts = junit_properties(pytester.path / "out.xml", prefix="nbtest kernel start")
     assert {name: p["nbtest kernel start"] for name, p in starts.items()} == {
         f"d{i}.{name}.ipynb": "fork" for i, name in enumerate("abc", 1)}  # JUnit: dots
+    assert_nothing_left(session["tag"], session["reports"])
+
+
+def test_xdist_workers_fork_from_one_template_the_controller_started(
+        pytester: pytest.Pytester, session: dict[str, Any]) -> None:
+    """Under -n 2 both workers fork their kernels from the controller's template: one
+    template's imports, begun while the workers start, not one per worker."""
+    this_tests("nbtest.plugin.XdistForkTemplate", "nbtest.forkserver.ForkServer.adopt",
+               "nbtest.forkserver.ForkServer.describe_owned")
+    names = [f"n{i}" for i in range(6)]
+    for name in names:
+        session["nb"](f"{name}.ipynb")
+    result = run_pytest(pytester, "--nbtest", "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    reports = [session["report"](name) for name in names]
+    assert {r["worker"] for r in reports} == {"gw0", "gw1"}
+    assert len({r["ppid"] for r in reports}) == 1, "kernels of both workers, one template"
+    assert "nbtest.forkserver" in reports[0]["parent"]
+    assert_nothing_left(session["tag"], session["reports"])
+
+
+def test_a_single_notebook_starts_no_template(pytester: pytest.Pytester,
+                                              session: dict[str, Any],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """fork=auto with one notebook: its kernel is spawned at once and no template is started
+    to compete with it for the CPU."""
+    this_tests("nbtest.plugin.pytest_collection_finish")
+    monkeypatch.delenv("PYTEST_ADDOPTS")  # the fixture's --nbtest-fork=yes
+    session["nb"]("solo.ipynb")
+    result = run_pytest(pytester, "--nbtest", "-v", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    solo = session["report"]("solo")
+    assert "nbtest.forkserver" not in solo["parent"]
+    assert solo["templates"] == []
+    assert any("solo.ipynb" in line and "kernel: spawn" in line for line in result.stdout.lines)
     assert_nothing_left(session["tag"], session["reports"])
 
 
