@@ -180,16 +180,11 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The seed's marker switches, for notebooks and `.py` tests alike."""
-    rules = [
-        ("slow", not config.getoption("runslow"), "need --runslow option to run"),
-        ("cpp", not config.getoption("runcpp"), "need --runcpp option to run"),
-        ("integration", config.getoption("skipint"), "--skipint given"),
-    ]
     cuda_checked: bool | None = None
     for item in items:
-        for name, skip, reason in rules:
-            if skip and item.get_closest_marker(name):
-                item.add_marker(pytest.mark.skip(reason=reason))
+        reason = _switched_off(config, {marker.name for marker in item.iter_markers()})
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
         if item.get_closest_marker("cuda"):
             if cuda_checked is None:
                 from .gpu import cuda_available
@@ -198,6 +193,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if not cuda_checked:
                 item.add_marker(pytest.mark.skip(reason="CUDA is not available"))
     _preflight(config, items)
+
+
+def _switched_off(config: pytest.Config, markers: set[str]) -> str | None:
+    """Why a test with these markers is skipped by the seed's switches, if it is."""
+    for name, skip, reason in (
+            ("slow", not config.getoption("runslow"), "need --runslow option to run"),
+            ("cpp", not config.getoption("runcpp"), "need --runcpp option to run"),
+            ("integration", config.getoption("skipint"), "--skipint given")):
+        if skip and name in markers:
+            return reason
+    return None
 
 
 def _preflight(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -260,8 +266,9 @@ class XdistForkTemplate:
 
 class XdistPreflight:
     """Under xdist: the controller runs the preflight when the first worker has collected
-    notebooks. It sees node ids only, so it uses the session's gpu_min_free (metadata and
-    skip markers of single notebooks are known to the workers alone)."""
+    notebooks. It sees node ids only, so it reads those notebooks' metadata itself: one that
+    its metadata or the seed's switches skip asks for nothing (a skip added by a conftest is
+    known to the workers alone)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -269,12 +276,27 @@ class XdistPreflight:
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         """Check once, as soon as notebooks are known to be in the session."""
-        from .items import CONFIG_KEY
-
-        if self.done or not any(".ipynb" in nodeid for nodeid in ids):
+        paths = {nodeid.split("::")[0] for nodeid in ids if ".ipynb" in nodeid}
+        if self.done or not paths:
             return
         self.done = True
-        run_preflight(self.config, self.config.stash[CONFIG_KEY].gpu_min_free)
+        need = max(self._need(self.config.rootpath / path) for path in sorted(paths))
+        run_preflight(self.config, need)
+
+    def _need(self, path: Path) -> int:
+        """The GPU memory notebook `path` asks for; 0 if it will be skipped or is unreadable
+        (its worker reports that)."""
+        from .items import CONFIG_KEY
+        from .notebook import load_notebook, notebook_settings
+
+        try:
+            settings = notebook_settings(load_notebook(path), path)
+        except NbTestError:
+            return 0
+        nbconfig = self.config.stash[CONFIG_KEY].with_notebook(settings)
+        if nbconfig.skip or _switched_off(self.config, set(nbconfig.markers)):
+            return 0
+        return int(nbconfig.gpu_min_free)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

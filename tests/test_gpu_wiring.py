@@ -171,17 +171,19 @@ def test_pytest_busy_card_stops_before_any_notebook(busy: int, pytester: pytest.
     assert " passed" not in text and " failed" not in text
 
 
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_pytest_lowered_requirement_runs(busy: int, pytester: pytest.Pytester,
-                                         nb: Callable[..., Path]) -> None:
-    this_tests("nbtest.plugin.run_preflight")
+                                         nb: Callable[..., Path], xdist: list[str]) -> None:
+    this_tests("nbtest.plugin.run_preflight",
+               "nbtest.plugin.XdistPreflight.pytest_xdist_node_collection_finished")
     nb("a.ipynb")
     nb("b.ipynb", nbtest={"gpu_min_free": "2GiB"})
     # One notebook's own, lower requirement does not lift the session's for the others...
-    refused = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider")
+    refused = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider", *xdist)
     assert refused.ret == PREFLIGHT_EXIT and ran(pytester) == []
-    # ...the command line does.
+    # ...the command line does; and the workers' controller reads each notebook's metadata.
     result = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider",
-                        "--nbtest-gpu-min-free", "2GiB")
+                        "--nbtest-gpu-min-free", "2GiB", *xdist)
     result.assert_outcomes(passed=2)
     assert ran(pytester) == ["a", "b"]
 
@@ -204,10 +206,6 @@ def test_sessions_running_no_notebook_never_preflight(busy: int, pytester: pytes
     assert "refused to run" not in output(result) and ran(pytester) == []
 
 
-@pytest.mark.xfail(reason="BUG: under xdist the controller's XdistPreflight runs the preflight "
-                          "as soon as a node id contains '.ipynb', even when every notebook "
-                          "will be skipped (metadata skip, slow marker); issue 5 says such "
-                          "sessions never trigger it", strict=True)
 def test_all_skipped_session_under_xdist_never_preflights(busy: int, pytester: pytest.Pytester,
                                                           nb: Callable[..., Path]) -> None:
     this_tests("nbtest.plugin.XdistPreflight.pytest_xdist_node_collection_finished")
