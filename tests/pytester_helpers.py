@@ -7,7 +7,10 @@ The notebooks themselves are written with conftest's `make_notebook` (absolute p
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -91,3 +94,27 @@ def notebook_maker(pytester: pytest.Pytester, make_notebook: Callable[..., Path]
         return make_notebook(pytester.path / name, list(cells), metadata or None)
 
     return make
+
+
+def interrupt_once_started(args: Sequence[str], cwd: Path, marker: Path,
+                           on_started: Callable[[], object] = lambda: None) -> str:
+    """Run pytest `args` in `cwd`, SIGINT it (as Ctrl-C does) once a cell has written `marker`
+    (`on_started` runs just before), and return its output; it must end as interrupted."""
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + SESSION_TIMEOUT  # hang guard, not a speed check
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the sleeping cell never started"
+        on_started()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "KeyboardInterrupt" in out, out
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    return out

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -38,7 +37,12 @@ from conftest import (
     write_notebook,
 )
 from fake_nvidia_smi import gpu, install
-from pytester_helpers import SESSION_TIMEOUT, junit_properties, output, run_pytest
+from pytester_helpers import (
+    interrupt_once_started,
+    junit_properties,
+    output,
+    run_pytest,
+)
 
 from nbtest import this_tests
 from nbtest.config import NbTestConfig
@@ -736,15 +740,10 @@ def test_x_after_a_failure_kills_the_prewarmed_kernel(pytester: pytest.Pytester,
     assert_nothing_left(session["tag"], session["reports"])
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def interrupt_while_a_sleeps(pytester: pytest.Pytester, session: dict[str, Any]
                              ) -> dict[str, Any]:
     """Run a.ipynb (its cell starts a `sleep 600` in a session of its own, then sleeps) and
     b.ipynb; SIGINT the pytest process while a's cell sleeps. What a saw, and what was left."""
-    marker = pytester.path / "sleeping.txt"
     session["nb"]("a.ipynb", [
         "import subprocess, time\n"
         "away = subprocess.Popen(['sleep', '600'], start_new_session=True,\n"
@@ -753,23 +752,11 @@ def interrupt_while_a_sleeps(pytester: pytest.Pytester, session: dict[str, Any]
         "open('sleeping.txt', 'w').write('yes')\n"
         "time.sleep(120)"])
     session["nb"]("b.ipynb")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--nbtest", "-p",
-                             "no:cacheprovider"], cwd=pytester.path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
-    try:
-        deadline = time.monotonic() + SESSION_TIMEOUT  # hang guard
-        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the sleeping cell never started"
-        a = session["report"]("a")
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert "KeyboardInterrupt" in out
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED
+    seen: dict[str, Any] = {}
+    interrupt_once_started(["--nbtest", "-p", "no:cacheprovider"], pytester.path,
+                           pytester.path / "sleeping.txt",
+                           on_started=lambda: seen.update(a=session["report"]("a")))
+    a = seen["a"]
     assert session["report"]("b") is None
     alive = json.loads((session["reports"] / "alive_at_end.json").read_text())
     return {"a": a, "away": int((pytester.path / "away.pid").read_text()), "alive": alive}

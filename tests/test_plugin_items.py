@@ -5,14 +5,9 @@ lines, skips by metadata and markers, per-cell items in one kernel, JUnit XML, -
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 from pytester_helpers import (
-    SESSION_TIMEOUT,
+    interrupt_once_started,
     junit_outcomes,
     junit_properties,
     notebook_maker,
@@ -195,36 +190,17 @@ def test_cells_stopped_by_x_leave_no_kernel(pytester: pytest.Pytester, nb,
     no_kernel_left()
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize("cells", [False, True], ids=["notebook", "cells"])
 def test_ctrl_c_while_a_cell_runs_leaves_no_kernel(pytester: pytest.Pytester, nb,
                                                    no_kernel_left, cells: bool) -> None:
     this_tests("nbtest.items.NotebookItem.runtest", "nbtest.items.CellItem.runtest",
                "nbtest.items.close_open_sessions")
-    marker = pytester.path / "sleeping.txt"
     nb("sleeper.ipynb", ["x = 1",
                          "import time\nopen('sleeping.txt', 'w').write('yes')\ntime.sleep(120)",
                          "y = 2"])
-    args = [sys.executable, "-m", "pytest", "--nbtest", "-p", "no:cacheprovider",
-            *(["--nbtest-cells"] if cells else []), "sleeper.ipynb"]
-    proc = subprocess.Popen(args, cwd=pytester.path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
-    try:
-        deadline = time.monotonic() + SESSION_TIMEOUT  # hang guard, not a speed check
-        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the sleeping cell never started"
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert "KeyboardInterrupt" in out
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED
+    args = ["--nbtest", "-p", "no:cacheprovider", *(["--nbtest-cells"] if cells else []),
+            "sleeper.ipynb"]
+    interrupt_once_started(args, pytester.path, pytester.path / "sleeping.txt")
     no_kernel_left()
 
 
