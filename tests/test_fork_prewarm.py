@@ -479,17 +479,28 @@ REPORT = textwrap.dedent("""\
     import json, os, psutil
     me = psutil.Process()
     parent = me.parent()
-    siblings = [p.pid for p in parent.children()
-                if p.pid != me.pid and p.status() != psutil.STATUS_ZOMBIE]
+
+    def live_children():
+        # Other kernels of a shared template come and go: skip those exiting meanwhile.
+        for p in parent.children():
+            try:
+                if p.pid != me.pid and p.status() != psutil.STATUS_ZOMBIE:
+                    yield p.pid, " ".join(p.cmdline())
+            except psutil.Error:
+                pass
+
+    children = list(live_children())  # a forked kernel's cmdline is its template's
+    siblings = [pid for pid, _ in children]
     name = os.path.basename(os.environ["NBTEST_NOTEBOOK"])[:-len(".ipynb")]
     with open(os.path.join(os.environ["NBTEST_REPORTS"], name + ".json"), "w") as fh:
         json.dump({"pid": os.getpid(), "notebook": os.environ["NBTEST_NOTEBOOK"],
                    "cwd": os.getcwd(), "siblings": siblings, "ppid": parent.pid,
                    "parent": " ".join(parent.cmdline()),
                    "worker": os.environ.get("PYTEST_XDIST_WORKER"),
-                   "templates": [" ".join(p.cmdline()) for p in parent.children()
-                                 if "nbtest.forkserver" in " ".join(p.cmdline())]}, fh)
+                   # of a spawned kernel (the harness's children): templates started
+                   "templates": [c for _, c in children if "nbtest.forkserver" in c]}, fh)
 """)
+
 
 
 # A conftest for those sessions: once the session is over (pytest_unconfigure runs after
