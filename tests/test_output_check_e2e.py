@@ -369,7 +369,13 @@ def test_same_verdicts_as_nbval_lax(pytester: pytest.Pytester, write) -> None:
         write(name, cells, pytester.path)
     for name, cells in FALSE_FAILURES.items():
         write(name, cells, pytester.path)
-    run_pytest(pytester, "--nbval-lax", "-p", "no:nbtest", "--junitxml=nbval.xml")
+    try:
+        run_pytest(pytester, "--nbval-lax", "-p", "no:nbtest", "--junitxml=nbval.xml")
+    except pytest.Pytester.TimeoutExpired:
+        # nbval's kernels take TCP ports (the start-up race of jupyter_client#487); once,
+        # under `make coverage` with -n 2, its session hung until the guard: the peer, not
+        # nbtest, is what this retry forgives.
+        run_pytest(pytester, "--nbval-lax", "-p", "no:nbtest", "--junitxml=nbval.xml")
     run_pytest(pytester, "--nbtest", "-p", "no:nbval", "--junitxml=nbtest.xml")
     nbval: dict[str, str] = {}
     for test, outcome in junit_outcomes(pytester.path / "nbval.xml").items():
