@@ -372,9 +372,9 @@ def test_same_verdicts_as_nbval_lax(pytester: pytest.Pytester, write) -> None:
     try:
         run_pytest(pytester, "--nbval-lax", "-p", "no:nbtest", "--junitxml=nbval.xml")
     except pytest.Pytester.TimeoutExpired:
-        # nbval's kernels take TCP ports (the start-up race of jupyter_client#487); once,
-        # under `make coverage` with -n 2, its session hung until the guard: the peer, not
-        # nbtest, is what this retry forgives.
+        # Once, under `make coverage` with -n 2, nbval's own session (nbtest switched off)
+        # hung until the guard; alone it passes in seconds. The cause was not found (its
+        # kernels use TCP ports, see jupyter_client#487): the retry forgives the peer only.
         run_pytest(pytester, "--nbval-lax", "-p", "no:nbtest", "--junitxml=nbval.xml")
     run_pytest(pytester, "--nbtest", "-p", "no:nbval", "--junitxml=nbtest.xml")
     nbval: dict[str, str] = {}
