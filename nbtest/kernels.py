@@ -233,22 +233,6 @@ class Kernel:
                 shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def leftover_processes() -> list[psutil.Process]:
-    """Every live process nbtest started for kernels: spawned kernels and their descendants
-    (they carry the token variable), fork templates and forked kernels (their command line)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "environ"]):
-        try:
-            cmdline = " ".join(proc.info["cmdline"] or ())
-            environ = proc.info["environ"] or {}
-        except psutil.Error:
-            continue
-        if proc.pid != os.getpid() and _running(proc) and (
-                TOKEN_VAR in environ or "nbtest.forkserver" in cmdline):
-            found.append(proc)
-    return found
-
-
 def wait_gone(procs: list[psutil.Process], timeout: float) -> None:
     """Wait until each process has exited or is a zombie (dead, waiting for its new parent)."""
     deadline = time.monotonic() + timeout
