@@ -190,6 +190,17 @@ def check_no_kernel_left(timeout: float = 10.0) -> None:
 
 
 @pytest.fixture
+def kernel_holder() -> Iterator[subprocess.Popen]:
+    """A live process whose command line names ipykernel_launcher, as a kernel's does: the
+    GPU memory holder the stand-in nvidia-smi reports, for the "(Jupyter kernel)" advice."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)",
+                             "ipykernel_launcher", "-f", "kernel-holder.json"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
 def no_kernel_left() -> Callable[..., None]:
     """`no_kernel_left()` asserts that no process of any kernel's tree we started is alive."""
     return check_no_kernel_left

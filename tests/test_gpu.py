@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pickle
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +47,6 @@ def no_lookup(pid: int, name: str) -> bool:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("CUDA_VISIBLE_DEVICES", "PYTEST_XDIST_WORKER", "NBTEST_GPU_BACKEND"):
         monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def jupyter_like() -> Iterator[subprocess.Popen]:
-    """A live process whose command line names ipykernel_launcher, as a kernel's does."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)",
-                             "ipykernel_launcher", "-f", "kernel-1.json"])
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 def busy_scene(holder_pid: int) -> dict[str, Any]:
@@ -176,15 +164,15 @@ def test_format_size() -> None:
 
 
 def test_busy_card_refuses_and_names_the_holder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                jupyter_like: subprocess.Popen) -> None:
+                                                kernel_holder: subprocess.Popen) -> None:
     this_tests(preflight, format_report, check_preflight, probe)
-    install(tmp_path, monkeypatch, busy_scene(jupyter_like.pid))
+    install(tmp_path, monkeypatch, busy_scene(kernel_holder.pid))
     report = preflight(8 * GIB)
     assert not report.ok and report.probe.backend == "smi"
     assert report.gpus[0].processes[0].jupyter  # found by its command line
     text = format_report(report)
     assert "4000 MiB free of 81920 MiB" in text
-    assert f"pid {jupyter_like.pid}" in text and "77000 MiB  (Jupyter kernel)" in text
+    assert f"pid {kernel_holder.pid}" in text and "77000 MiB  (Jupyter kernel)" in text
     assert "shut down idle Jupyter kernels" in text
     for how in ("--nbtest-gpu-min-free 2GiB", '[tool.nbtest] gpu_min_free = "0"',
                 "nbtest preflight --min-free 2GiB"):

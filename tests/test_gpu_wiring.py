@@ -11,8 +11,7 @@ file behind (`ran-<name>.txt`), so "nothing ran" is checked on disk, not only in
 from __future__ import annotations
 
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,22 +36,13 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def holder() -> Iterator[subprocess.Popen]:
-    """A live process whose command line names ipykernel_launcher, as a kernel's does."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)",
-                             "ipykernel_launcher", "-f", "kernel-holder.json"])
-    yield proc
-    proc.kill()
-    proc.wait()
-
-
-@pytest.fixture
-def busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, holder: subprocess.Popen) -> int:
+def busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+         kernel_holder: subprocess.Popen) -> int:
     """The busy card on PATH; returns the holder's pid."""
     install(tmp_path / "smi", monkeypatch, {
         "gpus": [gpu(0, free=4000, total=81920, uuid=BUSY_UUID)],
-        "apps": [app(holder.pid, 77000, BUSY_UUID)]})
-    return holder.pid
+        "apps": [app(kernel_holder.pid, 77000, BUSY_UUID)]})
+    return kernel_holder.pid
 
 
 def two_cards(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,16 +44,6 @@ def registered() -> bool:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("CUDA_VISIBLE_DEVICES", "PYTEST_XDIST_WORKER"):
         monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def kernel_holder() -> Iterator[subprocess.Popen]:
-    """A live process whose command line names ipykernel_launcher."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)",
-                             "ipykernel_launcher", "-f", "kernel-7.json"])
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 def preflight_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
