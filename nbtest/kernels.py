@@ -59,10 +59,18 @@ def kernel_spec(name: str, notebook: str | Path | None = None) -> Any:
     """The kernelspec `name` (looked up once per process: a lookup scans every kernel folder),
     or NoSuchKernelError listing the installed kernelspecs."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_core.paths import jupyter_path
 
     if name not in _specs:
         try:
-            _specs[name] = KernelSpecManager().get_kernel_spec(name)
+            try:
+                # The Jupyter folders first, as the default search does: its last folder,
+                # IPython's legacy `kernels`, costs an import of IPython to locate (about a
+                # tenth of a second, and more objects to sweep at exit) and rarely holds one.
+                _specs[name] = KernelSpecManager(
+                    kernel_dirs=jupyter_path("kernels")).get_kernel_spec(name)
+            except NoSuchKernel:
+                _specs[name] = KernelSpecManager().get_kernel_spec(name)
         except NoSuchKernel:
             known = ", ".join(sorted(installed_kernels())) or "none"
             where = f"{notebook}: " if notebook else ""

@@ -24,6 +24,7 @@ from nbtest.kernels import (
     check_kernel_name,
     installed_kernels,
     kernel_environment,
+    kernel_spec,
     processes_with_token,
     start_kernel,
 )
@@ -135,6 +136,22 @@ def _fake_kernelspec(root: Path, name: str, argv: list[str]) -> None:
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps(
         {"argv": argv, "display_name": name, "language": "python"}))
+
+
+def test_kernelspec_lookup_order_is_jupyters_own(tmp_path: Path, monkeypatch) -> None:
+    this_tests(kernel_spec)
+    # Jupyter's folders are searched first, IPython's legacy `kernels` folder last, as the
+    # default search does; the legacy folder is still found, when nothing else has the name.
+    monkeypatch.setattr("nbtest.kernels._specs", {})
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    _fake_kernelspec(tmp_path / "share", "both", ["jupyter-folder"])
+    _fake_kernelspec(tmp_path / "ipython", "both", ["ipython-folder"])
+    _fake_kernelspec(tmp_path / "ipython", "legacy", ["ipython-folder"])
+    assert kernel_spec("both").argv == ["jupyter-folder"]
+    assert kernel_spec("legacy").argv == ["ipython-folder"]
+    with pytest.raises(NoSuchKernelError, match="no kernel named 'nowhere'"):
+        kernel_spec("nowhere")
 
 
 @pytest.fixture
