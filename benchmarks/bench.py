@@ -232,7 +232,7 @@ class Runner:
         return env
 
     def run(self, cmd: list[str], cwd: Path, watch_hwm: bool = True,
-            timeout: float = RUN_TIMEOUT_S) -> dict[str, Any]:
+            timeout: float = RUN_TIMEOUT_S, env: dict[str, str] | None = None) -> dict[str, Any]:
         """Run one command; wall time, exit code, the process's own peak RSS (not its kids')."""
         import psutil  # noqa: F401  (present in the bench venv; used for the fallback)
 
@@ -240,7 +240,7 @@ class Runner:
         log = self.logs / f"{self.seq:04d}.log"
         with open(log, "wb") as out:
             t0 = time.perf_counter()
-            proc = subprocess.Popen(cmd, cwd=cwd, env=self.env, stdout=out,
+            proc = subprocess.Popen(cmd, cwd=cwd, env={**self.env, **(env or {})}, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             hwm = 0
             timed_out = False
@@ -250,7 +250,10 @@ class Runner:
                     if time.perf_counter() - t0 > timeout:
                         proc.kill()
                         timed_out = True
-                    time.sleep(0.05)
+                    try:  # returns as soon as it exits: the wall time is not rounded up
+                        proc.wait(timeout=0.05)
+                    except subprocess.TimeoutExpired:
+                        pass
             else:
                 try:
                     proc.wait(timeout=timeout)
@@ -295,8 +298,9 @@ class Case:
     """One command of a comparison, with how to check that it really did its work."""
 
     def __init__(self, key: str, label: str, cmd: list[str], cwd: Path,
-                 check: Callable[[str], str | None]) -> None:
+                 check: Callable[[str], str | None], env: dict[str, str] | None = None) -> None:
         self.key, self.label, self.cmd, self.cwd, self.check = key, label, cmd, cwd, check
+        self.env = env or {}  # added to the runner's environment for this command only
         self.runs: list[dict[str, Any]] = []
 
     def ok_runs(self) -> list[dict[str, Any]]:
@@ -404,7 +408,11 @@ class Bench:
             Case("C.nbtest", "pytest --nbtest", self.pytest("nbtest", "--nbtest", "-q", "."),
                  s["C"], expect_passed(1)),
             Case("C.nbmake", "pytest --nbmake", self.pytest("nbmake", "--nbmake", "-q", "."),
-                 s["C"], expect_passed(1))]
+                 s["C"], expect_passed(1)),
+            # Not a tool: what no harness that starts its kernel inside pytest can beat.
+            Case("C.floor", "floor: bare plugin, kernel spawned at plugin import",
+                 self.pytest("plain", "-p", "floor_plugin", "-q", "."), s["C"],
+                 expect_passed(1), env={"PYTHONPATH": str(REPO / "benchmarks")})]
         e = s["E"]
         self.groups["E"] = [
             Case("E.nbtest", "nbtest execute",
@@ -442,7 +450,7 @@ class Bench:
         for stale in case.cwd.glob("out-*.ipynb"):
             stale.unlink()
         load1 = os.getloadavg()[0]
-        r = self.runner.run(case.cmd, case.cwd)
+        r = self.runner.run(case.cmd, case.cwd, env=case.env)
         r["load1"] = load1
         problem = None
         if r["timed_out"]:
@@ -620,7 +628,7 @@ class Bench:
             percell[tool] = {"wall_B": wb, "wall_B1": wb1, "literal_ms": literal,
                              "slope_ms": slope}
         over: dict[str, float | None] = {}
-        for t in ("nbtest", "nbmake"):
+        for t in ("nbtest", "nbmake", "floor"):
             wall_c = self.med(f"C.{t}")
             over[t] = None if wall_c is None else wall_c - SLEEP_S
         warm = self.extra.get("warm") or {}
@@ -662,6 +670,12 @@ class Bench:
         rows.append(("C: nbtest overhead / nbmake overhead (above the 2 s sleep)",
                      f"{fmt(r, 3)} ({fmt(oc['nbtest'])} s / {fmt(oc['nbmake'])} s)", "≤ 0.5",
                      verdict(r, lambda v: v <= 0.5)))
+        floor = self.ratio(oc.get("floor"), oc["nbmake"])
+        rows.append(("C reference, not a tool: floor overhead / nbmake overhead (a bare plugin "
+                     "that spawns the kernel at import, before pytest parses its options)",
+                     f"{fmt(floor, 3)} ({fmt(oc.get('floor'))} s / {fmt(oc['nbmake'])} s)",
+                     "—", "above 0.5: the C target is out of reach on this machine"
+                     if floor is not None and floor > 0.5 else "reference"))
         pc = an["percell"]
         for how, field in (("wall − 5 × kernel start+stop, / 150 cells", "literal_ms"),
                            ("slope: (wall B − wall B1) / 145 cells", "slope_ms")):
@@ -777,7 +791,9 @@ class Bench:
         oc = an["overhead_C"]
         add(f"- Set C (one notebook sleeping {SLEEP_S:g} s): overhead above the sleep: nbtest "
             f"{fmt(oc['nbtest'])} s, nbmake {fmt(oc['nbmake'])} s, ratio "
-            f"{fmt(self.ratio(oc['nbtest'], oc['nbmake']), 3)}.")
+            f"{fmt(self.ratio(oc['nbtest'], oc['nbmake']), 3)}; the floor "
+            f"(benchmarks/floor_plugin.py: kernel spawned when pytest imports the plugin, cells "
+            f"run over a bare client, SIGKILL) {fmt(oc.get('floor'))} s.")
         add(f"- `nbtest execute` / `jupyter execute` (one trivial notebook): "
             f"{fmt(self.ratio(self.med('E.nbtest'), self.med('E.jupyter')), 3)}.")
         first = km.get("startup_first"), km.get("pass_first")
@@ -844,7 +860,9 @@ class Bench:
         for cases in [*self.groups.values(), [self.rss_case]]:
             for c in cases:
                 add(f"# {c.key}: {c.label}")
-                add(f"cd $BENCH/{c.cwd.name} && {render(c.cmd, self.py, self.venv)}")
+                env = "".join(f"{k}={shlex.quote(v.replace(str(REPO), '.'))} "
+                              for k, v in c.env.items())
+                add(f"cd $BENCH/{c.cwd.name} && {env}{render(c.cmd, self.py, self.venv)}")
         add("# kernel start/stop and startup-code cost: the KERNEL_SNIPPET in bench.py, "
             "run as $PY -c SNIPPET kernels 4 (per run) and $PY -c SNIPPET warm 20 (once)")
         add("# import cost: $PY -X importtime -c 'import pytest; import nbtest.plugin'")
