@@ -28,6 +28,7 @@ TOKEN_VAR = "NBTEST_KERNEL_TOKEN"
 _INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 _NON_GUI_BACKENDS = {"agg", "pdf", "ps", "svg", "cairo", "pgf", "template"}
 _zmq_context: Any = None
+RECONNECT_IVL_MS = 5
 
 
 def _shared_context() -> Any:
@@ -293,6 +294,7 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
     `fork` ("auto", "yes", "no"; see the option): a Python kernel of this interpreter may be
     forked from nbtest's warm template (forkserver.py); `kernel.start_method` says which.
     """
+    import zmq
     from jupyter_client.manager import AsyncKernelManager
 
     from .provisioner import NAME as FORK_PROVISIONER
@@ -313,6 +315,9 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
         extra = ["--HistoryManager.hist_file=:memory:"] if km.ipykernel else []
         await km.start_kernel(cwd=str(cwd), env=env, extra_arguments=extra)
         kernel.kc = km.client()
+        # The client connects before the kernel has bound its sockets, and zmq retries only
+        # every 100 ms by default: retrying sooner lets the first request in once it is ready.
+        kernel.kc.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         kernel.kc.start_channels()
     except BaseException as exc:
         raise kernel.start_failed(exc, notebook) from None

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import psutil
 import pytest
+import zmq
 from conftest import kernel_processes, pid_gone
 from jupyter_core.utils import run_sync
 
 from nbtest import this_tests
 from nbtest.errors import KernelStartError, NoSuchKernelError
 from nbtest.kernels import (
+    RECONNECT_IVL_MS,
     TOKEN_VAR,
     check_kernel_name,
     installed_kernels,
@@ -77,6 +79,9 @@ def test_kernel_talks_ipc_in_a_private_folder_and_kill_leaves_nothing(tmp_path: 
         assert {f"{info['ip']}-{info[k]}" for k in
                 ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")} <= bound
         assert all(path.startswith(str(folder)) for path in bound)
+        # The client retries its connects soon, not after zmq's default 100 ms: a kernel that
+        # binds just after the client's first try is usable at once.
+        assert kernel.kc.shell_channel.socket.getsockopt(zmq.RECONNECT_IVL) == RECONNECT_IVL_MS
         # No TCP port for the protocol. The one loopback listener that may exist is ipykernel's
         # own IOPub pipe for forked subprocesses (bound atomically by the kernel and
         # authenticated by a random id: no port race, no foreign client of the protocol).
