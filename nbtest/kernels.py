@@ -246,10 +246,12 @@ def wait_gone(procs: list[psutil.Process], timeout: float) -> None:
     """Wait until each process has exited or is a zombie (dead, waiting for its new parent)."""
     deadline = time.monotonic() + timeout
     alive = list(procs)
+    delay = 0.001  # a killed process is usually gone within a millisecond: look soon, then less
     while alive and time.monotonic() < deadline:
         alive = [p for p in alive if _running(p)]
         if alive:
-            time.sleep(0.005)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
 
 def _running(proc: psutil.Process) -> bool:
