@@ -41,7 +41,10 @@ STARTUP_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE"
 PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
            "ipykernel.debugger", "IPython.core.completer", "IPython.core.history",
            "IPython.core.debugger", "sqlite3", "pdb", "pydoc", "code", "gzip", "mimetypes",
-           "xmlrpc.client", "http.server", "email.parser", "faulthandler", "unicodedata")
+           "xmlrpc.client", "http.server", "email.parser", "faulthandler", "unicodedata",
+           # ... and what the kernel imports while it initializes, after the fork
+           "runpy", "tornado.platform.asyncio", "IPython.core.oinspect", "IPython.core.logger",
+           "IPython.core.completerlib", "IPython.extensions.storemagic", "IPython.utils.wildcard")
 
 
 def _preload() -> None:
