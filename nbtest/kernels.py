@@ -60,18 +60,10 @@ def kernel_spec(name: str, notebook: str | Path | None = None) -> Any:
     """The kernelspec `name` (looked up once per process: a lookup scans every kernel folder),
     or NoSuchKernelError listing the installed kernelspecs."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    from jupyter_core.paths import jupyter_path
 
     if name not in _specs:
         try:
-            try:
-                # The Jupyter folders first, as the default search does: its last folder,
-                # IPython's legacy `kernels`, costs an import of IPython to locate (about a
-                # tenth of a second, and more objects to sweep at exit) and rarely holds one.
-                _specs[name] = KernelSpecManager(
-                    kernel_dirs=jupyter_path("kernels")).get_kernel_spec(name)
-            except NoSuchKernel:
-                _specs[name] = KernelSpecManager().get_kernel_spec(name)
+            _specs[name] = _in_jupyter_folders(name) or KernelSpecManager().get_kernel_spec(name)
         except NoSuchKernel:
             known = ", ".join(sorted(installed_kernels())) or "none"
             where = f"{notebook}: " if notebook else ""
@@ -80,6 +72,25 @@ def kernel_spec(name: str, notebook: str | Path | None = None) -> Any:
                 "Install it, or choose one with --kernel NAME or metadata.nbtest.kernel.",
                 kernel=name, installed=known) from None
     return _specs[name]
+
+
+def _in_jupyter_folders(name: str) -> Any:
+    """The kernelspec `name` when one of Jupyter's own folders holds it, else None.
+
+    The default search looks in these folders first too; its last folder, IPython's legacy
+    `kernels`, costs an import of IPython to locate (about a tenth of a second, and more
+    objects to sweep at exit) and rarely holds one, so it is left to the default search, as is
+    ipykernel's built-in `python3`, which jupyter_client offers only after every folder.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_core.paths import jupyter_path
+
+    manager = KernelSpecManager(kernel_dirs=jupyter_path("kernels"))
+    try:
+        spec = manager.get_kernel_spec(name)
+    except NoSuchKernel:
+        return None
+    return spec if os.path.dirname(spec.resource_dir) in manager.kernel_dirs else None
 
 
 def kernel_environment(extra: Mapping[str, str]) -> dict[str, str]:

@@ -159,6 +159,20 @@ def test_kernelspec_lookup_order_is_jupyters_own(tmp_path: Path, monkeypatch) ->
         kernel_spec("nowhere")
 
 
+def test_a_legacy_python3_kernelspec_beats_ipykernels_builtin(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    this_tests(kernel_spec)
+    # With no `python3` in any Jupyter folder, jupyter_client takes IPython's legacy folder
+    # before ipykernel's built-in spec; nbtest's quicker lookup must not change that.
+    monkeypatch.setattr("nbtest.kernels._specs", {})
+    only_ours = lambda *parts: [str(tmp_path.joinpath("share", *parts))]  # noqa: E731
+    monkeypatch.setattr("jupyter_core.paths.jupyter_path", only_ours)
+    monkeypatch.setattr("jupyter_client.kernelspec.jupyter_path", only_ours)
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    _fake_kernelspec(tmp_path / "ipython", "python3", ["legacy-python3"])
+    assert kernel_spec("python3").argv == ["legacy-python3"]
+
+
 @pytest.fixture
 def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """tempfile's folder moved into tmp_path, to see the kernel folders come and go."""
