@@ -59,7 +59,11 @@ def test_kernel_talks_ipc_in_a_private_folder_and_kill_leaves_nothing(tmp_path: 
                                                                       no_kernel_left) -> None:
     this_tests(start_kernel, "nbtest.kernels.launch_kernel", "nbtest.kernels.Kernel.kill",
                processes_with_token)
-    kernel = run_sync(start_kernel)("python3", tmp_path, {"EXTRA_VAR": "x"}, 60)
+    # Spawned on purpose: a kernel forked from a template that the xdist controller started
+    # (and this worker adopted) carries the controller's environment in /proc/PID/environ,
+    # so the leak detector's per-process tag would not match it, whichever template was warm.
+    kernel = run_sync(start_kernel)("python3", tmp_path, {"EXTRA_VAR": "x"}, 60, fork="no")
+    assert kernel.start_method == "spawn"
     folder = Path(kernel.folder)
     try:
         # rwx for us only (jupyter_client adds the sticky bit, against tmp cleaners).
