@@ -3,10 +3,15 @@
 Notebooks are collected with `--nbtest` or the ini key `nbtest = true`. Options come from the
 option table in config.py as `--nbtest-<name>` and ini keys `nbtest_<name>`; the seed's
 `--runslow`, `--runcpp` and `--skipint` apply to every test, notebooks and `.py` alike.
+
+The entry point loads this plugin into every pytest session of the environment, so it stays
+inert unless the session opts in (see `nbtest_active`): then every hook gives what pytest
+gives without nbtest, and a project's own `--runslow` (the seed's conftest) keeps working.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,15 @@ import pytest
 from .config import INI, PYTEST, NbTestConfig, options_for, parse_layer, project_layer
 from .errors import NbTestError
 
+ACTIVE_KEY = pytest.StashKey[bool]()
+SWITCHES_KEY = pytest.StashKey["frozenset[str]"]()  # the seed switches nbtest declared itself
+# The seed's marker switches: marker, option (`--DEST`), whether the option runs the marker's
+# tests (else it skips them), help.
+SEED_SWITCHES = (
+    ("slow", "runslow", True, "run slow tests"),
+    ("cpp", "runcpp", True, "run cuda cpp extension tests"),
+    ("integration", "skipint", False, "skip integration tests"),
+)
 MARKERS = {
     "slow": "slow test; skipped unless --runslow is given",
     "integration": "integration test; skipped with --skipint",
@@ -55,11 +69,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in options_for(INI):
         if option.name != "parameters":
             parser.addini(f"nbtest_{option.name}", option.help, default="")
-    group.addoption("--runslow", action="store_true", default=False, help="run slow tests")
-    group.addoption("--runcpp", action="store_true", default=False,
-                    help="run cuda cpp extension tests")
-    group.addoption("--skipint", action="store_true", default=False,
-                    help="skip integration tests")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
+                                  args: list[str]) -> Generator[None, None, None]:
+    """Declare the seed's switches after the project's conftests, unless they declared them:
+    the seed's own conftest adds `--runslow`, and two declarations would crash pytest."""
+    yield
+    taken = {name for group in [parser._anonymous, *parser._groups]
+             for option in group.options for name in [*option.names(), option.dest]}
+    group = parser.getgroup("nbtest")
+    owned = set()
+    for _, dest, _, text in SEED_SWITCHES:
+        if f"--{dest}" not in taken and dest not in taken:
+            group.addoption(f"--{dest}", dest=dest, action="store_true", default=False,
+                            help=text)
+            owned.add(dest)
+    early_config.stash[SWITCHES_KEY] = frozenset(owned)
 
 
 def _session_config(config: pytest.Config) -> NbTestConfig:
@@ -84,18 +111,32 @@ def nbtest_enabled(config: pytest.Config) -> bool:
     return bool(config.getoption("nbtest") or config.getini("nbtest"))
 
 
+def nbtest_active(config: pytest.Config) -> bool:
+    """Whether nbtest acts in this session: it collects notebooks, or the project configures
+    nbtest (`[tool.nbtest]`, `nbtest_*` ini keys) or an `--nbtest-*` option was given.
+    Anywhere else every hook gives what pytest gives without nbtest."""
+    return config.stash.get(ACTIVE_KEY, False)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Register markers, resolve the options once, keep per-cell items on one xdist worker."""
     from .items import CALLBACKS_KEY, CONFIG_KEY
 
+    try:
+        nbconfig = _session_config(config)
+    except NbTestError as exc:
+        raise pytest.UsageError(exc.message) from None
+    config.stash[CONFIG_KEY] = nbconfig
+    enabled = nbtest_enabled(config)
+    config.stash[ACTIVE_KEY] = enabled or bool(nbconfig.project or nbconfig.explicit)
+    config.stash[CALLBACKS_KEY] = []
+    if not nbtest_active(config):
+        return  # not an nbtest session: no markers, no registry, no xdist helpers
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     try:
-        nbconfig = _session_config(config)
-        config.stash[CONFIG_KEY] = nbconfig
         # A session that collects no notebook pays nothing for the notebook-side callbacks.
-        enabled = nbtest_enabled(config)
         config.stash[CALLBACKS_KEY] = _session_callbacks(config, nbconfig) if enabled else []
         if nbconfig.api:
             _start_registry(config, nbconfig)
@@ -180,6 +221,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The seed's marker switches, for notebooks and `.py` tests alike."""
+    if not nbtest_active(config):
+        return
     cuda_checked: bool | None = None
     for item in items:
         reason = _switched_off(config, {marker.name for marker in item.iter_markers()})
@@ -196,13 +239,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _switched_off(config: pytest.Config, markers: set[str]) -> str | None:
-    """Why a test with these markers is skipped by the seed's switches, if it is."""
-    for name, skip, reason in (
-            ("slow", not config.getoption("runslow"), "need --runslow option to run"),
-            ("cpp", not config.getoption("runcpp"), "need --runcpp option to run"),
-            ("integration", config.getoption("skipint"), "--skipint given")):
-        if skip and name in markers:
-            return reason
+    """Why a test with these markers is skipped by the seed's switches, if it is (a switch
+    the project's conftest declared is the project's to apply)."""
+    owned = config.stash.get(SWITCHES_KEY, frozenset())
+    for marker, dest, runs, _ in SEED_SWITCHES:
+        if dest in owned and marker in markers and bool(config.getoption(dest)) != runs:
+            return f"need --{dest} option to run" if runs else f"--{dest} given"
     return None
 
 
@@ -324,6 +366,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Tell a notebook item which item follows, so it can pre-warm that kernel."""
+    if "nbtest.items" not in sys.modules:
+        return None  # no notebook item exists: nothing to import per test
     from .items import NotebookItem
 
     if isinstance(item, NotebookItem):
@@ -332,6 +376,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Stop a per-cell notebook's kernel after its last cell item; drop unused warm kernels."""
+    if "nbtest.items" not in sys.modules:
+        return
     from .items import CellItem, NotebookItem
 
     if isinstance(item, CellItem):
@@ -351,6 +397,8 @@ def pytest_runtest_makereport(item: pytest.Item,
 
 
 def _is_notebook_item(item: pytest.Item) -> bool:
+    if "nbtest.items" not in sys.modules:
+        return False
     from .items import CellItem, NotebookItem
 
     return isinstance(item, (NotebookItem, CellItem))
@@ -373,7 +421,7 @@ def _text_repr(text: str, path: str) -> Any:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Keep each notebook's wall time and memory peaks for --nbtest-mem-report."""
-    props = dict(report.user_properties)
+    props = dict(getattr(report, "user_properties", ()))
     if report.when == "call" and "nbtest peak RSS MiB" in props:
         MEMORY_ROWS.append((report.nodeid, report.duration, props.get("nbtest peak RSS MiB"),
                             props.get("nbtest peak GPU MiB")))
@@ -395,8 +443,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
-    """With -v, say how each notebook's kernel started: `PASSED (kernel: fork)`."""
-    start = dict(report.user_properties).get("nbtest kernel start")
+    """With -v, say how each notebook's kernel started: `PASSED (kernel: fork)`.
+
+    pytest passes every report type here (a CollectReport has no user_properties)."""
+    start = dict(getattr(report, "user_properties", ())).get("nbtest kernel start")
     if start and report.when == "call" and config.get_verbosity() > 0:
         word = report.outcome.upper()
         return report.outcome, word[0] if word != "PASSED" else ".", (
@@ -406,6 +456,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Kill kernels of per-cell notebooks that never reached their last cell."""
+    if "nbtest.items" not in sys.modules:
+        return
     from .items import close_open_sessions
 
     close_open_sessions()

@@ -134,7 +134,7 @@ def test_markers_registered_under_strict_markers(pytester: pytest.Pytester, nb) 
     assert result.ret == pytest.ExitCode.OK
     assert collected_ids(result) == ["marked.ipynb", "test_marked.py::test_marked"]
     assert "warning" not in output(result).lower()
-    markers = pytester.runpytest("--markers").stdout.str()
+    markers = pytester.runpytest("--nbtest", "--markers").stdout.str()
     for name in ("slow", "integration", "cuda", "cpp"):
         assert f"@pytest.mark.{name}:" in markers
 

@@ -92,9 +92,11 @@ MARKED_PY = """
 
 def test_marker_switches_on_py_tests(pytester: pytest.Pytester,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """The seed's --runslow / --runcpp / --skipint and the cuda skip apply to `.py` tests."""
-    this_tests("nbtest.plugin.pytest_collection_modifyitems")
+    """The seed's --runslow / --runcpp / --skipint and the cuda skip apply to `.py` tests of a
+    project that uses nbtest (here: a `[tool.nbtest]` table and no notebook)."""
+    this_tests("nbtest.plugin.pytest_collection_modifyitems", "nbtest.plugin.nbtest_active")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    pytester.makepyprojecttoml("[tool.nbtest]\ntimeout = 60\n")
     pytester.makepyfile(test_marked=MARKED_PY)
 
     default = pytester.runpytest("-rs")
