@@ -16,6 +16,9 @@ from .errors import NotebookLoadError
 
 SKIP_TAGS = frozenset({"skip-execution", "nbval-skip"})
 RAISES_TAGS = frozenset({"raises-exception", "nbval-raises-exception"})
+# nbval's comment markers: a comment line `# NBVAL_SKIP` in the source acts as the tag.
+SKIP_COMMENTS = frozenset({"NBVAL_SKIP"})
+RAISES_COMMENTS = frozenset({"NBVAL_RAISES_EXCEPTION"})
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 
@@ -85,14 +88,26 @@ def cell_tags(cell: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(cell.get("metadata", {}).get("tags", ()))
 
 
+def marker_comments(cell: Mapping[str, Any]) -> list[str]:
+    """The comment lines of a cell's source, in order, as nbval reads its markers: each
+    whole line starting with `#`, without the `#`s and blanks (`# NBVAL_SKIP` -> NBVAL_SKIP)."""
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    lines = (line.strip() for line in source.splitlines())
+    return [line.lstrip("#").strip() for line in lines if line.startswith("#")]
+
+
 def is_skipped(cell: Mapping[str, Any]) -> bool:
-    """A cell tagged skip-execution (or nbval-skip) is not run."""
-    return bool(cell_tags(cell) & SKIP_TAGS)
+    """A cell tagged skip-execution (or nbval-skip), or marked `# NBVAL_SKIP`, is not run."""
+    return bool(cell_tags(cell) & SKIP_TAGS) or not SKIP_COMMENTS.isdisjoint(
+        marker_comments(cell))
 
 
 def expects_error(cell: Mapping[str, Any]) -> bool:
-    """A cell tagged raises-exception (or nbval-raises-exception) must raise."""
-    return bool(cell_tags(cell) & RAISES_TAGS)
+    """A cell tagged raises-exception (or nbval-raises-exception), or marked
+    `# NBVAL_RAISES_EXCEPTION`, must raise."""
+    return bool(cell_tags(cell) & RAISES_TAGS) or not RAISES_COMMENTS.isdisjoint(
+        marker_comments(cell))
 
 
 def is_runnable(cell: Mapping[str, Any]) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import UsageError
-from .notebook import cell_tags
+from .notebook import cell_tags, marker_comments
 from .sanitize import SanitizerSet
 
 CHECK_TAGS = frozenset({"nbtest-check-output", "nbval-check-output"})
@@ -49,12 +49,9 @@ def marked(cell: Mapping[str, Any]) -> bool | None:
     verdict = None
     for tag in cell.get("metadata", {}).get("tags", ()) or ():
         verdict = True if tag in CHECK_TAGS else False if tag in IGNORE_TAGS else verdict
-    for line in str(cell.get("source", "")).splitlines():
-        line = line.strip()
-        if line.startswith("#"):
-            comment = line.lstrip("#").strip()
-            verdict = (True if comment in CHECK_COMMENTS else False
-                       if comment in IGNORE_COMMENTS else verdict)
+    for comment in marker_comments(cell):
+        verdict = (True if comment in CHECK_COMMENTS else False
+                   if comment in IGNORE_COMMENTS else verdict)
     return verdict
 
 

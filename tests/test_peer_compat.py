@@ -1,0 +1,158 @@
+"""Switching from nbmake, nbval and papermill (issue 13): what the peers do, nbtest does too.
+
+Each test rebuilds one case of the issue with generated notebooks and real kernels: an error
+shown by a post-execute hook fails its cell, the kernel name `python`, nbval's comment
+markers, no stale outputs in the executed copy, nbval's repeated sanitize regexes, and
+nbformat 3 notebooks converted in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from pytester_helpers import output, run_pytest
+
+from nbtest import NbTestConfig, run_notebook, this_tests
+from nbtest.callbacks.outputs import OutputCheck
+from nbtest.notebook import expects_error, is_skipped, marker_comments
+from nbtest.outputs import marked
+from nbtest.report import failure_text
+from nbtest.results import FAILED, NOT_RUN, PASSED, SKIPPED
+
+pytest_plugins = ["pytester"]
+
+
+def error_output(ename: str, evalue: str) -> dict[str, Any]:
+    """An `error` output as Jupyter stores it."""
+    return {"output_type": "error", "ename": ename, "evalue": evalue,
+            "traceback": [f"\x1b[0;31m{ename}\x1b[0m: {evalue}"]}
+
+
+def stream(text: str) -> dict[str, Any]:
+    """A stdout output as Jupyter stores it."""
+    return {"output_type": "stream", "name": "stdout", "text": text}
+
+
+def result_output(text: str, count: int) -> dict[str, Any]:
+    """An execute_result output as Jupyter stores it."""
+    return {"output_type": "execute_result", "execution_count": count, "metadata": {},
+            "data": {"text/plain": text}}
+
+
+def stored(source: str, outputs: list[dict[str, Any]], count: int | None,
+           tags: list[str] | None = None) -> dict[str, Any]:
+    """A code cell as a notebook saved after an earlier run holds it."""
+    return {"source": source, "outputs": [nbformat.from_dict(o) for o in outputs],
+            "execution_count": count, "tags": tags}
+
+
+# --- 4. nbval's comment markers -----------------------------------------------------------
+
+# nbval's tests/exceptions.ipynb, rebuilt: errors expected by comment, one output ignored.
+NBVAL_EXCEPTIONS = [
+    stored('# NBVAL_RAISES_EXCEPTION\nraise RuntimeError("foo")',
+           [error_output("RuntimeError", "foo")], 1),
+    stored("import time", [], 2),
+    stored('# NBVAL_IGNORE_OUTPUT\n# NBVAL_RAISES_EXCEPTION\nprint(time.time())\n'
+           'raise RuntimeError("Bar")',
+           [stream("1485539287.9658682\n"), error_output("RuntimeError", "Bar")], 3),
+    stored("", [], None),
+]
+
+# In the style of nbval's tests/sample_notebook.ipynb: stored outputs that still match, outputs
+# that differ but are ignored by comment, a skipped cell that would fail, an expected error.
+NBVAL_SAMPLE = [
+    ("markdown", "# Sample notebook"),
+    stored('print("Hello world")', [stream("Hello world\n")], 1),
+    stored("from datetime import datetime", [], 2),
+    stored("# PYTEST_VALIDATE_IGNORE_OUTPUT\ndatetime.now()",
+           [result_output("datetime.datetime(2015, 4, 8, 14, 17, 21, 527210)", 3)], 3),
+    stored('#NBVAL_IGNORE_OUTPUT\ndatetime.today().strftime("Last executed: %Y-%m-%d")',
+           [result_output("'Last executed: 2015-04-08'", 4)], 4),
+    stored("# NBVAL_SKIP\n# needs a service this machine does not have\n"
+           "raise ConnectionError('no service')", [stream("connected\n")], 5),
+    stored("#  NBVAL_RAISES_EXCEPTION\n1 / 0", [error_output("ZeroDivisionError",
+                                                             "division by zero")], 6),
+    stored("# NBVAL_CHECK_OUTPUT\nprint(6 * 7)", [stream("42\n")], 7),
+]
+
+
+def test_marker_comments_are_read_once_for_every_marker() -> None:
+    this_tests(marker_comments, is_skipped, expects_error, marked)
+    code = nbformat.v4.new_code_cell
+    cell = code("%%time\n  ## NBVAL_SKIP  \nx = 1  # NBVAL_RAISES_EXCEPTION\n#NBVAL_CHECK_OUTPUT")
+    # Whole comment lines only, as nbval reads them: a trailing comment is no marker.
+    assert marker_comments(cell) == ["NBVAL_SKIP", "NBVAL_CHECK_OUTPUT"]
+    assert is_skipped(cell) and not expects_error(cell) and marked(cell) is True
+    assert expects_error(code("# NBVAL_RAISES_EXCEPTION\n1/0"))
+    assert marked(code("# NBVAL_IGNORE_OUTPUT\nx")) is False
+    assert marked(code("# PYTEST_VALIDATE_IGNORE_OUTPUT\nx")) is False
+    assert not is_skipped(code("print('# NBVAL_SKIP')"))
+    # Raw JSON sources (lists of lines) are read the same way.
+    assert is_skipped({"cell_type": "code", "source": ["# NBVAL_SKIP\n", "x = 1"]})
+
+
+@pytest.mark.parametrize("check_outputs", [True, False], ids=["nbval", "nbval-lax"])
+def test_nbval_exceptions_notebook_passes(make_notebook, no_kernel_left,
+                                          check_outputs: bool) -> None:
+    this_tests(run_notebook, expects_error, "nbtest.callbacks.outputs.OutputCheck")
+    path = make_notebook("exceptions.ipynb", NBVAL_EXCEPTIONS)
+    config = NbTestConfig.of(check_outputs=check_outputs)
+    result = run_notebook(path, config, [OutputCheck.from_config(config)])
+    assert result.passed, failure_text(result)
+    assert [c.status for c in result.cells] == [PASSED, PASSED, PASSED, SKIPPED]
+    assert [c.error_name for c in result.cells[:3]] == ["RuntimeError", None, "RuntimeError"]
+    no_kernel_left()
+
+
+@pytest.mark.parametrize("check_outputs", [True, False], ids=["nbval", "nbval-lax"])
+def test_nbval_sample_notebook_passes(make_notebook, no_kernel_left,
+                                      check_outputs: bool) -> None:
+    this_tests(run_notebook, is_skipped, expects_error, marked)
+    path = make_notebook("sample_notebook.ipynb", NBVAL_SAMPLE)
+    config = NbTestConfig.of(check_outputs=check_outputs)
+    result = run_notebook(path, config, [OutputCheck.from_config(config)])
+    assert result.passed, failure_text(result)
+    by_number = {c.number: c for c in result.cells}
+    assert by_number[6].status == SKIPPED and by_number[6].execution_count is None
+    assert by_number[7].status == PASSED and by_number[7].error_name == "ZeroDivisionError"
+    assert [c.execution_count for c in result.cells] == [1, 2, 3, 4, None, 5, 6]
+    no_kernel_left()
+
+
+def test_nbval_raises_exception_comment_without_an_error_fails(make_notebook,
+                                                               no_kernel_left) -> None:
+    this_tests(run_notebook, expects_error)
+    # As the raises-exception tag: a cell that must raise and does not fails the notebook.
+    path = make_notebook("quiet.ipynb", ["# NBVAL_RAISES_EXCEPTION\nx = 1", "print('after')"])
+    result = run_notebook(path)
+    assert result.status == "failed"
+    assert [c.status for c in result.cells] == [FAILED, NOT_RUN]
+    assert failure_text(result).splitlines()[0].startswith("cell 1: expected an error")
+    no_kernel_left()
+
+
+def test_nbval_markers_under_pytest_cells(pytester: pytest.Pytester,
+                                          notebook_maker: Callable[..., Path]) -> None:
+    this_tests("nbtest.items.CellItem")
+    notebook_maker("exceptions.ipynb", NBVAL_EXCEPTIONS)
+    notebook_maker("sample_notebook.ipynb", NBVAL_SAMPLE)
+    result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-rs", "-p", "no:randomly",
+                        "-p", "no:cacheprovider")
+    text = output(result)
+    # Every cell item passes (or is skipped): the `# NBVAL_SKIP` cell, which would raise, is
+    # not run, and the `# NBVAL_RAISES_EXCEPTION` cells raise as expected.
+    assert result.ret == 0, text
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("skipped", 0) == 11, text
+    assert "ConnectionError" not in text
+
+
+@pytest.fixture
+def notebook_maker(pytester: pytest.Pytester, make_notebook) -> Callable[..., Path]:
+    """make_notebook writing into the pytester folder."""
+    return lambda name, cells, **kw: make_notebook(pytester.path / name, cells, **kw)
