@@ -284,9 +284,15 @@ class NotebookSession:
         content = (reply or {}).get("content", {})
         common = dict(duration=duration, execution_count=self.count, output_tail=_tail(cell),
                       **base)
-        if content.get("status") == "error":
-            error = dict(error_name=content.get("ename"), error_value=content.get("evalue"),
-                         traceback=tuple(content.get("traceback", ())))
+        # An error can also come with an `ok` reply: a post-execute hook that raised (a
+        # `post_run_cell` callback, matplotlib's inline backend drawing a bad figure) only
+        # shows its traceback in the outputs. Either way the cell showed an error: it raised.
+        shown = next((o for o in cell.get("outputs", ()) if o.get("output_type") == "error"),
+                     None)
+        raised = content if content.get("status") == "error" else shown
+        if raised is not None:
+            error = dict(error_name=raised.get("ename"), error_value=raised.get("evalue"),
+                         traceback=tuple(raised.get("traceback", ())))
             ok = expects_error(cell) or self.plan.config.allow_errors
             return CellResult(status=PASSED if ok else FAILED, **error, **common)
         if expects_error(cell):

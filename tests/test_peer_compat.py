@@ -50,6 +50,68 @@ def stored(source: str, outputs: list[dict[str, Any]], count: int | None,
             "execution_count": count, "tags": tags}
 
 
+# --- 2. an error shown by a post-execute hook fails its cell -------------------------------
+
+# A post_run_cell callback that raises after a cell ending in `# draw` ran: IPython shows the
+# traceback as an `error` output while the execute reply stays `ok` (as matplotlib's inline
+# backend does when it cannot draw a figure).
+HOOK = """\
+def draw(result):
+    if result.info.raw_cell.endswith('# draw'):
+        raise ValueError('cannot draw this figure')
+
+get_ipython().events.register('post_run_cell', draw)"""
+
+
+def test_an_error_shown_by_a_post_execute_hook_fails_the_cell(make_notebook,
+                                                              no_kernel_left) -> None:
+    this_tests(run_notebook, "nbtest.execute.NotebookSession.run_cell", failure_text)
+    path = make_notebook("hook.ipynb", [
+        HOOK,                                   # cell 1
+        "x = 1  # draw",                        # cell 2: the hook raises after it
+        "print('after')",                       # cell 3: not run
+    ])
+    result = run_notebook(path)
+    assert result.status == "failed"
+    assert [c.status for c in result.cells] == [PASSED, FAILED, NOT_RUN]
+    cell = result.failed_cell
+    assert cell is not None and cell.number == 2
+    assert (cell.error_name, cell.error_value) == ("ValueError", "cannot draw this figure")
+    assert any("cannot draw this figure" in line for line in cell.traceback)
+    text = failure_text(result)
+    assert text.splitlines()[0] == "cell 2: ValueError: cannot draw this figure"
+    assert "draw(result)" in text or "raise ValueError" in text  # the hook's traceback
+    no_kernel_left()
+
+
+@pytest.mark.parametrize("how", ["raises-exception tag", "NBVAL_RAISES_EXCEPTION comment",
+                                 "allow_errors"])
+def test_a_hook_error_is_allowed_where_errors_are(make_notebook, no_kernel_left,
+                                                  how: str) -> None:
+    this_tests(run_notebook, "nbtest.execute.NotebookSession.run_cell")
+    drawn: Any = "x = 1  # draw"
+    if how == "raises-exception tag":
+        drawn = ("code", "x = 1  # draw", ["raises-exception"])
+    elif how == "NBVAL_RAISES_EXCEPTION comment":
+        drawn = "# NBVAL_RAISES_EXCEPTION\nx = 1  # draw"
+    config = NbTestConfig.of(allow_errors=True) if how == "allow_errors" else None
+    result = run_notebook(make_notebook("hook.ipynb", [HOOK, drawn, "print('after')"]), config)
+    assert result.passed, failure_text(result)
+    assert [c.status for c in result.cells] == [PASSED, PASSED, PASSED]
+    assert result.cells[1].error_name == "ValueError"
+    no_kernel_left()
+
+
+def test_cli_execute_fails_a_cell_whose_hook_raised(make_notebook, run_cli,
+                                                    no_kernel_left) -> None:
+    this_tests("nbtest.cli.cmd_execute")
+    path = make_notebook("hook.ipynb", [HOOK, "x = 1  # draw"])
+    proc = run_cli("execute", path, "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    assert "cell 2: ValueError: cannot draw this figure" in proc.stderr
+    no_kernel_left()
+
+
 # --- 4. nbval's comment markers -----------------------------------------------------------
 
 # nbval's tests/exceptions.ipynb, rebuilt: errors expected by comment, one output ignored.
