@@ -129,7 +129,9 @@ class NotebookSession:
             self.kernel.kill(self.run_info.stop_grace)
 
     def skipped(self, reason: str) -> NotebookResult:
-        """The result of a notebook skipped by its metadata."""
+        """The result of a notebook skipped by its metadata; its copy shows no earlier run."""
+        for index in self.code_cells:
+            _clear(self.plan.notebook.cells[index])
         return NotebookResult(str(self.plan.path), NB_SKIPPED, 0.0, (), self.plan.notebook,
                               reason=reason, kernel_name=self.plan.kernel_name)
 
@@ -192,7 +194,8 @@ class NotebookSession:
         """Stop the kernel and build the result; notebook-end goes out."""
         self.close()
         for index in self.code_cells:  # cells never reached (an interrupted session)
-            self.cells.setdefault(index, self._not_reached(index))
+            if index not in self.cells:
+                self.cells[index] = self._not_reached(index)
         ordered = tuple(self.cells[i] for i in sorted(self.cells))
         failed = any(c.failed for c in ordered)
         result = NotebookResult(str(self.plan.path), NB_FAILED if failed else NB_PASSED,
@@ -213,6 +216,7 @@ class NotebookSession:
     def _not_reached(self, index: int) -> CellResult:
         cell = self.plan.notebook.cells[index]
         status = SKIPPED if not is_runnable(cell) else NOT_RUN
+        _clear(cell)
         return CellResult(status=status, **self._base(index))
 
     async def run_cell(self, index: int) -> CellResult:
@@ -332,6 +336,13 @@ def describe_exit(status: int | None) -> str:
             name = f"signal {-status}"
         return f"kernel died (killed by {name})"
     return f"kernel died (exit code {status})"
+
+
+def _clear(cell: NotebookNode) -> None:
+    """Empty a code cell that does not run: the executed copy shows this run only, as
+    papermill writes it; outputs stored by an earlier run would read as this run's."""
+    cell.outputs = []
+    cell.execution_count = None
 
 
 def _tail(cell: NotebookNode, lines: int = OUTPUT_TAIL_LINES) -> str:

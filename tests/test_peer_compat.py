@@ -14,6 +14,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from conftest import cell_text, read_notebook
 from pytester_helpers import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
@@ -218,3 +219,62 @@ def test_nbval_markers_under_pytest_cells(pytester: pytest.Pytester,
 def notebook_maker(pytester: pytest.Pytester, make_notebook) -> Callable[..., Path]:
     """make_notebook writing into the pytester folder."""
     return lambda name, cells, **kw: make_notebook(pytester.path / name, cells, **kw)
+
+
+# --- 5. no stale outputs in the executed copy ---------------------------------------------
+
+STALE = [
+    ("markdown", "# stale outputs"),
+    stored("print('fresh')", [stream("old 1\n")], 11),
+    stored("raise RuntimeError('broken')", [stream("old 2\n")], 12),
+    stored("print('never run')", [stream("old 3: looks like this run's\n")], 13),
+    stored("print('skipped')", [stream("old 4\n")], 14, tags=["skip-execution"]),
+    stored("# NBVAL_SKIP\nprint('skipped too')", [stream("old 5\n")], 15),
+]
+
+
+def _code_cells(nb: Any) -> list[tuple[int | None, str]]:
+    return [(c.execution_count, cell_text(c)) for c in nb.cells if c.cell_type == "code"]
+
+
+EXPECTED_COPY = [(1, "fresh\n"), (2, "RuntimeError: broken\n"), (None, ""), (None, ""),
+                 (None, "")]
+
+
+def test_executed_notebook_holds_only_this_runs_outputs(make_notebook, run_cli,
+                                                        no_kernel_left) -> None:
+    this_tests(run_notebook, "nbtest.cli.cmd_execute")
+    path = make_notebook("stale.ipynb", STALE)
+    result = run_notebook(path)
+    assert result.status == "failed"
+    assert _code_cells(result.notebook) == EXPECTED_COPY
+    out = path.with_name("out.ipynb")
+    proc = run_cli("execute", path, "-o", out, "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    assert _code_cells(read_notebook(out)) == EXPECTED_COPY
+    assert _code_cells(read_notebook(path))[2] == (13, "old 3: looks like this run's\n")
+    no_kernel_left()
+
+
+def test_skipped_notebook_copy_holds_no_outputs(make_notebook, run_cli) -> None:
+    this_tests(run_notebook, "nbtest.execute.NotebookSession.skipped")
+    path = make_notebook("skipped.ipynb", STALE, metadata={"nbtest": {"skip": "not here"}})
+    result = run_notebook(path)
+    assert result.status == "skipped"
+    assert _code_cells(result.notebook) == [(None, "")] * 5
+    out = path.with_name("out.ipynb")
+    proc = run_cli("execute", path, "-o", out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert _code_cells(read_notebook(out)) == [(None, "")] * 5
+
+
+def test_saved_failed_notebook_holds_only_this_runs_outputs(
+        pytester: pytest.Pytester, notebook_maker: Callable[..., Path]) -> None:
+    this_tests("nbtest.items.NotebookItem.save_failed")
+    notebook_maker("stale.ipynb", STALE)
+    result = run_pytest(pytester, "--nbtest", "--nbtest-save-failed", "saved", "-p",
+                        "no:randomly", "-p", "no:cacheprovider")
+    assert result.ret == 1, output(result)
+    saved = list((pytester.path / "saved").glob("*.ipynb"))
+    assert len(saved) == 1, output(result)
+    assert _code_cells(read_notebook(saved[0])) == EXPECTED_COPY
