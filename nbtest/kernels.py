@@ -56,11 +56,20 @@ def check_kernel_name(name: str, notebook: str | Path | None = None) -> None:
 _specs: dict[str, Any] = {}
 
 
+def resolve_kernel_name(name: str) -> str:
+    """The kernelspec name jupyter_client starts for `name`: its KernelManager takes `python`
+    as the native kernel, `python3` (notebooks of papermill and old Jupyters ask for it)."""
+    from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
+
+    return NATIVE_KERNEL_NAME if name == "python" else name
+
+
 def kernel_spec(name: str, notebook: str | Path | None = None) -> Any:
     """The kernelspec `name` (looked up once per process: a lookup scans every kernel folder),
     or NoSuchKernelError listing the installed kernelspecs."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
+    asked, name = name, resolve_kernel_name(name)
     if name not in _specs:
         try:
             _specs[name] = _in_jupyter_folders(name) or KernelSpecManager().get_kernel_spec(name)
@@ -68,9 +77,9 @@ def kernel_spec(name: str, notebook: str | Path | None = None) -> Any:
             known = ", ".join(sorted(installed_kernels())) or "none"
             where = f"{notebook}: " if notebook else ""
             raise NoSuchKernelError(
-                f"{where}no kernel named {name!r} is installed (installed: {known}). "
+                f"{where}no kernel named {asked!r} is installed (installed: {known}). "
                 "Install it, or choose one with --kernel NAME or metadata.nbtest.kernel.",
-                kernel=name, installed=known) from None
+                kernel=asked, installed=known) from None
     return _specs[name]
 
 

@@ -19,6 +19,7 @@ from pytester_helpers import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.callbacks.outputs import OutputCheck
+from nbtest.kernels import kernel_spec, resolve_kernel_name
 from nbtest.notebook import expects_error, is_skipped, marker_comments
 from nbtest.outputs import marked
 from nbtest.report import failure_text
@@ -110,6 +111,30 @@ def test_cli_execute_fails_a_cell_whose_hook_raised(make_notebook, run_cli,
     proc = run_cli("execute", path, "--no-progress")
     assert proc.returncode == 1, proc.stderr
     assert "cell 2: ValueError: cannot draw this figure" in proc.stderr
+    no_kernel_left()
+
+
+# --- 3. the kernel name `python` ----------------------------------------------------------
+
+def test_kernel_name_python_is_the_native_kernel(make_notebook, run_cli, monkeypatch,
+                                                 no_kernel_left) -> None:
+    this_tests(kernel_spec, resolve_kernel_name, run_notebook, "nbtest.cli.cmd_execute")
+    monkeypatch.setattr("nbtest.kernels._specs", {})  # a fresh lookup, not a cached python3
+    # jupyter_client's KernelManager starts `python3` for `python`; other names are kept.
+    assert resolve_kernel_name("python") == "python3"
+    assert resolve_kernel_name("python3") == "python3"
+    assert resolve_kernel_name("python2") == "python2"
+    assert kernel_spec("python").argv == kernel_spec("python3").argv
+    path = make_notebook("native.ipynb", ["import sys\nprint(sys.version_info[0])"],
+                         kernel="python")
+    result = run_notebook(path)
+    assert result.passed, failure_text(result)
+    assert result.cells[0].output_tail == "3"
+    proc = run_cli("execute", path, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("execute", make_notebook("other.ipynb", ["x = 1"]), "--no-progress",
+                   "--kernel", "python")
+    assert proc.returncode == 0, proc.stderr
     no_kernel_left()
 
 
