@@ -128,7 +128,8 @@ def _compile(pattern: str, where: str) -> re.Pattern[str]:
 
 
 def parse_sanitize_file(text: str, source: str) -> list[Sanitizer]:
-    """Rules from nbval's format: `[name]` sections of `regex: ...` then `replace: ...` lines."""
+    """Rules from nbval's format: `[name]` sections of `regex: ...` then `replace: ...` lines;
+    as in nbval, a regex given again keeps its first place and takes the later replacement."""
     rules: list[Sanitizer] = []
     section, pending, start = None, None, 0
     for number, raw in enumerate(text.splitlines(), 1):
@@ -153,8 +154,14 @@ def parse_sanitize_file(text: str, source: str) -> list[Sanitizer]:
         elif key == "replace" and sep and pending is not None:
             name = section if section and section not in {r.name for r in rules} \
                 else f"{section or 'rule'}@{start}"
-            rules.append(Sanitizer(name, _compile(pending, f"{source}, line {start}"), value,
-                                   source))
+            rule = Sanitizer(name, _compile(pending, f"{source}, line {start}"), value, source)
+            # nbval keeps its rules in a dict keyed by regex: a repeated regex takes the later
+            # replacement, in the place where that regex first appeared.
+            again = next((i for i, r in enumerate(rules) if r.pattern.pattern == pending), None)
+            if again is None:
+                rules.append(rule)
+            else:
+                rules[again] = rule
             pending = None
         else:
             raise UsageError(f"{where}: expected '[name]', 'regex: PATTERN' or "

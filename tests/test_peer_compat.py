@@ -24,6 +24,7 @@ from nbtest.notebook import expects_error, is_skipped, marker_comments
 from nbtest.outputs import marked
 from nbtest.report import failure_text
 from nbtest.results import FAILED, NOT_RUN, PASSED, SKIPPED
+from nbtest.sanitize import SanitizerSet, parse_sanitize_file
 
 pytest_plugins = ["pytester"]
 
@@ -303,3 +304,18 @@ def test_saved_failed_notebook_holds_only_this_runs_outputs(
     saved = list((pytester.path / "saved").glob("*.ipynb"))
     assert len(saved) == 1, output(result)
     assert _code_cells(read_notebook(saved[0])) == EXPECTED_COPY
+
+
+# --- 6. nbval sanitize files: a repeated regex takes the later replacement ----------------
+
+def test_sanitize_file_repeated_regex_takes_the_later_replacement() -> None:
+    this_tests(parse_sanitize_file, SanitizerSet.apply)
+    text = ("[one]\nregex: b\nreplace: X\n\n"
+            "[two]\nregex: c\nreplace: d\n\n"
+            "[three]\nregex: b\nreplace: c\n")
+    rules = parse_sanitize_file(text, "sanitize.cfg")
+    # nbval's dict keyed by regex: `b` keeps its first place and takes the later `c`, so
+    # `b` -> `c`, then `c` -> `d`. (Both rules in file order would give X.)
+    assert [(r.pattern.pattern, r.replace) for r in rules] == [("b", "c"), ("c", "d")]
+    assert SanitizerSet(rules, builtin=False).apply("b") == "d"
+    assert [r.name for r in rules] == ["three", "two"]
