@@ -53,7 +53,7 @@ def load_notebook(path: str | Path) -> NotebookNode:
 
 
 def notebook_from_dict(data: Any, path: Path) -> NotebookNode:
-    """Validate parsed JSON as an nbformat 4 notebook."""
+    """Validate parsed JSON as an nbformat 4 notebook; older versions are converted first."""
     if not isinstance(data, dict) or "nbformat" not in data:
         raise _fail(path, "is JSON but not a Jupyter notebook (no 'nbformat' key)",
                     "Give a .ipynb file saved by Jupyter.")
@@ -62,8 +62,7 @@ def notebook_from_dict(data: Any, path: Path) -> NotebookNode:
         raise _fail(path, f"has 'nbformat': {major!r}, which is not a version number",
                     "Save it again from Jupyter.")
     if major != 4:
-        raise _fail(path, f"uses nbformat {major}, and nbtest runs nbformat 4 only",
-                    f"Convert it: jupyter nbconvert --to notebook --nbformat 4 {path}")
+        data = _upgraded(data, major, path)
     if not isinstance(data.get("cells"), list):
         raise _fail(path, "is JSON but not a Jupyter notebook (no 'cells' list)",
                     "Give a .ipynb file saved by Jupyter.")
@@ -81,6 +80,28 @@ def notebook_from_dict(data: Any, path: Path) -> NotebookNode:
     # What nbformat's own reader does after json.loads: multi-line lists become strings.
     nb = strip_transient(rejoin_lines(nb))
     return nb
+
+
+def _upgraded(data: dict[str, Any], major: int, path: Path) -> Any:
+    """An older notebook converted to nbformat 4 in memory (the file is never written), as
+    nbmake, nbval and papermill run them; a clear error when nbformat cannot convert it."""
+    import nbformat.reader
+
+    if major > 4:
+        raise _fail(path, f"uses nbformat {major}, newer than the nbformat 4 this nbformat "
+                    f"library ({nbformat.__version__}) reads",
+                    "Upgrade nbformat (pip install -U nbformat), or save the notebook as "
+                    "nbformat 4 from the Jupyter that wrote it.")
+    try:
+        with warnings.catch_warnings():  # conversion warnings: nbtest reports what fails
+            warnings.simplefilter("ignore")
+            # nbformat's reader first: it joins each old version's multi-line fields.
+            return nbformat.convert(nbformat.reader.reads(json.dumps(data)), 4)
+    except Exception as exc:  # nbformat raises ValidationError, ValueError, NBFormatError...
+        raise _fail(path, f"uses nbformat {major}, which nbformat cannot convert to nbformat 4 "
+                    f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                    "Open and save it in Jupyter (that converts it to nbformat 4), or restore "
+                    "it from version control.") from None
 
 
 def cell_tags(cell: Mapping[str, Any]) -> frozenset[str]:

@@ -8,6 +8,7 @@ nbformat 3 notebooks converted in memory.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from pytester_helpers import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.callbacks.outputs import OutputCheck
+from nbtest.errors import NotebookLoadError
 from nbtest.kernels import kernel_spec, resolve_kernel_name
-from nbtest.notebook import expects_error, is_skipped, marker_comments
+from nbtest.notebook import expects_error, is_skipped, load_notebook, marker_comments
 from nbtest.outputs import marked
 from nbtest.report import failure_text
 from nbtest.results import FAILED, NOT_RUN, PASSED, SKIPPED
@@ -319,3 +321,74 @@ def test_sanitize_file_repeated_regex_takes_the_later_replacement() -> None:
     assert [(r.pattern.pattern, r.replace) for r in rules] == [("b", "c"), ("c", "d")]
     assert SanitizerSet(rules, builtin=False).apply("b") == "d"
     assert [r.name for r in rules] == ["three", "two"]
+
+
+# --- 10. nbformat 3 notebooks are converted in memory -------------------------------------
+
+def _v3_cell(source: str, outputs: list[dict[str, Any]] | None = None,
+             count: int | None = None) -> dict[str, Any]:
+    return {"cell_type": "code", "collapsed": False, "input": source.splitlines(True),
+            "language": "python", "metadata": {}, "outputs": outputs or [],
+            "prompt_number": count}
+
+
+V3 = {
+    "metadata": {"name": "", "kernelspec": {"name": "python3", "display_name": "Python 3",
+                                            "language": "python"}},
+    "nbformat": 3, "nbformat_minor": 0,
+    "worksheets": [{"metadata": {}, "cells": [
+        {"cell_type": "heading", "level": 1, "metadata": {}, "source": ["An old notebook"]},
+        _v3_cell("x = 6\ny = 7", count=1),
+        {"cell_type": "markdown", "metadata": {}, "source": ["some *text*"]},
+        _v3_cell("print(x * y)", [{"output_type": "stream", "stream": "stdout",
+                                   "text": ["old\n"]}], 2),
+    ]}],
+}
+
+
+def test_nbformat3_notebook_runs_converted_in_memory(tmp_path: Path, run_cli,
+                                                     no_kernel_left) -> None:
+    this_tests(load_notebook, "nbtest.notebook.notebook_from_dict", run_notebook,
+               "nbtest.cli.cmd_execute")
+    path = tmp_path / "old.ipynb"
+    path.write_text(json.dumps(V3, indent=1))
+    before = path.read_bytes()
+    nb = load_notebook(path)
+    assert nb.nbformat == 4
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "markdown", "code"]
+    assert nb.cells[1].source == "x = 6\ny = 7"
+    result = run_notebook(path)
+    assert result.passed, failure_text(result)
+    assert [c.number for c in result.cells] == [2, 4]
+    assert result.cells[1].output_tail == "42"
+    out = tmp_path / "out.ipynb"
+    proc = run_cli("execute", path, "-o", out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    written = read_notebook(out)
+    assert written.nbformat == 4 and cell_text(written.cells[3]) == "42\n"
+    assert path.read_bytes() == before  # the input is never written
+    no_kernel_left()
+
+
+@pytest.mark.parametrize(("data", "says"), [
+    pytest.param({"nbformat": 3, "nbformat_minor": 0, "worksheets": "garbage"},
+                 "uses nbformat 3, which nbformat cannot convert", id="broken-v3"),
+    pytest.param({"nbformat": 2, "nbformat_minor": 0, "metadata": {}},
+                 "uses nbformat 2, which nbformat cannot convert", id="broken-v2"),
+    pytest.param({"nbformat": 1}, "uses nbformat 1, which nbformat cannot convert",
+                 id="broken-v1"),
+    pytest.param({"nbformat": 5, "nbformat_minor": 0, "cells": []},
+                 "uses nbformat 5, newer than", id="v5"),
+])
+def test_unconvertible_notebooks_are_clear_load_errors(tmp_path: Path, run_cli,
+                                                       data: dict[str, Any], says: str) -> None:
+    this_tests(load_notebook, "nbtest.notebook.notebook_from_dict", "nbtest.cli.cmd_execute")
+    path = tmp_path / "bad.ipynb"
+    path.write_text(json.dumps(data))
+    with pytest.raises(NotebookLoadError) as info:
+        load_notebook(path)
+    message = info.value.message
+    assert message.startswith(f"{path}: {says}")
+    assert "Jupyter" in message or "pip install" in message  # what to do
+    proc = run_cli("execute", path, "--no-progress")
+    assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr
