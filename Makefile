@@ -15,6 +15,8 @@ $(PYTHON):
 # Reinstall only when the dependency declarations change.
 $(STAMP): pyproject.toml constraints-dev.txt | $(PYTHON)
 	$(PYTHON) -m pip install -q --upgrade pip
+	@# A venv made before the rename to pytest-nbtest holds the old dist: two would load the plugin twice.
+	$(PYTHON) -m pip uninstall -q -y nbtest 2>/dev/null || true
 	$(PYTHON) -m pip install -q -c constraints-dev.txt -e '.[dev]'
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (nbtest)" >/dev/null
 	touch $@

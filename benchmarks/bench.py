@@ -953,7 +953,7 @@ def versions() -> list[tuple[str, str]]:
     from importlib import metadata
 
     out = [("python", platform.python_version())]
-    for dist in ("nbtest", "nbclient", "jupyter_client", "ipykernel", "nbformat", "nbmake",
+    for dist in ("pytest-nbtest", "nbclient", "jupyter_client", "ipykernel", "nbformat", "nbmake",
                  "nbval", "pytest", "pytest-xdist", "pyzmq"):
         try:
             out.append((dist, metadata.version(dist)))

@@ -33,6 +33,7 @@ import pytest
 from nbtest.kernels import TOKEN_VAR
 
 SESSION_VAR = "NBTEST_TESTS_SESSION"
+NO_RANDOMLY = "-p no:randomly"  # PYTEST_ADDOPTS of the pytest sessions the tests start
 REPO = Path(__file__).resolve().parent.parent
 _SCRIPT = Path(sys.executable).parent / "nbtest"
 # The real console script where it is installed beside this interpreter.
@@ -46,6 +47,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Tag this pytest process's children; markers come from nbtest.plugin, not from here."""
     # Fresh per process, so each xdist worker only ever judges its own kernels.
     os.environ[SESSION_VAR] = uuid.uuid4().hex
+    # pytest-randomly (installed for the compatibility tests) would shuffle every pytest
+    # session these tests start: they opt in to it by deleting the variable.
+    os.environ["PYTEST_ADDOPTS"] = NO_RANDOMLY
 
 
 def _cell(spec: CellSpec) -> nbformat.NotebookNode:
@@ -198,6 +202,15 @@ def kernel_holder() -> Iterator[subprocess.Popen]:
     yield proc
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytest's pytester, its sessions without pytest-randomly (installed for the plugin
+    compatibility tests, it would shuffle every inner session): a test that wants it
+    deletes PYTEST_ADDOPTS. pytester itself clears that variable, so it is set here."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", NO_RANDOMLY)
+    return pytester
 
 
 @pytest.fixture

@@ -580,7 +580,7 @@ def session(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("NBTEST_REPORTS", str(reports))
     # Always fork (not "auto", which spawns until the template is ready), so what each
     # notebook sees of the template's other kernels does not depend on timing.
-    monkeypatch.setenv("PYTEST_ADDOPTS", "--nbtest-fork=yes")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly --nbtest-fork=yes")
     pytester.makeconftest(CONFTEST_WATCH)
 
     def nb(name: str, cells: list[Any] | None = None, **metadata: Any) -> Path:
@@ -647,7 +647,7 @@ def test_a_single_notebook_starts_no_template(pytester: pytest.Pytester,
     """fork=auto with one notebook: its kernel is spawned at once and no template is started
     to compete with it for the CPU."""
     this_tests("nbtest.plugin.pytest_collection_finish")
-    monkeypatch.delenv("PYTEST_ADDOPTS")  # the fixture's --nbtest-fork=yes
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")  # not the fixture's fork=yes
     session["nb"]("solo.ipynb")
     result = run_pytest(pytester, "--nbtest", "-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)

@@ -30,9 +30,9 @@ BUSY_UUID = "GPU-5b0f0d6c-1111-2222-3333-444455556666"
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("CUDA_VISIBLE_DEVICES", "PYTEST_XDIST_WORKER", "NBTEST_GPU_BACKEND",
-                "PYTEST_ADDOPTS"):
+    for var in ("CUDA_VISIBLE_DEVICES", "PYTEST_XDIST_WORKER", "NBTEST_GPU_BACKEND"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")  # only that (see conftest)
 
 
 @pytest.fixture
@@ -260,7 +260,7 @@ def test_pytest_two_cards_pins_each_kernel_to_the_freer(tmp_path: Path,
 def test_mem_max_exceeded_fails_with_the_figure_and_mem_report_lists_it(
         pytester: pytest.Pytester, nb: Callable[..., Path]) -> None:
     this_tests("nbtest.callbacks.memory.MemoryCallback", "nbtest.execute.NotebookSession.finish",
-               "nbtest.plugin.pytest_terminal_summary")
+               "nbtest.pytest_reports.NotebookReports.pytest_terminal_summary")
     nb("big.ipynb", ["data = b'x' * (300 * 2**20)\nlen(data)"], nbtest={"mem_max": "150MiB"})
     nb("small.ipynb", ["x = 1"])
     result = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider", "-ra",

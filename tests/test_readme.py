@@ -54,10 +54,13 @@ def check_nbtest(command: str) -> None:
 
 
 def check_pip_install(command: str) -> None:
-    """`pip install nbtest`: the distribution name and the extras the README names exist."""
+    """`pip install pytest-nbtest`: the distribution name (`nbtest` on the index is another
+    project), a pytest plugin's classifier, and the extras the README names exist."""
     text = (REPO / "pyproject.toml").read_text()
-    assert 'name = "nbtest"' in text
-    for extra in re.findall(r"nbtest\[(\w+)\]", README):
+    assert 'name = "pytest-nbtest"' in text and '"Framework :: Pytest"' in text
+    assert "pip install pytest-nbtest" in command
+    assert "pip install nbtest" not in README
+    for extra in re.findall(r"\[(\w+)\]", command.split("#", 1)[-1]):
         assert re.search(rf"^{extra} = \[", text, re.M), extra
 
 
