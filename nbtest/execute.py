@@ -114,6 +114,8 @@ class NotebookSession:
         self.started = 0.0
         self.count = 0
         self.failed_cell: CellResult | None = None
+        # (monotonic deadline, its name in reports): a limit from outside, e.g. pytest-timeout
+        self.outer_limit: tuple[float, str] | None = None
         self.run_info = NotebookRun(plan.path, plan.config, plan.notebook,
                                     sum(1 for c in plan.notebook.cells if is_runnable(c)),
                                     plan.numbers)
@@ -230,7 +232,7 @@ class NotebookSession:
             return self.cells[index]
         self.dispatcher.cell_start(self.run_info, base["number"], cell.source)
         self.count += 1
-        limit = self._timeout_for(cell)
+        limit = self._limit()
         t0 = time.monotonic()
         try:
             await self.client.async_execute_cell(cell, index, execution_count=self.count)
@@ -269,19 +271,28 @@ class NotebookSession:
                 "Is it a Python kernel? Choose another with --kernel NAME.",
                 path=str(self.plan.path))
 
-    def _timeout_for(self, cell: NotebookNode) -> float | None:
-        cell_limit = self.plan.config.timeout
-        notebook_limit = self.plan.config.notebook_timeout
-        if notebook_limit is None:
-            return cell_limit
-        left = max(notebook_limit - (time.monotonic() - self.started), 0.01)
-        return left if cell_limit is None else min(cell_limit, left)
-
-    def _timeout_detail(self, elapsed: float, limit: float | None) -> str:
+    def _limit(self) -> tuple[float | None, str]:
+        """Seconds the next cell may run, and how a report names the limit that binds (the
+        cell's own, the notebook's, or one set from outside, e.g. pytest-timeout's)."""
+        now = time.monotonic()
+        limits: list[tuple[float, str]] = []
+        if self.plan.config.timeout is not None:
+            limits.append((self.plan.config.timeout, ""))
         whole = self.plan.config.notebook_timeout
-        by_notebook = whole is not None and limit != self.plan.config.timeout
-        suffix = f", notebook limit {whole:g} s)" if by_notebook else ")"
-        return f"timed out after {elapsed:.1f} s (limit {limit:g} s{suffix}"
+        if whole is not None:
+            limits.append((max(whole - (now - self.started), 0.01),
+                           f", notebook limit {whole:g} s"))
+        if self.outer_limit is not None:
+            deadline, name = self.outer_limit
+            limits.append((max(deadline - now, 0.01), f", {name}"))
+        return min(limits) if limits else (None, "")
+
+    def _timeout_for(self, cell: NotebookNode) -> float | None:
+        return self._limit()[0]
+
+    def _timeout_detail(self, elapsed: float, limit: tuple[float | None, str]) -> str:
+        seconds, why = limit
+        return f"timed out after {elapsed:.1f} s (limit {round(seconds or 0, 2):g} s{why})"
 
     def _judge(self, cell: NotebookNode, reply: dict[str, Any] | None, base: dict[str, Any],
                duration: float) -> CellResult:

@@ -17,16 +17,16 @@ import pytest
 from .callback import Callback, NotebookRun
 from .config import NbTestConfig
 from .errors import NbTestError, NotebookFailed
-from .results import NB_FAILED, CellResult, NotebookResult
+from .plugin import CALLBACKS_KEY, CONFIG_KEY
+from .pytest_reports import KERNEL_START
+from .results import NB_FAILED, NOT_RUN, CellResult, NotebookResult
 
 # Sessions of --nbtest-cells notebooks still open; closed at session end whatever happened.
 OPEN_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
-CONFIG_KEY = pytest.StashKey[NbTestConfig]()
-CALLBACKS_KEY = pytest.StashKey[list]()  # session-wide callbacks (registry, memory, ...)
 # NotebookResult.extras shown as JUnit properties (and read back by --nbtest-mem-report).
 RESULT_PROPERTIES = (("peak_rss_mib", "nbtest peak RSS MiB"),
                      ("peak_gpu_mib", "nbtest peak GPU MiB"),
-                     ("kernel_start", "nbtest kernel start"))
+                     ("kernel_start", KERNEL_START))
 
 
 class HookCallback(Callback):
@@ -77,7 +77,11 @@ class NotebookFile(pytest.File):
         items: list[_NotebookItemBase]
         if config.cells:
             numbers = [i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-            items = [CellItem.from_parent(self, name=f"cell[{n}]", number=n) for n in numbers]
+            # An explicit node id: pytest 9 parses the cached ids of --lf / --sw / --deselect,
+            # reading `[3]` as parameters; an id built by name would not compare equal.
+            items = [CellItem.from_parent(self, name=f"cell[{n}]", number=n,
+                                          nodeid=f"{self.nodeid}::cell[{n}]")
+                     for n in numbers]
             self.notebook = nb
         else:
             items = [NotebookItem.from_parent(self, name=self.path.name, nodeid=self.nodeid,
@@ -96,6 +100,119 @@ class NotebookFile(pytest.File):
         if isinstance(excinfo.value, NbTestError):
             return excinfo.value.message
         return super().repr_failure(excinfo)
+
+    # -- the kernel that this notebook's cell items share (--nbtest-cells) -----------------
+
+    nb_session: Any = None  # the NotebookSession of the cell items, while one is open
+    nb_hook: HookCallback | None = None
+    nb_start_error: NbTestError | None = None
+    verdicts: dict[int, bool]  # cell number -> its item's latest attempt failed
+
+    def _open_kernel(self, item: CellItem) -> Any:
+        """A fresh kernel for this notebook's cell items, started and answering."""
+        from jupyter_core.utils import run_sync
+
+        from .execute import NotebookSession, plan_notebook
+
+        if self.nb_start_error is not None:  # reported once, at the first cell item
+            _skip_here("the notebook's kernel did not start: "
+                       f"{self.nb_start_error.message[:200]}")
+        plan = plan_notebook(_display_path(self.path), self.config.stash[CONFIG_KEY],
+                             notebook=self.notebook)
+        self.nb_hook = HookCallback(item)
+        session = NotebookSession(plan, [*self.config.stash.get(CALLBACKS_KEY, []),
+                                         self.nb_hook])
+        OPEN_SESSIONS.add(session)
+        try:
+            run_sync(session.start)()
+        except NbTestError as exc:
+            self.nb_start_error = exc
+            OPEN_SESSIONS.discard(session)
+            session.close()
+            raise
+        self.nb_session = session
+        return session
+
+    def source_line(self, number: int) -> int:
+        """0-based line of cell `number`'s first source line in the file (read once)."""
+        if not hasattr(self, "source_lines"):
+            from .locations import source_lines
+
+            try:
+                self.source_lines = source_lines(self.path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError):
+                self.source_lines = []
+        lines = self.source_lines
+        return lines[number - 1] if 0 < number <= len(lines) else 0
+
+    def indices_of(self, number: int) -> list[int]:
+        """The executed indices of cell `number` (its injected-parameters cell too)."""
+        plan = self.nb_session.plan
+        return [index for index, n in enumerate(plan.numbers)
+                if n == number and plan.notebook.cells[index].cell_type == "code"]
+
+    def kernel_before(self, item: CellItem) -> Any:
+        """The kernel in the state the cells before `item`'s leave, as a whole run would.
+
+        The open kernel is reused while it has run only earlier cells, all passed; otherwise
+        (a rerun, a cell selected alone, a reordered session) a fresh kernel is started. The
+        earlier cells not yet run are run here, as the item's setup. One of them failing
+        skips the item, as in a whole run, when that cell's own item reported the failure;
+        otherwise the item errors with that cell's report, so no failure goes unseen.
+        """
+        from jupyter_core.utils import run_sync
+
+        session = self.nb_session
+        if not hasattr(self, "verdicts"):
+            self.verdicts = {}
+        if session is not None:
+            first = self.indices_of(item.number)[0]
+            if max(session.cells, default=-1) >= first or (
+                    session.failed_cell is not None
+                    and not self.verdicts.get(session.failed_cell.number)):
+                self.close_kernel()  # it ran this cell or a later one: start again
+                session = None
+        if session is None:
+            session = self._open_kernel(item)
+        assert self.nb_hook is not None
+        self.nb_hook.item = item  # hooks name the item whose setup or test runs
+        session.outer_limit = item.outer_limit
+        first = self.indices_of(item.number)[0]
+        for index in session.code_cells:
+            if session.failed_cell is not None or index >= first:
+                break
+            if index not in session.cells:
+                run_sync(session.run_cell)(index)
+        failed = session.failed_cell
+        if failed is not None and failed.number != item.number:
+            if self.verdicts.get(failed.number):
+                _skip_here(f"cell {failed.number} failed")
+            from .report import cell_failure_text
+
+            raise NotebookFailed(
+                f"cell {item.number} did not run: cell {failed.number}, which runs before it, "
+                f"failed.\n\n{cell_failure_text(failed, str(session.plan.path))}",
+                path=str(session.plan.path))
+        return session
+
+    def close_kernel(self) -> None:
+        """Stop the cell items' kernel, publishing its result (save-failed, updated outputs)."""
+        session, self.nb_session = self.nb_session, None
+        if session is None:
+            return
+        OPEN_SESSIONS.discard(session)
+        try:
+            result = session.finish()
+            items = [item for item in self.session.items if item.parent is self]
+            if result.status == NB_FAILED and items:
+                items[0].save_failed(result)  # type: ignore[attr-defined]
+            elif (result.passed and session.plan.config.update_outputs
+                  and all(cell.status != NOT_RUN for cell in result.cells)):
+                from .update_outputs import write_updated_outputs
+
+                write_updated_outputs(session.plan.path, result)
+        finally:
+            session.close()
 
 
 class _ReportsNbTestErrors:
@@ -139,16 +256,19 @@ class _NotebookItemBase(_ReportsNbTestErrors, pytest.Item):
     """What both item kinds share: the report and the callbacks."""
 
     nbconfig: NbTestConfig  # the notebook's resolved options, set at collection
+    outer_limit: tuple[float, str] | None = None  # a deadline from outside (timeout_bridge)
 
     def callbacks(self) -> list[Callback]:
         """The session's callbacks plus the pytest hook feeder for this item."""
         return [*self.config.stash.get(CALLBACKS_KEY, []), HookCallback(self)]
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        """Where pytest says the test is. The domain must not end the node id: pytest would
-        turn the dots of `x.ipynb` into `::`, taking it for `Class.method`."""
-        kind = "cell" if isinstance(self, CellItem) else "notebook"
-        return self.path, 0, f"{self.nodeid} ({kind})"
+        """Where pytest says the test is: a cell item at its cell's first source line in the
+        file. The domain must not end the node id: pytest would turn the dots of `x.ipynb`
+        into `::`, taking it for `Class.method`."""
+        if isinstance(self, CellItem):
+            return self.path, self.parent.source_line(self.number), f"{self.nodeid} (cell)"  # type: ignore[union-attr]
+        return self.path, 0, f"{self.nodeid} (notebook)"
 
     def save_failed(self, result: NotebookResult) -> None:
         """Write the executed copy of a failing notebook to --nbtest-save-failed DIR."""
@@ -223,6 +343,7 @@ class NotebookItem(_NotebookItemBase):
         from .report import failure_text
 
         session = self.new_session()
+        session.outer_limit = self.outer_limit
         OPEN_SESSIONS.add(session)
         try:
             result = run_sync(session.run_all)(
@@ -235,8 +356,10 @@ class NotebookItem(_NotebookItemBase):
         self.record(result.cells, result.extras)
         if result.status == NB_FAILED:
             self.save_failed(result)
+            failed = result.failed_cell
             raise NotebookFailed(failure_text(result, color=_color(self.config)),
-                                 path=str(session.plan.path))
+                                 path=str(session.plan.path),
+                                 cell=failed.number if failed is not None else None)
         if session.plan.config.update_outputs and result.passed:
             from .update_outputs import write_updated_outputs
 
@@ -251,41 +374,16 @@ class NotebookItem(_NotebookItemBase):
 
 
 class CellItem(_NotebookItemBase):
-    """One code cell, run in its notebook's single kernel (started by the first cell item)."""
+    """One code cell, tested in the state its notebook's earlier cells leave: whatever runs it
+    (in order, alone, rerun, shuffled, split), the earlier cells run first, as its setup."""
 
     def __init__(self, *, number: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.number = number
 
-    def _session(self) -> Any:
-        parent: Any = self.parent
-        failed_start = getattr(parent, "nb_start_error", None)
-        if failed_start is not None:  # reported once, at the first cell item
-            pytest.skip(f"the notebook's kernel did not start: {failed_start.message[:200]}")
-        session = getattr(parent, "nb_session", None)
-        if session is None:
-            from jupyter_core.utils import run_sync
-
-            from .execute import NotebookSession, plan_notebook
-
-            plan = plan_notebook(_display_path(self.path), self.config.stash[CONFIG_KEY],
-                                 notebook=parent.notebook)
-            hook = HookCallback(self)
-            session = NotebookSession(plan, [*self.config.stash.get(CALLBACKS_KEY, []), hook])
-            parent.nb_session, parent.nb_hook = session, hook
-            OPEN_SESSIONS.add(session)
-            try:
-                run_sync(session.start)()
-            except NbTestError as exc:
-                parent.nb_start_error, parent.nb_session = exc, None
-                OPEN_SESSIONS.discard(session)
-                session.close()
-                raise
-        return session
-
     def setup(self) -> None:
-        """Start the notebook's kernel at its first cell item."""
-        self._session()
+        """Bring the notebook's kernel to the state just before this cell."""
+        self.parent.kernel_before(self)  # type: ignore[union-attr]
 
     def runtest(self) -> None:
         """Run this cell (and an injected-parameters cell that belongs to it)."""
@@ -293,37 +391,26 @@ class CellItem(_NotebookItemBase):
 
         from .report import cell_failure_text
 
-        session = self._session()
-        self.parent.nb_hook.item = self  # type: ignore[union-attr]  # hooks name this cell
-        if session.failed_cell is not None:
-            pytest.skip(f"cell {session.failed_cell.number} failed")
-        for index, number in enumerate(session.plan.numbers):
-            if number == self.number and session.plan.notebook.cells[index].cell_type == "code":
-                result = run_sync(session.run_cell)(index)
-                self.record((result,))
-                if result.failed:
-                    raise NotebookFailed(cell_failure_text(result, str(session.plan.path),
-                                                           _color(self.config)))
+        parent: Any = self.parent
+        session = parent.kernel_before(self)
+        for index in parent.indices_of(self.number):
+            result = run_sync(session.run_cell)(index)
+            self.record((result,), {"kernel_start": session.kernel.start_method})
+            parent.verdicts[self.number] = result.failed
+            if result.failed:
+                raise NotebookFailed(cell_failure_text(result, str(session.plan.path),
+                                                       _color(self.config)))
 
     def finish_unless_followed(self, nextitem: pytest.Item | None) -> None:
         """After the notebook's last cell item, stop the kernel and publish the result."""
-        parent: Any = self.parent
-        if nextitem is not None and nextitem.parent is parent:
-            return
-        session = getattr(parent, "nb_session", None)
-        if session is not None:
-            parent.nb_session = None
-            OPEN_SESSIONS.discard(session)
-            try:
-                result = session.finish()
-                if result.status == NB_FAILED:
-                    self.save_failed(result)
-                elif result.passed and session.plan.config.update_outputs:
-                    from .update_outputs import write_updated_outputs
+        if nextitem is None or nextitem.parent is not self.parent:
+            self.parent.close_kernel()  # type: ignore[union-attr]
 
-                    write_updated_outputs(session.plan.path, result)
-            finally:
-                session.close()
+
+def _skip_here(reason: str) -> None:
+    """Skip the running item, reported at the item's own location (its cell in the notebook),
+    as pytest's skip markers are, not at this line of nbtest."""
+    raise pytest.skip.Exception(reason, _use_item_location=True)
 
 
 def close_open_sessions() -> None:

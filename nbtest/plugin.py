@@ -22,6 +22,8 @@ from .config import INI, PYTEST, NbTestConfig, options_for, parse_layer, project
 from .errors import NbTestError
 
 ACTIVE_KEY = pytest.StashKey[bool]()
+CONFIG_KEY = pytest.StashKey[NbTestConfig]()  # the session's resolved options
+CALLBACKS_KEY = pytest.StashKey[list]()  # session-wide callbacks (registry, memory, ...)
 SWITCHES_KEY = pytest.StashKey["frozenset[str]"]()  # the seed switches nbtest declared itself
 # The seed's marker switches: marker, option (`--DEST`), whether the option runs the marker's
 # tests (else it skips them), help.
@@ -37,7 +39,6 @@ MARKERS = {
     "cpp": "needs the CUDA C++ extension build; skipped unless --runcpp is given",
 }
 NEVER_COLLECTED = {".ipynb_checkpoints", "_build"}
-MEMORY_ROWS: list[tuple[str, float, Any, Any]] = []  # filled from reports, on the controller
 # pytest's own exit codes are 0-5; this one says the GPU preflight refused to start.
 PREFLIGHT_EXIT = 6
 FORK_TEMPLATES_KEY = "nbtest_fork_templates"  # in an xdist worker's input: see XdistForkTemplate
@@ -121,8 +122,6 @@ def nbtest_active(config: pytest.Config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Register markers, resolve the options once, keep per-cell items on one xdist worker."""
-    from .items import CALLBACKS_KEY, CONFIG_KEY
-
     try:
         nbconfig = _session_config(config)
     except NbTestError as exc:
@@ -135,6 +134,17 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # not an nbtest session: no markers, no registry, no xdist helpers
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    from .pytest_reports import NotebookReports
+
+    config.pluginmanager.register(NotebookReports(config, nbconfig), "nbtest-reports")
+    if nbconfig.cells:
+        from .cell_order import watch_splits
+
+        watch_splits(config)  # before pytest-split registers its own plugin (see cell_order)
+    if config.pluginmanager.hasplugin("timeout"):
+        from .timeout_bridge import TimeoutBridge
+
+        config.pluginmanager.register(TimeoutBridge(), "nbtest-timeout-bridge")
     try:
         # A session that collects no notebook pays nothing for the notebook-side callbacks.
         config.stash[CALLBACKS_KEY] = _session_callbacks(config, nbconfig) if enabled else []
@@ -178,7 +188,6 @@ def _session_callbacks(config: pytest.Config, nbconfig: NbTestConfig) -> list[An
 def _start_registry(config: pytest.Config, nbconfig: NbTestConfig) -> None:
     """Capture this_tests calls; refuse at once to run over a registry file that is corrupt."""
     from .callbacks.registry import RegistryCapture
-    from .items import CALLBACKS_KEY
     from .registry_file import Registry
     from .registry_session import RegistrySession
 
@@ -200,8 +209,6 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         return None
     if collection_path.name in NEVER_COLLECTED:
         return True
-    from .items import CONFIG_KEY
-
     saved = config.stash[CONFIG_KEY].save_failed if CONFIG_KEY in config.stash else None
     if saved and collection_path.resolve() == Path(saved).resolve():
         return True  # the executed copies of failed notebooks are not tests
@@ -328,7 +335,6 @@ class XdistPreflight:
     def _need(self, path: Path) -> int:
         """The GPU memory notebook `path` asks for; 0 if it will be skipped or is unreadable
         (its worker reports that)."""
-        from .items import CONFIG_KEY
         from .notebook import load_notebook, notebook_settings
 
         try:
@@ -341,18 +347,31 @@ class XdistPreflight:
         return int(nbconfig.gpu_min_free)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker sends the collected ids
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the fork template while pytest gets ready, if notebooks will fork kernels."""
+    """Keep each notebook's cells together and in order; start the fork template while
+    pytest gets ready, if notebooks will fork kernels."""
+    if not nbtest_active(session.config):
+        return
     items: list[Any] = session.items
-    forking = [item for item in items if getattr(item, "notebook", None) is not None
-               and item.nbconfig.fork != "no" and not item.get_closest_marker("skip")]
+    if session.config.stash[CONFIG_KEY].cells:
+        from .cell_order import keep_cells_together, reunite_split_notebooks
+
+        reunite_split_notebooks(session.config, items)
+        keep_cells_together(items)
+    # One entry per notebook: its items' options and the notebook (a cell item's is its file's).
+    notebooks = {item.path: (item.nbconfig, getattr(item, "notebook", None)
+                             or getattr(item.parent, "notebook", None))
+                 for item in items if hasattr(item, "nbconfig")
+                 and not item.get_closest_marker("skip")}
+    forking = [(nbconfig, nb) for nbconfig, nb in notebooks.values()
+               if nb is not None and nbconfig.fork != "no"]
     if not forking:
         return  # nothing imported: a session without notebooks pays nothing here
-    if len(forking) == 1 and forking[0].nbconfig.fork == "auto":
+    if len(forking) == 1 and forking[0][0].fork == "auto":
         return  # one kernel starts sooner spawned; a template would only take CPU from it
-    names = {item.nbconfig.kernel
-             or item.notebook.metadata.get("kernelspec", {}).get("name") or "python3"
-             for item in forking}
+    names = {nbconfig.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+             for nbconfig, nb in forking}
     from .forkserver import warm_up
     from .kernels import kernel_spec
 
@@ -386,72 +405,12 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         item.drop_prewarmed()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item,
-                              call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """Give notebook failures a crash line, so `-ra` shows `cell 4: AssertionError: ...`."""
-    report = yield
-    if isinstance(report.longrepr, str) and report.failed and _is_notebook_item(item):
-        report.longrepr = _text_repr(report.longrepr, str(item.path))
-    return report
-
-
 def _is_notebook_item(item: pytest.Item) -> bool:
     if "nbtest.items" not in sys.modules:
         return False
     from .items import CellItem, NotebookItem
 
     return isinstance(item, (NotebookItem, CellItem))
-
-
-def _text_repr(text: str, path: str) -> Any:
-    from _pytest._code.code import (
-        ReprEntryNative,
-        ReprExceptionInfo,
-        ReprFileLocation,
-        ReprTraceback,
-    )
-
-    lines = text.splitlines()
-    crash = ReprFileLocation(path, 0, lines[0] if lines else "failed")
-    entry = ReprEntryNative([line + "\n" for line in lines])
-    return ReprExceptionInfo(reprtraceback=ReprTraceback([entry], None, "native"),
-                             reprcrash=crash)
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Keep each notebook's wall time and memory peaks for --nbtest-mem-report."""
-    props = dict(getattr(report, "user_properties", ()))
-    if report.when == "call" and "nbtest peak RSS MiB" in props:
-        MEMORY_ROWS.append((report.nodeid, report.duration, props.get("nbtest peak RSS MiB"),
-                            props.get("nbtest peak GPU MiB")))
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """The --nbtest-mem-report table: notebook, wall, peak RSS, peak GPU."""
-    from .items import CONFIG_KEY
-
-    if not MEMORY_ROWS or CONFIG_KEY not in config.stash or not config.stash[CONFIG_KEY].mem_report:
-        return
-    terminalreporter.section("nbtest memory report", sep="=")
-    width = max(len(row[0]) for row in MEMORY_ROWS)
-    terminalreporter.write_line(f"{'notebook':<{width}}  {'wall s':>8}  {'peak RSS MiB':>12}  "
-                                f"{'peak GPU MiB':>12}")
-    for nodeid, wall, rss, gpu in sorted(MEMORY_ROWS):
-        terminalreporter.write_line(f"{nodeid:<{width}}  {wall:8.2f}  {rss or '-':>12}  "
-                                    f"{gpu or '-':>12}")
-
-
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
-    """With -v, say how each notebook's kernel started: `PASSED (kernel: fork)`.
-
-    pytest passes every report type here (a CollectReport has no user_properties)."""
-    start = dict(getattr(report, "user_properties", ())).get("nbtest kernel start")
-    if start and report.when == "call" and config.get_verbosity() > 0:
-        word = report.outcome.upper()
-        return report.outcome, word[0] if word != "PASSED" else ".", (
-            f"{word} (kernel: {start})", {"green": report.passed, "red": report.failed})
-    return None
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

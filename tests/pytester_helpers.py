@@ -34,14 +34,26 @@ def output(result: pytest.RunResult) -> str:
     return result.stdout.str() + "\n" + result.stderr.str()
 
 
+def _junit_test_name(case: ET.Element) -> str:
+    """A test case's name as junit_outcomes keys it (a notebook's classname is its dotted
+    path: `docs.x` for `docs/x.ipynb`)."""
+    classname, name = case.get("classname", ""), case.get("name", "")
+    if name.endswith(".ipynb"):
+        return name
+    if name.startswith("cell["):
+        return f"{classname.replace('.', '/')}.ipynb::{name}"
+    return "::".join(p for p in (classname, name) if p)
+
+
 def junit_outcomes(path: Path) -> dict[str, str]:
     """`{test name: passed | failed | skipped | error}` from a JUnit XML file.
 
-    The name is `classname::name` (per-cell items) or `name` (a notebook: empty classname).
+    The name is the node id's: `x.ipynb::cell[3]` (per-cell items), `x.ipynb` (a notebook),
+    `classname::name` (a `.py` test).
     """
     outcomes: dict[str, str] = {}
     for case in ET.parse(path).getroot().iter("testcase"):
-        name = "::".join(p for p in (case.get("classname"), case.get("name")) if p)
+        name = _junit_test_name(case)
         tags = {child.tag for child in case}
         outcome = next((t for t in ("failure", "error", "skipped") if t in tags), "passed")
         outcomes[name] = {"failure": "failed"}.get(outcome, outcome)
@@ -53,7 +65,7 @@ def junit_properties(path: Path, prefix: str = "cell ") -> dict[str, dict[str, s
     for the properties whose name starts with `prefix` (the per-cell times by default)."""
     found: dict[str, dict[str, str]] = {}
     for case in ET.parse(path).getroot().iter("testcase"):
-        name = "::".join(p for p in (case.get("classname"), case.get("name")) if p)
+        name = _junit_test_name(case)
         found[name] = {p.get("name", ""): p.get("value", "")
                        for p in case.iter("property") if p.get("name", "").startswith(prefix)}
     return found

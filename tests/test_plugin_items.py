@@ -32,7 +32,8 @@ def nb(pytester: pytest.Pytester, make_notebook):  # type: ignore[no-untyped-def
 
 def test_passed_and_failed_with_the_failing_cell_line(pytester: pytest.Pytester, nb,
                                                       no_kernel_left) -> None:
-    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.plugin.pytest_runtest_makereport",
+    this_tests("nbtest.items.NotebookItem.runtest",
+               "nbtest.pytest_reports.NotebookReports.pytest_runtest_makereport",
                "nbtest.report.failure_text")
     nb("good.ipynb", ["x = 1", ("markdown", "then"), "assert x == 1"])
     nb("sums.ipynb", FAILING)
@@ -160,7 +161,8 @@ def test_cells_fail_at_third_code_cell(pytester: pytest.Pytester, nb, no_kernel_
         "PASSED steps.ipynb::cell[[]2[]]",
         "PASSED steps.ipynb::cell[[]3[]]",
         "PASSED zfresh.ipynb::cell[[]1[]]",
-        "SKIPPED [[]2[]] *: cell 5 failed",
+        "SKIPPED [[]1[]] steps.ipynb:*: cell 5 failed",  # each at its own cell's line
+        "SKIPPED [[]1[]] steps.ipynb:*: cell 5 failed",
         "FAILED steps.ipynb::cell[[]5[]] - cell 5: AssertionError: y is 2",
     ], consecutive=False)
     assert "steps.ipynb::cell[6]" not in result.stdout.str().replace("PASSED", "")

@@ -24,7 +24,8 @@ def nb(pytester: pytest.Pytester, make_notebook):  # type: ignore[no-untyped-def
 
 
 def test_same_outcomes_as_serial(pytester: pytest.Pytester, nb, no_kernel_left) -> None:
-    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.plugin.pytest_runtest_makereport")
+    this_tests("nbtest.items.NotebookItem.runtest",
+               "nbtest.pytest_reports.NotebookReports.pytest_runtest_makereport")
     nb("a_pass.ipynb")
     nb("b_pass.ipynb", [("markdown", "# b"), "import os\nassert os.environ['NBTEST'] == '1'"])
     nb("c_fail.ipynb", ["x = 41", "assert x == 42, f'x is {x}'"])

@@ -1,0 +1,114 @@
+"""How notebook tests appear in pytest's reports: the crash line, the failing cell's line in the
+`.ipynb` file, the JUnit classname, the `-v` status word and the --nbtest-mem-report table.
+
+A plugin object registered only in sessions that use nbtest (plugin.nbtest_active).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from .config import NbTestConfig
+
+KERNEL_START = "nbtest kernel start"  # the user property naming how a kernel started
+
+
+def _notebook_path(nodeid: str) -> str | None:
+    """The notebook file of a node id, when it names one."""
+    path = nodeid.split("::")[0]
+    return path if path.endswith(".ipynb") else None
+
+
+def junit_classname(path: str) -> str:
+    """The notebook's dotted path, as JUnit names a module: `docs/x.ipynb` -> `docs.x`."""
+    return path[: -len(".ipynb")].replace("/", ".")
+
+
+def text_repr(text: str, path: str, line: int) -> Any:
+    """A failure text as pytest's own exception repr, its first line the crash line."""
+    from _pytest._code.code import (
+        ReprEntryNative,
+        ReprExceptionInfo,
+        ReprFileLocation,
+        ReprTraceback,
+    )
+
+    lines = text.splitlines()
+    crash = ReprFileLocation(path, line + 1, lines[0] if lines else "failed")
+    entry = ReprEntryNative([line + "\n" for line in lines])
+    return ReprExceptionInfo(reprtraceback=ReprTraceback([entry], None, "native"),
+                             reprcrash=crash)
+
+
+class NotebookReports:
+    """The report hooks of a session that uses nbtest."""
+
+    def __init__(self, config: pytest.Config, nbconfig: NbTestConfig) -> None:
+        self.config = config
+        self.mem_report = nbconfig.mem_report
+        self.memory_rows: list[tuple[str, float, Any, Any]] = []  # on the controller
+        self.in_summary = False
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        """A failing notebook's report: its crash line (`-ra` shows `cell 4: AssertionError:
+        ...`) and its location at the failing cell's first source line in the file."""
+        from .items import CellItem, NotebookItem
+        from .locations import cell_source_line
+
+        report = yield
+        if report.failed and isinstance(item, (NotebookItem, CellItem)):
+            error = call.excinfo.value if call.excinfo is not None else None
+            number = getattr(error, "cell", None) or getattr(item, "number", None)
+            line = cell_source_line(item.path, number) if number else 0
+            report.location = (report.location[0], line, report.location[2])
+            if isinstance(report.longrepr, str):
+                report.longrepr = text_repr(report.longrepr, str(item.path), line)
+        return report
+
+    @pytest.hookimpl(tryfirst=True)  # before junitxml writes the test case
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """JUnit classname of a notebook test; memory figures for --nbtest-mem-report."""
+        path = _notebook_path(report.nodeid)
+        if path is None:
+            return
+        from _pytest.junitxml import xml_key
+
+        xml = self.config.stash.get(xml_key, None)
+        if xml is not None:
+            xml.node_reporter(report).add_attribute("classname", junit_classname(path))
+        props = dict(report.user_properties)
+        if report.when == "call" and "nbtest peak RSS MiB" in props:
+            self.memory_rows.append((report.nodeid, report.duration,
+                                     props.get("nbtest peak RSS MiB"),
+                                     props.get("nbtest peak GPU MiB")))
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
+        """With -v, the progress line says how each kernel started: `PASSED (kernel: fork)`;
+        the short summary keeps pytest's plain word."""
+        start = dict(getattr(report, "user_properties", ())).get(KERNEL_START)
+        if (start and report.when == "call" and self.config.get_verbosity() > 0
+                and not self.in_summary):
+            word = report.outcome.upper()
+            return report.outcome, word[0] if word != "PASSED" else ".", (
+                f"{word} (kernel: {start})", {"green": report.passed, "red": report.failed})
+        return None
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """The --nbtest-mem-report table: notebook, wall, peak RSS, peak GPU. (pytest writes
+        its short summary after this hook: from here on, status words are plain.)"""
+        self.in_summary = True
+        rows = self.memory_rows
+        if not rows or not self.mem_report:
+            return
+        terminalreporter.section("nbtest memory report", sep="=")
+        width = max(len(row[0]) for row in rows)
+        terminalreporter.write_line(f"{'notebook':<{width}}  {'wall s':>8}  "
+                                    f"{'peak RSS MiB':>12}  {'peak GPU MiB':>12}")
+        for nodeid, wall, rss, gpu in sorted(rows):
+            terminalreporter.write_line(f"{nodeid:<{width}}  {wall:8.2f}  {rss or '-':>12}  "
+                                        f"{gpu or '-':>12}")
