@@ -377,7 +377,27 @@ class ForkServer:
 
     def accepts(self, env: Mapping[str, str]) -> bool:
         """Whether a kernel with this environment starts up as the template did."""
-        return all(env.get(k) == self.env.get(k) for k in STARTUP_VARS)
+        return not self.differences(env)
+
+    def differences(self, env: Mapping[str, str]) -> list[str]:
+        """The start-up variables whose value in `env` is not the template's."""
+        return [k for k in STARTUP_VARS if env.get(k) != self.env.get(k)]
+
+    @classmethod
+    def live(cls) -> set[int]:
+        """Identities of the templates this process knows now (see stop_all)."""
+        with cls._lock:
+            return {id(server) for server in cls._instances.values()}
+
+    @classmethod
+    def stop_all(cls, keep: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        """Stop the templates this process owns and forget adopted ones, except `keep`
+        (`live()` at a session's start): a template never outlives the session that
+        started it, even in a process that outlives the session (an xdist socket server)."""
+        with cls._lock:
+            servers = [s for s in cls._instances.values() if id(s) not in keep]
+        for server in servers:
+            server.stop()
 
     def spawn(self, args: Sequence[str], env: Mapping[str, str], cwd: str,
               timeout: float = 30.0) -> ForkedProcess:

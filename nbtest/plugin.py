@@ -18,12 +18,21 @@ from typing import Any
 
 import pytest
 
-from .config import INI, PYTEST, NbTestConfig, options_for, parse_layer, project_layer
+from .config import (
+    INI,
+    PYTEST,
+    NbTestConfig,
+    in_pytest_spelling,
+    options_for,
+    parse_layer,
+    project_layer,
+)
 from .errors import NbTestError
 
 ACTIVE_KEY = pytest.StashKey[bool]()
 CONFIG_KEY = pytest.StashKey[NbTestConfig]()  # the session's resolved options
 CALLBACKS_KEY = pytest.StashKey[list]()  # session-wide callbacks (registry, memory, ...)
+TEMPLATES_KEY = pytest.StashKey["set[int]"]()  # fork templates that predate the session
 SWITCHES_KEY = pytest.StashKey["frozenset[str]"]()  # the seed switches nbtest declared itself
 # The seed's marker switches: marker, option (`--DEST`), whether the option runs the marker's
 # tests (else it skips them), help.
@@ -125,11 +134,13 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         nbconfig = _session_config(config)
     except NbTestError as exc:
-        raise pytest.UsageError(exc.message) from None
+        raise pytest.UsageError(in_pytest_spelling(exc.message)) from None
     config.stash[CONFIG_KEY] = nbconfig
     enabled = nbtest_enabled(config)
     config.stash[ACTIVE_KEY] = enabled or bool(nbconfig.project or nbconfig.explicit)
     config.stash[CALLBACKS_KEY] = []
+    forkserver = sys.modules.get("nbtest.forkserver")  # none: no template can exist yet
+    config.stash[TEMPLATES_KEY] = forkserver.ForkServer.live() if forkserver else set()
     if not nbtest_active(config):
         return  # not an nbtest session: no markers, no registry, no xdist helpers
     for name, text in MARKERS.items():
@@ -151,7 +162,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if nbconfig.api:
             _start_registry(config, nbconfig)
     except NbTestError as exc:
-        raise pytest.UsageError(exc.message) from None
+        raise pytest.UsageError(in_pytest_spelling(exc.message)) from None
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(XdistPreflight(config), "nbtest-xdist-preflight")
         if enabled and _starts_workers(config) and _may_run_notebooks(config, nbconfig):
@@ -196,7 +207,7 @@ def _start_registry(config: pytest.Config, nbconfig: NbTestConfig) -> None:
         try:
             Registry.load(path)
         except NbTestError as exc:
-            raise pytest.UsageError(exc.message) from None
+            raise pytest.UsageError(in_pytest_spelling(exc.message)) from None
     config.pluginmanager.register(
         RegistrySession(config, path, tuple(nbconfig.api), nbconfig.this_tests),
         "nbtest-registry")
@@ -411,6 +422,14 @@ def _is_notebook_item(item: pytest.Item) -> bool:
     from .items import CellItem, NotebookItem
 
     return isinstance(item, (NotebookItem, CellItem))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the fork templates this session started: a process that outlives the session
+    (an xdist socket server, pytester in-process) must not keep them, nor pick one next time."""
+    forkserver = sys.modules.get("nbtest.forkserver")
+    if forkserver is not None:
+        forkserver.ForkServer.stop_all(keep=config.stash.get(TEMPLATES_KEY, set()))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -35,7 +35,10 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
             # auto: only a template someone started (the pytest face, when two or more
             # notebooks will fork) and that is ready: waiting for its imports costs more.
             server = ForkServer.get(flags) if mode == "yes" else ForkServer.running(flags)
-            if server is not None and (mode == "yes" or server.ready()) and server.accepts(env):
+            differ = server.differences(env) if server is not None else []
+            if differ:  # -v says why: e.g. an xdist worker whose PYTHONPATH is its own
+                self.start_method = f"spawn, {' '.join(differ)} differs from the template's"
+            elif server is not None and (mode == "yes" or server.ready()):
                 cwd = str(kwargs.get("cwd") or pathlib.Path.cwd())
                 try:
                     forked = server.spawn(args, env, cwd)

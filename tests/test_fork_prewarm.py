@@ -223,7 +223,7 @@ def test_a_different_pythonpath_spawns_and_the_kernel_sees_it(
     old = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", str(extra) + (os.pathsep + old if old else ""))
     result = run_notebook(path, FORK)
-    assert result.extras["kernel_start"] == "spawn"
+    assert result.extras["kernel_start"] == "spawn, PYTHONPATH differs from the template's"
     assert [c.status for c in result.cells] == [PASSED, PASSED]
     assert str(extra) in cell_text(result.notebook.cells[0])
     assert cell_text(result.notebook.cells[1]) == "extra\n"

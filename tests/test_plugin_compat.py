@@ -234,3 +234,55 @@ def test_per_cell_mode_forks_kernels_from_the_template(pytester: pytest.Pytester
                         "nbs/nb01_chain.ipynb", "nbs/nb02_chain.ipynb", "nbs/nb03_chain.ipynb")
     result.assert_outcomes(passed=12)
     assert "(kernel: fork)" in output(result)
+
+
+def test_fork_templates_end_with_the_session_that_started_them(pytester: pytest.Pytester,
+                                                                no_kernel_left) -> None:
+    """Case 8: a process that outlives its sessions (an xdist socket server runs one session
+    after another in one process) keeps no template: each session starts and stops its own."""
+    this_tests("nbtest.plugin.pytest_unconfigure", "nbtest.forkserver.ForkServer.stop_all")
+    for name in ("a", "b"):
+        write_notebook(pytester.path / f"{name}.ipynb", ["import os\nx = os.getpid()"])
+    pytester.makepyfile(server="""
+        import os, sys, psutil, pytest
+        for session in range(2):
+            code = pytest.main(["--nbtest", "--nbtest-fork=yes", "-q", "-p", "no:randomly",
+                                "-p", "no:cacheprovider", "a.ipynb", "b.ipynb"])
+            assert code == 0, code
+            from nbtest.forkserver import ForkServer
+            templates = [p for p in psutil.Process().children(recursive=True)
+                         if "nbtest.forkserver" in " ".join(p.cmdline())]
+            print("session", session, "templates", len(templates), len(ForkServer._instances))
+        """)
+    result = pytester.runpython(pytester.path / "server.py")
+    assert result.ret == 0, output(result)
+    assert "session 0 templates 0 0" in output(result)
+    assert "session 1 templates 0 0" in output(result)
+    no_kernel_left()
+
+
+def test_a_worker_whose_environment_differs_says_why_it_spawns(pytester: pytest.Pytester
+                                                                ) -> None:
+    """Case 8: an xdist worker with its own PYTHONPATH cannot use the controller's template,
+    and `-v` says so instead of a silent spawn."""
+    this_tests("nbtest.forkserver.ForkServer.differences")
+    for name in ("a", "b"):
+        write_notebook(pytester.path / f"{name}.ipynb", ["x = 1"])
+    result = run_pytest(pytester, "--nbtest", "-v", "--tx",
+                        f"popen//env:PYTHONPATH={pytester.path / 'lib'}", "--dist", "load")
+    result.assert_outcomes(passed=2)
+    assert output(result).count("(kernel: spawn, PYTHONPATH differs from the template's)") == 2
+
+
+@pytest.mark.parametrize("mode", [[], ["--nbtest-cells"]], ids=["notebook", "cells"])
+def test_pytest_sugar_names_each_test_once(pytester: pytest.Pytester, mode: list[str]) -> None:
+    """Case 7: pytest-sugar prints `path::domain`; the domain is the name within the file."""
+    this_tests("nbtest.items._NotebookItemBase.reportinfo")
+    write_notebook(pytester.path / "nbs" / "x.ipynb", ["x = 1", "assert x"])
+    result = run_pytest(pytester, "--nbtest", *mode, "-v", "--force-sugar",
+                        "-p", "no:cacheprovider")
+    text = output(result)
+    assert result.ret == 0, text
+    assert "nbs/x.ipynb::nbs/x.ipynb" not in text
+    expected = "nbs/x.ipynb::cell[2]" if mode else "nbs/x.ipynb::x.ipynb (notebook)"
+    assert expected in text, text
