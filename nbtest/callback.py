@@ -50,6 +50,10 @@ class Callback:
     def on_cell_start(self, run: NotebookRun, number: int, source: str) -> None:
         """Cell `number` (1-based, counting every cell) is about to run."""
 
+    # Whether a cell this callback's check_cell fails ends the run, as a cell error does.
+    # Output checks say no: the run goes on, and the report lists every mismatching cell.
+    check_stops_run = True
+
     def check_cell(self, run: NotebookRun, cell: NotebookNode,
                    result: CellResult) -> str | None:
         """After a cell passed: return a failure text (first line: the headline) to fail it."""
@@ -90,12 +94,13 @@ class Dispatcher:
             cb.on_cell_start(run, number, source)
 
     def check_cell(self, run: NotebookRun, cell: NotebookNode,
-                   result: CellResult) -> str | None:
-        """The first failure a callback finds in a cell that passed, or None."""
+                   result: CellResult) -> tuple[str, bool] | None:
+        """The first failure a callback finds in a cell that passed, and whether it ends the
+        run (the callback's `check_stops_run`); None when none does."""
         for cb in self.callbacks:
             problem = cb.check_cell(run, cell, result)
             if problem:
-                return problem
+                return problem, cb.check_stops_run
         return None
 
     def cell_end(self, run: NotebookRun, result: CellResult) -> None:

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
             execute.add_argument(option.cli_flag, dest=f"opt_{option.name}", help=option.help,
                                  **kwargs)
     execute.add_argument("--html", action="store_true", help="also write an HTML copy")
+    execute.add_argument("--prepare-only", action="store_true",
+                         help="write the parameterised notebook without running it "
+                              "(papermill's --prepare-only)")
     execute.add_argument("--no-progress", action="store_true", help="no progress bar")
     execute.add_argument("--callback", action="append", default=[], metavar="MODULE:NAME",
                          help="a Callback class (or instance) to attach; repeatable")
@@ -184,6 +187,10 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
     callbacks.append(OutputCheck.from_config(config, Path.cwd()))
     plan = plan_notebook(notebook, config)
+    if args.prepare_only:
+        write_atomic(out, nbformat.writes(plan.notebook))
+        print(f"nbtest: prepared {notebook} (not run)\n  wrote {out}", file=sys.stderr)
+        return EXIT_OK
     if plan.config.gpu_min_free and not plan.config.skip:
         from .gpu import check_preflight
 

@@ -168,10 +168,10 @@ OPTIONS: tuple[Option, ...] = (
          CLI, PYTEST, INI, cli_flag="--fork"),
     _opt("kernel", parse_str, None, "kernel name, instead of the notebook's kernelspec",
          CLI, PYTEST, INI, METADATA, cli_flag="--kernel"),
-    _opt("cwd", parse_str, None, "working directory of the kernel (default: the notebook's folder)",
-         CLI, cli_flag="--cwd"),
+    _opt("cwd", parse_str, None, "working directory of the kernel (default: the notebook's "
+         "folder; in metadata, relative to it)", CLI, METADATA, cli_flag="--cwd"),
     _opt("allow_errors", parse_bool, False, "keep running after a cell error; the notebook passes",
-         CLI, METADATA, cli_flag="--allow-errors", is_flag=True),
+         CLI, PYTEST, INI, METADATA, cli_flag="--allow-errors", is_flag=True),
     _opt("seed", parse_int, None, "seed random, numpy and torch in the kernel",
          CLI, PYTEST, INI, cli_flag="--seed"),
     _opt("parameters", parse_params, MappingProxyType({}), "papermill-style notebook parameters",
@@ -203,6 +203,9 @@ OPTIONS: tuple[Option, ...] = (
          CLI, PYTEST, INI, cli_flag="--sanitize-with"),
     _opt("sanitizers", parse_pairs, (), "regex -> replacement pairs applied before comparing",
          INI),
+    _opt("skip_compare", parse_str_list, (),
+         "output keys never compared (stderr, text/html, ...; nbval's skip_compare)",
+         PYTEST, INI, METADATA),
     _opt("cov", parse_bool, False, "measure coverage inside notebook kernels too (pytest-cov)",
          PYTEST, INI, is_flag=True),
     _opt("this_tests", parse_choice("warn", "error", "off"), "warn",
@@ -213,6 +216,16 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 OPTIONS_BY_NAME: Mapping[str, Option] = MappingProxyType({o.name: o for o in OPTIONS})
+
+
+def in_pytest_spelling(message: str) -> str:
+    """A message written with `nbtest execute`'s flags, as the pytest face spells them
+    (`--kernel NAME` -> `--nbtest-kernel NAME`): every message names its own face's flag."""
+    for option in OPTIONS:
+        if option.cli_flag and PYTEST in option.where:
+            message = re.sub(rf"(?<![\w-]){re.escape(option.cli_flag)}(?![\w-])",
+                             option.pytest_flag, message)
+    return message
 
 
 def options_for(where: str) -> tuple[Option, ...]:

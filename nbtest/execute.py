@@ -42,6 +42,7 @@ _QUIET = logging.getLogger("nbtest.nbclient")
 _QUIET.setLevel(logging.CRITICAL)
 Hook = Callable[[], Awaitable[None]]  # a step of run_all's caller between its own steps
 _INTERRUPT_GRACE = 0.2  # seconds a timed-out kernel gets to react to SIGINT before SIGKILL
+SKIP_ERRORS = frozenset({"Skipped", "SkipTest"})  # pytest.skip(), unittest.SkipTest in a cell
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,10 @@ def plan_notebook(path: str | Path, config: NbTestConfig | None = None,
     # Number cells as in the input file; an added injected cell shares its parameters cell's.
     numbers = tuple(i + 1 - (added if where is not None and i >= where else 0)
                     for i in range(len(nb.cells)))
-    cwd = Path(config.cwd) if config.cwd else path.resolve().parent
+    folder = path.resolve().parent
+    # --cwd is relative to where nbtest runs; metadata.nbtest.cwd to the notebook's folder.
+    cwd = folder / config.cwd if "cwd" in config.notebook and "cwd" not in config.explicit \
+        else Path(config.cwd) if config.cwd else folder
     return Plan(path, nb, config, name, cwd, numbers, where)
 
 
@@ -114,6 +118,7 @@ class NotebookSession:
         self.started = 0.0
         self.count = 0
         self.failed_cell: CellResult | None = None
+        self.skipped_by: CellResult | None = None  # the cell that called pytest.skip()
         # (monotonic deadline, its name in reports): a limit from outside, e.g. pytest-timeout
         self.outer_limit: tuple[float, str] | None = None
         self.run_info = NotebookRun(plan.path, plan.config, plan.notebook,
@@ -200,9 +205,12 @@ class NotebookSession:
                 self.cells[index] = self._not_reached(index)
         ordered = tuple(self.cells[i] for i in sorted(self.cells))
         failed = any(c.failed for c in ordered)
-        result = NotebookResult(str(self.plan.path), NB_FAILED if failed else NB_PASSED,
+        skip = self.skipped_by
+        status = NB_FAILED if failed else NB_SKIPPED if skip is not None else NB_PASSED
+        result = NotebookResult(str(self.plan.path), status,
                                 time.monotonic() - self.started, ordered, self.plan.notebook,
-                                kernel_name=self.plan.kernel_name, extras=self.run_info.extras)
+                                kernel_name=self.plan.kernel_name, extras=self.run_info.extras,
+                                reason=f"{skip.detail} (cell {skip.number})" if skip else "")
         self.dispatcher.notebook_end(self.run_info, result)
         violation = result.extras.get("memory_violation")
         if violation and result.status == NB_PASSED:  # a budget the whole notebook exceeded
@@ -227,20 +235,25 @@ class NotebookSession:
 
         cell = self.plan.notebook.cells[index]
         base = self._base(index)
-        if self.failed_cell is not None or not is_runnable(cell):
+        if self.failed_cell is not None or self.skipped_by is not None or not is_runnable(cell):
             self.cells[index] = self._not_reached(index)
             return self.cells[index]
         self.dispatcher.cell_start(self.run_info, base["number"], cell.source)
         self.count += 1
         limit = self._limit()
+        go_on = False  # a failed check that lets the run continue (Callback.check_stops_run)
         t0 = time.monotonic()
         try:
             await self.client.async_execute_cell(cell, index, execution_count=self.count)
             result = self._judge(cell, self.replies.get(index), base, time.monotonic() - t0)
-            problem = self.dispatcher.check_cell(self.run_info, cell, result)
-            if problem and result.status == PASSED:
+            if result.status == PASSED:
+                result = await self._after_cell(cell, result)
+            found = self.dispatcher.check_cell(self.run_info, cell, result)
+            if found and result.status == PASSED:
+                problem, stops = found
                 result = dataclasses.replace(result, status=FAILED, error_name=CHECK_FAILED,
                                              detail=problem)
+                go_on = not stops
         except CellTimeoutError:
             elapsed = time.monotonic() - t0
             await self._stop_after_timeout()
@@ -252,10 +265,39 @@ class NotebookSession:
                                 detail=self._death_detail(), execution_count=self.count,
                                 output_tail=_tail(cell), **base)
         self.cells[index] = result
-        if result.failed:
+        # A cell whose outputs differ ran cleanly: the run goes on, so one report lists every
+        # mismatching cell of the notebook, as nbval's one item per cell does.
+        if result.failed and not go_on:
             self.failed_cell = result
+        elif result.error_name in SKIP_ERRORS and result.status == SKIPPED:
+            self.skipped_by = result
         self.dispatcher.cell_end(self.run_info, result)
         return result
+
+    async def _after_cell(self, cell: NotebookNode, result: CellResult) -> CellResult:
+        """nbmake's cell metadata, run silently after the cell: `nbmake.mock` (globals set to
+        these values) and `nbmake.post_cell_execute` (lines of code). An error fails the
+        cell, as in nbmake."""
+        import json
+
+        nbmake = cell.get("metadata", {}).get("nbmake") or {}
+        code = []
+        if nbmake.get("mock"):
+            code.append(f"globals().update(__import__('json').loads({json.dumps(nbmake['mock'])!r}))")
+        code += list(nbmake.get("post_cell_execute") or ())
+        if not code:
+            return result
+        assert self.kernel is not None
+        reply = await self.kernel.kc.execute_interactive(
+            "\n".join(code), silent=True, store_history=False, output_hook=lambda msg: None,
+            timeout=self._limit()[0])
+        content = reply["content"]
+        if content["status"] == "ok":
+            return result
+        return dataclasses.replace(
+            result, status=FAILED, error_name=content.get("ename"),
+            error_value=content.get("evalue"), traceback=tuple(content.get("traceback", ())),
+            detail="the cell's nbmake.mock / nbmake.post_cell_execute metadata raised")
 
     async def _run_startup(self) -> None:
         assert self.kernel is not None
@@ -305,6 +347,11 @@ class NotebookSession:
         shown = next((o for o in cell.get("outputs", ()) if o.get("output_type") == "error"),
                      None)
         raised = content if content.get("status") == "error" else shown
+        if raised is not None and raised.get("ename") in SKIP_ERRORS and not expects_error(cell):
+            # pytest.skip("why") / unittest's SkipTest in a cell: the notebook stops, skipped.
+            return CellResult(status=SKIPPED, error_name=raised.get("ename"),
+                              detail=raised.get("evalue") or "skipped by the notebook",
+                              **common)
         if raised is not None:
             error = dict(error_name=raised.get("ename"), error_value=raised.get("evalue"),
                          traceback=tuple(raised.get("traceback", ())))

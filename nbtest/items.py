@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from .callback import Callback, NotebookRun
-from .config import NbTestConfig
+from .config import NbTestConfig, in_pytest_spelling
 from .errors import NbTestError, NotebookFailed
+from .notebook import is_skipped
 from .plugin import CALLBACKS_KEY, CONFIG_KEY
 from .pytest_reports import KERNEL_START
-from .results import NB_FAILED, NOT_RUN, CellResult, NotebookResult
+from .results import NB_FAILED, NB_SKIPPED, NOT_RUN, SKIPPED, CellResult, NotebookResult
 
 # Sessions of --nbtest-cells notebooks still open; closed at session end whatever happened.
 OPEN_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -58,8 +59,26 @@ def _display_path(path: Path) -> Path:
         return path
 
 
+# nbval's NotebookFile.skip_compare: what its users' conftests extend in pytest_collectstart
+# (`collector.skip_compare += ('stderr',)`); what they add is not compared (skip_compare).
+NBVAL_SKIP_COMPARE = ("metadata", "traceback", "prompt_number", "output_type", "name",
+                      "execution_count", "application/vnd.jupyter.widget-view+json")
+
+
 class NotebookFile(pytest.File):
     """A `.ipynb` file: read once here, then one item (or one per code cell)."""
+
+    skip_compare: tuple[str, ...] = NBVAL_SKIP_COMPARE
+
+    @property
+    def session_config(self) -> NbTestConfig:
+        """The options its notebook runs with, before its metadata: the session's, plus what
+        a conftest set on this collector."""
+        return self.__dict__.get("_session_config") or self.config.stash[CONFIG_KEY]
+
+    @session_config.setter
+    def session_config(self, value: NbTestConfig) -> None:
+        self.__dict__["_session_config"] = value
 
     def collect(self) -> Iterator[pytest.Item]:
         """Load the notebook and yield its items, with markers from its metadata."""
@@ -68,6 +87,11 @@ class NotebookFile(pytest.File):
         try:
             nb = load_notebook(_display_path(self.path))
             settings = notebook_settings(nb, _display_path(self.path))
+            added = [key for key in self.skip_compare if key not in NBVAL_SKIP_COMPARE]
+            if added:  # an nbval conftest's pytest_collectstart extended it
+                settings["skip_compare"] = (*settings.get("skip_compare", ()), *added)
+                self.session_config = self.session_config.with_explicit(
+                    skip_compare=settings["skip_compare"])
         except NbTestError as exc:
             # An error of this file alone: the rest of the session still runs.
             yield UnreadableNotebook.from_parent(self, name=self.path.name, nodeid=self.nodeid,
@@ -98,7 +122,7 @@ class NotebookFile(pytest.File):
                      style: Any = None) -> Any:
         """A load error is one paragraph naming the file; anything else, its traceback."""
         if isinstance(excinfo.value, NbTestError):
-            return excinfo.value.message
+            return in_pytest_spelling(excinfo.value.message)
         return super().repr_failure(excinfo)
 
     # -- the kernel that this notebook's cell items share (--nbtest-cells) -----------------
@@ -117,7 +141,7 @@ class NotebookFile(pytest.File):
         if self.nb_start_error is not None:  # reported once, at the first cell item
             _skip_here("the notebook's kernel did not start: "
                        f"{self.nb_start_error.message[:200]}")
-        plan = plan_notebook(_display_path(self.path), self.config.stash[CONFIG_KEY],
+        plan = plan_notebook(_display_path(self.path), self.session_config,
                              notebook=self.notebook)
         self.nb_hook = HookCallback(item)
         session = NotebookSession(plan, [*self.config.stash.get(CALLBACKS_KEY, []),
@@ -179,10 +203,12 @@ class NotebookFile(pytest.File):
         session.outer_limit = item.outer_limit
         first = self.indices_of(item.number)[0]
         for index in session.code_cells:
-            if session.failed_cell is not None or index >= first:
+            if session.failed_cell or session.skipped_by or index >= first:
                 break
             if index not in session.cells:
                 run_sync(session.run_cell)(index)
+        if session.skipped_by is not None and session.skipped_by.number != item.number:
+            _skip_here(f"{session.skipped_by.detail} (cell {session.skipped_by.number})")
         failed = session.failed_cell
         if failed is not None and failed.number != item.number:
             if self.verdicts.get(failed.number):
@@ -223,13 +249,13 @@ class _ReportsNbTestErrors:
                      style: Any = None) -> Any:
         """The error's paragraph (for a failed notebook: report.py's text), else a traceback."""
         if isinstance(excinfo.value, NbTestError):
-            return excinfo.value.message
+            return in_pytest_spelling(excinfo.value.message)
         return super().repr_failure(excinfo)  # type: ignore[misc]
 
     def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException],
                          style: Any = None) -> Any:
         if isinstance(excinfo.value, NbTestError):
-            return excinfo.value.message
+            return in_pytest_spelling(excinfo.value.message)
         return super()._repr_failure_py(excinfo, style)  # type: ignore[misc]
 
 
@@ -264,11 +290,12 @@ class _NotebookItemBase(_ReportsNbTestErrors, pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         """Where pytest says the test is: a cell item at its cell's first source line in the
-        file. The domain must not end the node id: pytest would turn the dots of `x.ipynb`
-        into `::`, taking it for `Class.method`."""
+        file. The domain is the name within the file, as a function's is (`cell[3]`; pytest
+        and pytest-sugar print `path::domain`); a notebook's must not end the node id, or
+        pytest would turn the dots of `x.ipynb` into `::`, taking it for `Class.method`."""
         if isinstance(self, CellItem):
-            return self.path, self.parent.source_line(self.number), f"{self.nodeid} (cell)"  # type: ignore[union-attr]
-        return self.path, 0, f"{self.nodeid} (notebook)"
+            return self.path, self.parent.source_line(self.number), self.name  # type: ignore[union-attr]
+        return self.path, 0, f"{self.path.name} (notebook)"
 
     def save_failed(self, result: NotebookResult) -> None:
         """Write the executed copy of a failing notebook to --nbtest-save-failed DIR."""
@@ -309,7 +336,8 @@ class NotebookItem(_NotebookItemBase):
 
         session, self.prewarmed = self.prewarmed, None
         if session is None:
-            plan = plan_notebook(_display_path(self.path), self.config.stash[CONFIG_KEY],
+            parent: Any = self.parent
+            plan = plan_notebook(_display_path(self.path), parent.session_config,
                                  notebook=self.notebook)
             session = NotebookSession(plan, self.callbacks())
         self.notebook = None  # the plan holds its own copy; keep the harness small
@@ -354,6 +382,8 @@ class NotebookItem(_NotebookItemBase):
             session.close()
             OPEN_SESSIONS.discard(session)
         self.record(result.cells, result.extras)
+        if result.status == NB_SKIPPED:  # a cell called pytest.skip()
+            _skip_here(result.reason)
         if result.status == NB_FAILED:
             self.save_failed(result)
             failed = result.failed_cell
@@ -397,6 +427,11 @@ class CellItem(_NotebookItemBase):
             result = run_sync(session.run_cell)(index)
             self.record((result,), {"kernel_start": session.kernel.start_method})
             parent.verdicts[self.number] = result.failed
+            if session.skipped_by is result:  # the cell called pytest.skip()
+                _skip_here(result.detail)
+            if result.status == SKIPPED:  # a skip tag or marker, or nothing to run
+                _skip_here("skipped by its tag or marker" if is_skipped(
+                    session.plan.notebook.cells[index]) else "an empty cell")
             if result.failed:
                 raise NotebookFailed(cell_failure_text(result, str(session.plan.path),
                                                        _color(self.config)))

@@ -138,11 +138,15 @@ def is_runnable(cell: Mapping[str, Any]) -> bool:
 
 
 def notebook_settings(nb: NotebookNode, path: Path) -> dict[str, Any]:
-    """The parsed `metadata.nbtest` layer, with nbmake's `metadata.execution` keys honoured."""
+    """The parsed `metadata.nbtest` layer, with nbmake's `metadata.execution` keys and
+    pytest-notebook's `metadata.nbreg.skip` honoured."""
     raw: dict[str, Any] = {}
     execution = nb.metadata.get("execution", {})
     if isinstance(execution, Mapping):
         raw.update({k: execution[k] for k in ("timeout", "allow_errors") if k in execution})
+    nbreg = nb.metadata.get("nbreg", {})  # pytest-notebook's
+    if isinstance(nbreg, Mapping) and nbreg.get("skip"):
+        raw["skip"] = nbreg.get("skip_reason") or "metadata.nbreg.skip"
     own = nb.metadata.get("nbtest", {})
     if not isinstance(own, Mapping):
         raise NotebookLoadError(f"{path}: metadata.nbtest must be a mapping, not {own!r}. "

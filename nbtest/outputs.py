@@ -22,7 +22,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,11 +222,16 @@ def _value_difference(key: str, expected: Value | None, actual: Value | None, rt
 def compare_outputs(expected: Sequence[Mapping[str, Any]], actual: Sequence[Mapping[str, Any]],
                     sanitizers: SanitizerSet | None = None, rtol: float = 0.0,
                     compare_images: bool = False,
-                    counts: Counter[str] | None = None) -> str | None:
-    """None when they match, else `output differs (keys)` and a diff per differing output."""
+                    counts: Counter[str] | None = None,
+                    ignore: Collection[str] = ()) -> str | None:
+    """None when they match, else `output differs (keys)` and a diff per differing output;
+    the keys in `ignore` (`stderr`, `text/html`, ...) are not compared."""
     sanitizers = sanitizers if sanitizers is not None else SanitizerSet()
     old = normalize(expected, sanitizers, counts, compare_images)
     new = normalize(actual, sanitizers, counts, compare_images)
+    for key in ignore:
+        old.pop(key, None)
+        new.pop(key, None)
     differing: list[str] = []
     bodies: list[str] = []
     for key in list(old) + [k for k in new if k not in old]:

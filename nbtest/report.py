@@ -78,4 +78,9 @@ def failure_text(result: NotebookResult, color: bool = False) -> str:
     cell = result.failed_cell
     if cell is None:
         return f"{result.reason or result.status}\n\n{result.path}"
-    return cell_failure_text(cell, result.path, color)
+    others = [c for c in result.cells if c.failed and c is not cell]
+    text = cell_failure_text(cell, result.path, color)
+    if others:  # cells whose outputs differed before the run stopped (or ended)
+        text += "".join(f"\n\n{'-' * 20} also failed {'-' * 20}\n"
+                        + cell_failure_text(other, result.path, color) for other in others)
+    return text

@@ -70,7 +70,8 @@ def test_option_table_is_consistent() -> None:
         assert option.pytest_flag == "--nbtest-" + option.name.replace("_", "-")
     assert {"timeout", "notebook_timeout", "kernel", "skip", "parameters"} <= \
         {o.name for o in options_for(METADATA)}
-    assert "cwd" not in {o.name for o in options_for(METADATA)}
+    assert "registry" not in {o.name for o in options_for(METADATA)}
+    assert "cwd" in {o.name for o in options_for(METADATA)}  # relative to the notebook
 
 
 def test_defaults() -> None:
@@ -120,7 +121,7 @@ def test_config_of_parses_and_names_the_bad_value() -> None:
 def test_parse_layer_refuses_options_not_settable_there() -> None:
     this_tests(parse_layer)
     with pytest.raises(errors.ConfigError) as info:
-        parse_layer({"cwd": "/tmp"}, METADATA, "nb.ipynb: metadata.nbtest")
+        parse_layer({"registry": "r.json"}, METADATA, "nb.ipynb: metadata.nbtest")
     assert info.value.source == "nb.ipynb: metadata.nbtest"
     assert "known:" in info.value.message
     assert parse_layer({"cwd": "/tmp"}, CLI, "command line") == {"cwd": "/tmp"}

@@ -392,3 +392,169 @@ def test_unconvertible_notebooks_are_clear_load_errors(tmp_path: Path, run_cli,
     assert "Jupyter" in message or "pip install" in message  # what to do
     proc = run_cli("execute", path, "--no-progress")
     assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- 7. nbval's conftest pattern `collector.skip_compare += (...)` ----------------------------
+
+NBVAL_CONFTEST = """
+def pytest_collectstart(collector):
+    if collector.fspath and collector.fspath.ext == '.ipynb':
+        collector.skip_compare += 'text/html', 'application/javascript', 'stderr',
+"""
+
+
+def test_nbval_skip_compare_in_a_conftest_is_honoured(pytester: pytest.Pytester,
+                                                      notebook_maker) -> None:
+    this_tests("nbtest.items.NotebookFile.collect", "nbtest.outputs.compare_outputs")
+    pytester.makeconftest(NBVAL_CONFTEST)
+    stderr = {"output_type": "stream", "name": "stderr", "text": "old warning\n"}
+    notebook_maker("warns.ipynb", [stored(
+        "import sys\nprint('same')\nprint('new warning', file=sys.stderr)",
+        [stream("same\n"), stderr], 1)])
+    result = run_pytest(pytester, "--nbtest", "--nbtest-check-outputs", "-p", "no:cacheprovider")
+    assert "INTERNALERROR" not in output(result)
+    result.assert_outcomes(passed=1)  # stderr differs, and is not compared
+    without = pytester.path / "conftest.py"
+    without.unlink()
+    result = run_pytest(pytester, "--nbtest", "--nbtest-check-outputs", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    assert "output differs (stderr)" in output(result)
+
+
+# --- 8. every message names its own face's spelling -----------------------------------------
+
+def test_kernel_errors_name_the_pytest_flag_under_pytest(pytester: pytest.Pytester,
+                                                         notebook_maker, run_cli) -> None:
+    this_tests("nbtest.config.in_pytest_spelling")
+    notebook_maker("odd.ipynb", ["x = 1"], kernel="no-such-kernel-here")
+    result = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider")
+    text = output(result)
+    assert "--nbtest-kernel NAME" in text and "--kernel NAME" not in text.replace(
+        "--nbtest-kernel NAME", "")
+    cli = run_cli("execute", pytester.path / "odd.ipynb", "--no-progress")
+    assert cli.returncode == 2 and "--kernel NAME" in cli.stderr
+    assert "--nbtest-kernel" not in cli.stderr
+
+
+def test_in_pytest_spelling_replaces_whole_flags_only() -> None:
+    this_tests("nbtest.config.in_pytest_spelling")
+    from nbtest.config import in_pytest_spelling
+
+    assert in_pytest_spelling("use --kernel NAME or --timeout 5 (--startup-timeout)") == \
+        "use --nbtest-kernel NAME or --nbtest-timeout 5 (--nbtest-startup-timeout)"
+    assert in_pytest_spelling("--kernel-name stays, --cwd has no pytest flag") == \
+        "--kernel-name stays, --cwd has no pytest flag"
+
+
+# --- 9. pytest.skip() in a cell skips the notebook -------------------------------------------
+
+SKIPPING = ["x = 1", "import pytest\nif x == 1:\n    pytest.skip('needs the full data set')",
+            "raise RuntimeError('never runs')"]
+
+
+@pytest.mark.parametrize("mode", [[], ["--nbtest-cells"]], ids=["notebook", "cells"])
+def test_pytest_skip_in_a_cell_skips_with_its_reason(pytester: pytest.Pytester, notebook_maker,
+                                                     mode: list[str]) -> None:
+    this_tests("nbtest.execute.NotebookSession.run_cell", "nbtest.items.NotebookItem.runtest")
+    notebook_maker("partial.ipynb", SKIPPING)
+    result = run_pytest(pytester, "--nbtest", *mode, "-rs", "-p", "no:cacheprovider")
+    text = output(result)
+    assert result.ret == pytest.ExitCode.OK, text
+    assert "needs the full data set" in text and "never runs" not in text
+    if mode:
+        result.assert_outcomes(passed=1, skipped=2)
+    else:
+        result.assert_outcomes(skipped=1)
+
+
+def test_pytest_skip_in_a_cell_under_execute(make_notebook, run_cli) -> None:
+    this_tests("nbtest.execute.NotebookSession.finish")
+    path = make_notebook("partial.ipynb", SKIPPING)
+    result = run_notebook(path)
+    assert result.status == "skipped" and "needs the full data set (cell 2)" == result.reason
+    assert [c.status for c in result.cells] == [PASSED, SKIPPED, NOT_RUN]
+    cli = run_cli("execute", path, "--no-progress")
+    assert cli.returncode == 0 and "skipped" in cli.stderr and "needs the full data" in cli.stderr
+
+
+# --- switching obstacles: nbmake's cell metadata, nbval's every mismatch, pytest-notebook, ----
+# --- papermill's --prepare-only, allow_errors and a notebook's own cwd under pytest ----------
+
+def test_nbmake_mock_and_post_cell_execute(make_notebook, no_kernel_left) -> None:
+    this_tests("nbtest.execute.NotebookSession.run_cell")
+    path = make_notebook("nbmake.ipynb", [
+        {"source": "epochs = 10\nconfig = 'prod.json'",
+         "metadata": {"nbmake": {"mock": {"epochs": 2, "config": "/test/config.json"}}}},
+        "assert (epochs, config) == (2, '/test/config.json')",
+        {"source": "x = 1\ny = 2\nz = 0", "metadata": {"nbmake": {"post_cell_execute": [
+            "y = 3", "z = x + y"]}}},
+        "assert z == 4",
+    ])
+    assert run_notebook(path).passed
+    boom = make_notebook("boom.ipynb", [
+        {"source": "x = 1", "metadata": {"nbmake": {"post_cell_execute": [
+            "raise Exception('boom!')"]}}}, "y = 2"])
+    result = run_notebook(boom)
+    assert result.status == "failed" and result.failed_cell.number == 1
+    assert "boom!" in failure_text(result)
+    no_kernel_left()
+
+
+def test_every_mismatching_cell_is_reported(make_notebook) -> None:
+    this_tests("nbtest.report.failure_text")
+    path = make_notebook("many.ipynb", [
+        stored("print(1)", [stream("one\n")], 1),
+        stored("print(2)", [stream("2\n")], 2),
+        stored("print(3)", [stream("three\n")], 3),
+    ])
+    result = run_notebook(path, NbTestConfig.of(check_outputs=True), [OutputCheck()])
+    assert [c.status for c in result.cells] == [FAILED, PASSED, FAILED]
+    text = failure_text(result)
+    assert text.startswith("cell 1: output differs (stdout)") and "cell 3:" in text
+
+
+def test_pytest_notebook_nbreg_skip(pytester: pytest.Pytester, notebook_maker) -> None:
+    this_tests("nbtest.notebook.notebook_settings")
+    notebook_maker("reg.ipynb", ["raise RuntimeError('not run')"],
+                   metadata={"nbreg": {"skip": True, "skip_reason": "slow on CI"}})
+    result = run_pytest(pytester, "--nbtest", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=1)
+    assert "slow on CI" in output(result)
+
+
+def test_allow_errors_and_a_notebooks_own_cwd_under_pytest(pytester: pytest.Pytester,
+                                                           notebook_maker) -> None:
+    this_tests("nbtest.execute.plan_notebook")
+    (pytester.path / "data").mkdir()
+    (pytester.path / "data" / "values.txt").write_text("42")
+    notebook_maker("nbs/reads.ipynb", ["assert open('values.txt').read() == '42'"],
+                   metadata={"nbtest": {"cwd": "../data"}})
+    notebook_maker("nbs/errs.ipynb", ["raise ValueError('shown, allowed')", "x = 1"])
+    strict = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider")
+    strict.assert_outcomes(passed=1, failed=1)
+    allowed = run_pytest(pytester, "--nbtest", "--nbtest-allow-errors", "-p", "no:cacheprovider")
+    allowed.assert_outcomes(passed=2)
+
+
+def test_execute_prepare_only_writes_the_parameterised_notebook(make_notebook, run_cli,
+                                                                tmp_path: Path) -> None:
+    this_tests("nbtest.cli.cmd_execute")
+    path = make_notebook("params.ipynb", [("code", "n = 1", ["parameters"]),
+                                          "raise RuntimeError('not run')"])
+    out = tmp_path / "prepared.ipynb"
+    cli = run_cli("execute", path, "-p", "n", "3", "--prepare-only", "-o", out)
+    assert cli.returncode == 0, cli.stderr
+    cells = read_notebook(out).cells
+    assert [c.source for c in cells][1].strip() == "# Parameters\nn = 3"
+    assert all(not c.get("outputs") for c in cells if c.cell_type == "code")
+
+
+def test_tagged_cells_are_skipped_tests_per_cell(pytester: pytest.Pytester,
+                                                 notebook_maker) -> None:
+    """With --nbtest-cells a cell that a tag or marker skips is reported skipped, as nbval."""
+    this_tests("nbtest.items.CellItem.runtest")
+    notebook_maker("tags.ipynb", ["x = 1", ("code", "raise RuntimeError('no')", ["nbval-skip"]),
+                                  "# NBVAL_SKIP\nraise RuntimeError('no')", "assert x == 1"])
+    result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, skipped=2)
+    assert output(result).count("skipped by its tag or marker") == 2
