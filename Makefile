@@ -7,7 +7,7 @@ STAMP := $(VENV)/.nbtest-dev-installed
 PYTEST_ARGS ?= -n 2
 LOGDIR ?= .ci-logs
 
-.PHONY: dev test test-fast coverage bench lint clean
+.PHONY: dev test test-gpu test-fast coverage bench lint clean
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -28,6 +28,13 @@ test: $(STAMP)
 	@rc=0; $(PYTHON) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): nothing was tested" >&2; exit 0; fi; \
 	exit $$rc
+
+# The real-GPU tests, then the docs notebooks, on a GPU machine where torch and pytest exist
+# and the project is installed already (nothing is installed: such machines may be offline).
+GPU_PYTHON ?= $(if $(wildcard $(PYTHON)),$(PYTHON),python3)
+test-gpu:
+	$(GPU_PYTHON) -m pytest -p no:randomly -v -rs tests/test_gpu_real.py tests/test_gpu_peak.py
+	$(GPU_PYTHON) -m pytest -p no:randomly -rs docs_src
 
 # Coverage of the nbtest package over the whole suite, including what notebook kernels run:
 # coverage starts before pytest imports nbtest's plugin, `patch = subprocess` (pyproject.toml)

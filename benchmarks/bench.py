@@ -36,6 +36,7 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = REPO / ".venv-bench"
 DEFAULT_OUT = REPO / "benchmarks" / "RESULTS.md"
+KEEP_MARKER = "<!-- measured by other scripts: bench.py keeps what follows -->"
 KERNEL = "python3"
 SLEEP_S = 2.0
 N_A, CELLS_A = 20, 3
@@ -1021,6 +1022,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(bench.tmp, ignore_errors=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # Figures other scripts measured (gpu_look_cost.py) stay below KEEP_MARKER.
+    old = out.read_text() if out.exists() else ""
+    if KEEP_MARKER in old:
+        text = text.rstrip("\n") + "\n\n" + old[old.index(KEEP_MARKER):]
     out.write_text(text)
     print()
     print(text)

@@ -34,6 +34,7 @@ class NotebookRun:
     kernel_env: dict[str, str] = field(default_factory=dict)  # added to the kernel's environment
     startup: dict[str, Any] = field(default_factory=dict)  # JSON data for the startup code
     stop_grace: float = 0.0  # seconds between SIGTERM and SIGKILL at the end (coverage needs it)
+    cards_before: dict[str, int] = field(default_factory=dict)  # used MiB per GPU uuid at start
 
 
 class Callback:
@@ -67,6 +68,10 @@ class Callback:
 
     def on_timeout(self, run: NotebookRun, result: CellResult) -> None:
         """A cell ran past its time limit; the kernel is about to be stopped."""
+
+    def before_kernel_stop(self, run: NotebookRun) -> None:
+        """The last cell has run and the kernel is still alive, about to be stopped (not
+        called when it died or timed out): a last look at what it holds."""
 
     def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
         """The notebook is over and its kernel is gone."""
@@ -113,6 +118,11 @@ class Dispatcher:
             elif result.status == TIMEOUT:
                 cb.on_timeout(run, result)
             cb.on_cell_end(run, result)
+
+    def kernel_stop(self, run: NotebookRun) -> None:
+        """Dispatch before_kernel_stop."""
+        for cb in self.callbacks:
+            cb.before_kernel_stop(run)
 
     def notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
         """Dispatch on_notebook_end."""

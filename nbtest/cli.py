@@ -212,6 +212,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
     memory = [f"{label} {result.extras[key]} MiB" for key, label in
               (("peak_rss_mib", "peak RSS"), ("peak_gpu_mib", "peak GPU"))
               if result.extras.get(key) is not None]
+    if result.extras.get("peak_gpu_mib") is not None and result.extras.get("peak_gpu_source"):
+        memory[-1] += f" ({result.extras['peak_gpu_source']})"
     if memory:
         print(f"  memory: {', '.join(memory)} (kernel process tree)", file=sys.stderr)
     if result.extras.get("gpu_memory_left"):

@@ -119,6 +119,7 @@ class NotebookSession:
         self.count = 0
         self.failed_cell: CellResult | None = None
         self.skipped_by: CellResult | None = None  # the cell that called pytest.skip()
+        self.stop_announced = False  # before_kernel_stop went out (once per kernel)
         # (monotonic deadline, its name in reports): a limit from outside, e.g. pytest-timeout
         self.outer_limit: tuple[float, str] | None = None
         self.run_info = NotebookRun(plan.path, plan.config, plan.notebook,
@@ -131,8 +132,13 @@ class NotebookSession:
         return [i for i, c in enumerate(self.plan.notebook.cells) if c.cell_type == "code"]
 
     def close(self) -> None:
-        """Kill the kernel's whole process tree, if one is running."""
+        """Kill the kernel's whole process tree, if one is running; callbacks first take a
+        last look at a kernel still alive and answering (before_kernel_stop)."""
         if self.kernel is not None:
+            if not self.stop_announced and self.client is not None \
+                    and (self.failed_cell is None or self.failed_cell.status == FAILED):
+                self.stop_announced = True
+                self.dispatcher.kernel_stop(self.run_info)
             self.kernel.kill(self.run_info.stop_grace)
 
     def skipped(self, reason: str) -> NotebookResult:
@@ -157,7 +163,7 @@ class NotebookSession:
             for index in self.code_cells:
                 await self.run_cell(index)
         finally:
-            self.close()
+            self.close()  # finish() has taken its last look at the kernel by then
         return self.finish()
 
     async def launch(self) -> None:
@@ -169,10 +175,13 @@ class NotebookSession:
         self.run_info.startup["seed"] = plan.config.seed
         # this_tests in the kernel checks names against the API even when nothing records.
         self.run_info.startup["api"] = list(plan.config.api)
-        from .gpu import kernel_gpu_env
+        from .gpu import kernel_gpu_env, probe
 
-        # With several GPUs, the kernel gets the one with most free memory right now.
-        self.run_info.kernel_env.update(kernel_gpu_env(plan.config.gpu_min_free))
+        # With several GPUs, the kernel gets the one with most free memory right now; the
+        # cards' use now is the baseline of the memory callback's card-delta figure.
+        seen = probe(processes=False)
+        self.run_info.kernel_env.update(kernel_gpu_env(plan.config.gpu_min_free, seen))
+        self.run_info.cards_before = {g.uuid: g.used_mib for g in seen.gpus}
         self.dispatcher.before_kernel_start(self.run_info)
         self.kernel = await launch_kernel(plan.kernel_name, plan.cwd, self.run_info.kernel_env,
                                           plan.path, fork=plan.config.fork)

@@ -27,6 +27,7 @@ OPEN_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
 # NotebookResult.extras shown as JUnit properties (and read back by --nbtest-mem-report).
 RESULT_PROPERTIES = (("peak_rss_mib", "nbtest peak RSS MiB"),
                      ("peak_gpu_mib", "nbtest peak GPU MiB"),
+                     ("peak_gpu_source", "nbtest peak GPU source"),
                      ("kernel_start", KERNEL_START))
 
 

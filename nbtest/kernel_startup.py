@@ -29,6 +29,13 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
             pass
         else:
             registry.install_kernel_recorder(settings.get("registry") or {"api": settings["api"]})
+    if settings.get("gpu_peak_file"):
+        try:
+            from nbtest import kernel_gpu
+        except ImportError:  # nbtest is not installed beside this kernel: the driver's figure
+            pass
+        else:
+            kernel_gpu.install(settings["gpu_peak_file"])
     seed = settings.get("seed")
     if seed is None:
         return

@@ -83,9 +83,10 @@ class NotebookReports:
             xml.node_reporter(report).add_attribute("classname", junit_classname(path))
         props = dict(report.user_properties)
         if report.when == "call" and "nbtest peak RSS MiB" in props:
+            gpu, source = props.get("nbtest peak GPU MiB"), props.get("nbtest peak GPU source")
             self.memory_rows.append((report.nodeid, report.duration,
                                      props.get("nbtest peak RSS MiB"),
-                                     props.get("nbtest peak GPU MiB")))
+                                     f"{gpu} ({source})" if gpu and source else gpu))
 
     def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
         """With -v, the progress line says how each kernel started: `PASSED (kernel: fork)`;
@@ -108,7 +109,7 @@ class NotebookReports:
         terminalreporter.section("nbtest memory report", sep="=")
         width = max(len(row[0]) for row in rows)
         terminalreporter.write_line(f"{'notebook':<{width}}  {'wall s':>8}  "
-                                    f"{'peak RSS MiB':>12}  {'peak GPU MiB':>12}")
+                                    f"{'peak RSS MiB':>12}  peak GPU MiB (source)")
         for nodeid, wall, rss, gpu in sorted(rows):
             terminalreporter.write_line(f"{nodeid:<{width}}  {wall:8.2f}  {rss or '-':>12}  "
-                                        f"{gpu or '-':>12}")
+                                        f"{gpu or '-'}")

@@ -3,25 +3,35 @@
 The harness samples the kernel's process tree (the kernel pid and its children) with psutil
 from a daemon thread every ~20 ms, and once more at the end of each cell; on Linux it also
 reads each process's VmHWM, the kernel's own record of its peak, so a spike between two samples
-is not lost. GPU memory is looked at only once the kernel has loaded the CUDA driver
-(libcuda in its memory maps, i.e. torch or another library initialised CUDA): the probe's
-compute processes are matched by pid. In a container whose pid namespace differs from the
-driver's, no pid matches and no GPU figure is given.
+is not lost.
 
-Results go into `NotebookResult.extras`: `peak_rss_mib`, and with CUDA `peak_gpu_mib` and
-`gpu_memory_returned` (after the kernel is gone, is its memory free again?). A budget
-(`metadata.nbtest.mem_max` / `gpu_mem_max`) that is exceeded sets `memory_violation` to a
-sentence with the measured figure, for the engine to fail the notebook with.
+GPU memory is looked at at the end of every cell and once more before the kernel is stopped
+(a tensor the notebook keeps to its end is seen there), besides the background cadence. The
+look starts once the kernel uses CUDA: libcuda in its memory maps (torch or another library
+initialised CUDA) or a figure reported by the kernel itself. The figure comes, in this order,
+from the driver's per-process list (pids matched), from the framework's own peak counters
+(torch's max_memory_reserved, written by the kernel after each cell: where a container hides
+the kernel's pid from the driver), or from the card's used memory above what it was when the
+kernel started; `peak_gpu_source` names which.
+
+Results go into `NotebookResult.extras`: `peak_rss_mib`, and with CUDA `peak_gpu_mib`,
+`peak_gpu_source` and `gpu_memory_returned` (after the kernel is gone, is its memory free
+again?). A budget (`metadata.nbtest.mem_max` / `gpu_mem_max`) that is exceeded sets
+`memory_violation` to a sentence with the measured figure, for the engine to fail the
+notebook with.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import time
 
 import psutil
 
 from ..callback import Callback, NotebookRun
+from ..kernel_gpu import read_peak
 from ..results import CellResult, NotebookResult
 
 MIB = 2**20
@@ -52,22 +62,42 @@ def _uses_cuda(pid: int) -> bool:
         return False
 
 
+# Where a GPU figure came from, as reports name it.
+DRIVER, FRAMEWORK, CARD_DELTA = "driver per process", "torch counters", "card delta"
+
+
 def kernel_gpu_mib(pids: set[int]) -> int | None:
     """GPU memory (MiB) that the probe lists for processes `pids`; None when it lists none."""
-    from ..gpu import probe
+    return gpu_look(pids)[0]
 
-    held = [p.used_mib or 0 for g in probe().gpus for p in g.processes if p.pid in pids]
-    return sum(held) if held else None
+
+def gpu_look(pids: set[int]) -> tuple[int | None, dict[str, int]]:
+    """One probe: what the driver lists for processes `pids` (None: none of them), and the
+    used MiB, by uuid, of each visible card that lists no process at all: where a container
+    hides every pid, the kernel alone on such a card is what its use grew by (not under
+    xdist, whose workers share cards)."""
+    from ..gpu import probe, xdist_worker
+
+    cards = probe().gpus
+    held = [p.used_mib or 0 for g in cards for p in g.processes if p.pid in pids]
+    unlisted = {} if xdist_worker() is not None else \
+        {g.uuid: g.used_mib for g in cards if not g.processes}
+    return (sum(held) if held else None), unlisted
 
 
 class TreeSampler:
     """Samples one kernel's process tree; a daemon thread calls `sample()` until stopped."""
 
-    def __init__(self, pid: int, interval: float = SAMPLE_EVERY) -> None:
+    def __init__(self, pid: int, interval: float = SAMPLE_EVERY,
+                 framework_file: str | None = None,
+                 card_baseline: dict[str, int] | None = None) -> None:
         self.pid = pid
         self.interval = interval
         self.peak_rss = 0  # bytes
         self.peak_gpu_mib: int | None = None
+        self.gpu_source: str | None = None  # DRIVER, FRAMEWORK or CARD_DELTA
+        self.framework_file = framework_file  # where the kernel writes torch's peak
+        self.card_baseline = card_baseline or {}  # each card's used MiB at kernel start
         self.cuda = False
         self.pids: set[int] = {pid}  # every process of the tree seen, for the GPU lookups
         try:
@@ -150,16 +180,27 @@ class TreeSampler:
         for pid in list(self._procs):
             self.peak_rss = max(self.peak_rss, _vm_hwm(pid))
         if not gpu:
-            return  # at a cell's end: the CUDA look reads the whole memory map, keep it rare
+            return
+        framework = read_peak(self.framework_file) if self.framework_file else None
         if not self.cuda:
-            self.cuda = any(_uses_cuda(pid) for pid in list(self._procs))
-        if self.cuda:
-            try:
-                used = kernel_gpu_mib(self.pids)
-            except Exception:  # a failing probe must not stop the RSS sampling
-                used = None
-            if used is not None:
-                self.peak_gpu_mib = max(self.peak_gpu_mib or 0, used)
+            self.cuda = framework is not None or any(_uses_cuda(pid) for pid in list(self._procs))
+        if not self.cuda:
+            return
+        try:
+            used, cards = gpu_look(self.pids)
+        except Exception:  # a failing probe must not stop the RSS sampling
+            used, cards = None, {}
+        delta = max((cards[uuid] - before for uuid, before in self.card_baseline.items()
+                     if uuid in cards), default=None)
+        for figure, source in ((used, DRIVER), (framework, FRAMEWORK), (delta, CARD_DELTA)):
+            if figure is not None and (source != CARD_DELTA or figure > 0):
+                # The best source seen wins: a driver figure replaces a counter's for good.
+                rank = (DRIVER, FRAMEWORK, CARD_DELTA).index
+                if self.gpu_source is None or rank(source) < rank(self.gpu_source):
+                    self.gpu_source, self.peak_gpu_mib = source, figure
+                elif source == self.gpu_source:
+                    self.peak_gpu_mib = max(self.peak_gpu_mib or 0, figure)
+                break
 
 
 def read_budget(run: NotebookRun, name: str) -> int | None:
@@ -176,19 +217,30 @@ class MemoryCallback(Callback):
         self.interval = interval
         self.sampler: TreeSampler | None = None
 
+    def before_kernel_start(self, run: NotebookRun) -> None:
+        """A private file for the kernel's own GPU peak (torch's counters)."""
+        fd, path = tempfile.mkstemp(prefix="nbtest-gpu-peak-", suffix=".jsonl")
+        os.close(fd)
+        run.startup["gpu_peak_file"] = path
+
     def on_notebook_start(self, run: NotebookRun) -> None:
         """Start sampling the kernel's process tree."""
         self.close()
         if run.kernel_pid is not None:
-            self.sampler = TreeSampler(run.kernel_pid, self.interval)
+            self.sampler = TreeSampler(run.kernel_pid, self.interval,
+                                       run.startup.get("gpu_peak_file"), run.cards_before)
             self.sampler.sample(full=True)
             self.sampler.start()
 
     def on_cell_end(self, run: NotebookRun, result: CellResult) -> None:
-        """A full sample while what the cell left in memory is still there (the CUDA look,
-        which reads the whole memory map, stays on the sampler's slow cadence)."""
+        """A full sample, GPU included, while what the cell left in memory is still there."""
         if self.sampler is not None:
-            self.sampler.sample(full=True, gpu=False)
+            self.sampler.sample(full=True)
+
+    def before_kernel_stop(self, run: NotebookRun) -> None:
+        """The last look, while the kernel still holds what the notebook kept to its end."""
+        if self.sampler is not None:
+            self.sampler.sample(full=True)
 
     def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
         """Publish the peaks, judge the budgets and check that GPU memory came back."""
@@ -199,8 +251,15 @@ class MemoryCallback(Callback):
         extras = result.extras
         extras["peak_rss_mib"] = round(sampler.peak_rss / MIB, 1)
         figures: dict[str, float | None] = {"mem_max": extras["peak_rss_mib"]}
+        path = run.startup.get("gpu_peak_file")
+        if path:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         if sampler.cuda:
             extras["peak_gpu_mib"] = sampler.peak_gpu_mib
+            extras["peak_gpu_source"] = sampler.gpu_source
             figures["gpu_mem_max"] = sampler.peak_gpu_mib
             returned, left = gpu_memory_returned(sampler.pids)
             extras["gpu_memory_returned"] = returned
