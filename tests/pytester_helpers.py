@@ -130,3 +130,28 @@ def interrupt_once_started(args: Sequence[str], cwd: Path, marker: Path,
     assert "KeyboardInterrupt" in out, out
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     return out
+
+
+# A `.py` test module with one test per seed marker (slow, cpp, cuda, integration) and one plain.
+MARKED_PY = """
+    import pytest
+
+    @pytest.mark.slow
+    def test_slow():
+        pass
+
+    @pytest.mark.cpp
+    def test_cpp():
+        pass
+
+    @pytest.mark.cuda
+    def test_cuda():
+        pass
+
+    @pytest.mark.integration
+    def test_integration():
+        pass
+
+    def test_plain():
+        pass
+    """

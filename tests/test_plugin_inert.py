@@ -9,9 +9,10 @@ loaded plugins and the timings are set aside.
 from __future__ import annotations
 
 import re
+import textwrap
 
 import pytest
-from pytester_helpers import output, run_pytest
+from pytester_helpers import MARKED_PY, output, run_pytest
 
 from nbtest import this_tests
 
@@ -66,22 +67,7 @@ def test_fails():
 def test_passes():
     pass
 """},
-    "markers_of_the_seed_unregistered": {
-        "test_marked.py": """
-import pytest
-
-@pytest.mark.slow
-def test_slow():
-    pass
-
-@pytest.mark.cuda
-def test_cuda():
-    pass
-
-@pytest.mark.integration
-def test_integration():
-    pass
-"""},
+    "markers_of_the_seed_unregistered": {"test_marked.py": textwrap.dedent(MARKED_PY)},
     "conftest_declares_runslow": {
         "conftest.py": """
 import pytest

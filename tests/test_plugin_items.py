@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from pytester_helpers import (
+    MARKED_PY,
     interrupt_once_started,
     junit_outcomes,
     junit_properties,
@@ -67,28 +68,7 @@ def test_skipped_by_metadata_with_its_reason(pytester: pytest.Pytester, nb) -> N
                                 consecutive=False)
 
 
-MARKED_PY = """
-    import pytest
 
-    @pytest.mark.slow
-    def test_slow():
-        pass
-
-    @pytest.mark.cpp
-    def test_cpp():
-        pass
-
-    @pytest.mark.cuda
-    def test_cuda():
-        pass
-
-    @pytest.mark.integration
-    def test_integration():
-        pass
-
-    def test_plain():
-        pass
-    """
 
 
 def test_marker_switches_on_py_tests(pytester: pytest.Pytester,
