@@ -1,4 +1,4 @@
-"""The `nbtest` command: execute (and, as they arrive, run, preflight, registry).
+"""The `nbtest` command: execute, run, preflight, registry, affected.
 
 Exit codes: 0 passed; 1 the notebook failed; 2 usage error or unreadable input; 3 the GPU
 preflight refused. Expected errors print one paragraph, never a traceback of nbtest's code.
@@ -60,10 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("patterns", nargs="*", metavar="GLOB|PATH",
                      help="notebook globs under --root, or paths (default: all of --root)")
     run.add_argument("--root", help="folder of the notebooks (default: [tool.nbtest] docs_root)")
-    from . import preflight_cmd, registry_cmd
+    run.add_argument("--affected", action="store_true",
+                     help="only the notebooks changed since their last pass (--nbtest-affected)")
+    from . import affected_cmd, preflight_cmd, registry_cmd
 
     registry_cmd.add_parser(commands)
     preflight_cmd.add_parser(commands)
+    affected_cmd.add_parser(commands)
     return parser
 
 
@@ -105,7 +108,8 @@ def cmd_run(args: argparse.Namespace, pytest_args: Sequence[str]) -> int:
 
     root = Path(args.root or NbTestConfig(project=project_layer(Path.cwd())).docs_root)
     selected = select_notebooks(args.patterns, root)
-    return int(pytest.main(["--nbtest", *map(str, selected), *pytest_args]))
+    affected = ["--nbtest-affected"] if args.affected else []
+    return int(pytest.main(["--nbtest", *affected, *map(str, selected), *pytest_args]))
 
 
 def load_callback(spec: str) -> Callback:
@@ -277,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import registry_cmd
 
             return registry_cmd.run(args)
+        if args.command == "affected":
+            from . import affected_cmd
+
+            return affected_cmd.run(args, pytest_args)
         return cmd_execute(args)
     except NbTestError as exc:
         prefix = "" if exc.message.startswith("nbtest:") else "nbtest: error: "

@@ -213,6 +213,12 @@ OPTIONS: tuple[Option, ...] = (
     _opt("registry", parse_str, None, "path of the this_tests registry file", INI),
     _opt("api", parse_str_list, (), "packages whose functions this_tests may name", INI),
     _opt("docs_root", parse_str, "docs_src", "folder of the documentation notebooks", INI),
+    _opt("affected", parse_bool, False, "run only the notebooks whose fingerprint changed "
+         "since their last pass (kept in pytest's cache)", PYTEST, INI, is_flag=True),
+    _opt("depends", parse_str_list, (), "globs (relative to the notebook) of files it reads "
+         "unseen (from C code, services): part of its fingerprint", METADATA),
+    _opt("cache", parse_bool, True, "false: always run under --nbtest-affected (network, "
+         "clocks, randomness to re-check)", METADATA),
 )
 
 OPTIONS_BY_NAME: Mapping[str, Option] = MappingProxyType({o.name: o for o in OPTIONS})

@@ -4,7 +4,8 @@ It is built from data: the source of `_nbtest_startup` below plus its settings a
 literal (`repr` of `json.dumps`), so no path or metadata value can inject code. It imports
 nothing heavy: numpy only when a seed is asked for, torch never (a seed reaches torch through
 an import hook, if and when the notebook imports it), nbtest.registry only when this_tests
-calls are captured.
+calls are captured, nbtest.kernel_tracker (standard library only) only under
+--nbtest-affected.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
 
     settings = json.loads(settings_json)
     os.environ["NBTEST"] = "1"
+    if settings.get("affected"):  # --nbtest-affected: note what the notebook uses
+        try:
+            from nbtest import kernel_tracker
+        except ImportError:  # nbtest is not installed beside this kernel: nothing is noted
+            pass
+        else:
+            kernel_tracker.install(settings["affected"])
     if settings.get("registry") or settings.get("api"):
         try:
             from nbtest import registry

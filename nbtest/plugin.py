@@ -51,6 +51,7 @@ NEVER_COLLECTED = {".ipynb_checkpoints", "_build"}
 # pytest's own exit codes are 0-5; this one says the GPU preflight refused to start.
 PREFLIGHT_EXIT = 6
 FORK_TEMPLATES_KEY = "nbtest_fork_templates"  # in an xdist worker's input: see XdistForkTemplate
+AFFECTED_PLUGIN = "nbtest-affected"  # the AffectedSession of --nbtest-affected, when on
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -161,6 +162,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[CALLBACKS_KEY] = _session_callbacks(config, nbconfig) if enabled else []
         if nbconfig.api:
             _start_registry(config, nbconfig)
+        if enabled and nbconfig.affected:
+            from .affected_session import AffectedSession
+
+            config.pluginmanager.register(AffectedSession(config), AFFECTED_PLUGIN)
     except NbTestError as exc:
         raise pytest.UsageError(in_pytest_spelling(exc.message)) from None
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
@@ -193,6 +198,10 @@ def _session_callbacks(config: pytest.Config, nbconfig: NbTestConfig) -> list[An
         from .callbacks.coverage import KernelCoverage
 
         callbacks.append(KernelCoverage(config))
+    if nbconfig.affected:
+        from .callbacks.affected import AffectedCapture
+
+        callbacks.append(AffectedCapture(config.rootpath))
     return callbacks
 
 
@@ -253,6 +262,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 cuda_checked = cuda_available()
             if not cuda_checked:
                 item.add_marker(pytest.mark.skip(reason="CUDA is not available"))
+    affected = config.pluginmanager.get_plugin(AFFECTED_PLUGIN)
+    if affected is not None:  # --nbtest-affected: before the preflight, so it counts only
+        affected.deselect(items)  # the notebooks that will run
     _preflight(config, items)
 
 

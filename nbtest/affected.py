@@ -1,0 +1,184 @@
+"""`--nbtest-affected`: the cache of notebook results and the decision to run one or not.
+
+One small JSON file per notebook in pytest's cache folder (`.pytest_cache/d/nbtest-affected/`,
+so `--cache-clear` resets it and CI caches it with the rest), written atomically by one
+process. A notebook runs unless its last run passed with a complete fingerprint equal to its
+fingerprint now; `reasons_to_run` says why it runs, in words a user can act on. An entry that
+is missing, corrupt or of another format means "run it", never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .fingerprint import (
+    FORMAT,
+    FileDigests,
+    depends_files,
+    installed_version,
+    interpreter,
+    kernelspec_identity,
+    nbtest_version,
+)
+
+CACHE_FOLDER = "nbtest-affected"  # under pytest's cache: config.cache.mkdir(CACHE_FOLDER)
+
+
+class Store:
+    """The per-notebook entries in one folder; reads never raise, writes are atomic."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def path_for(self, notebook: str) -> Path:
+        """The entry file of `notebook` (its path relative to the project root)."""
+        name = re.sub(r"[^\w.-]+", "_", notebook)[-80:]
+        return self.folder / f"{name}.{hashlib.sha1(notebook.encode()).hexdigest()[:10]}.json"
+
+    def load(self, notebook: str) -> tuple[dict[str, Any] | None, str]:
+        """(entry, "") or (None, why there is none usable)."""
+        path = self.path_for(notebook)
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None, "never run with --nbtest-affected (no cache entry)"
+        except (OSError, ValueError):
+            return None, f"its cache entry {path.name} is unreadable"
+        if not isinstance(entry, dict) or entry.get("format") != FORMAT:
+            return None, f"its cache entry {path.name} is of another format"
+        if entry.get("notebook") != notebook:
+            return None, f"its cache entry {path.name} belongs to another notebook"
+        return entry, ""
+
+    def save(self, entry: Mapping[str, Any]) -> None:
+        """Write the entry of `entry["notebook"]` atomically (a temporary file renamed)."""
+        from .files import write_atomic
+
+        text = json.dumps(entry, indent=1, sort_keys=True) + "\n"
+        write_atomic(self.path_for(entry["notebook"]), text)
+
+
+def new_entry(notebook: str, status: str, commit: str | None, **fields: Any) -> dict[str, Any]:
+    """An entry: the notebook, its outcome, nbtest's version and when (UTC) and at which
+    commit it ran, plus `fields` (a pass carries its whole fingerprint)."""
+    return {"format": FORMAT, "notebook": notebook, "status": status, "nbtest": nbtest_version(),
+            "interpreter": interpreter(), "commit": commit,
+            "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **fields}
+
+
+def when(entry: Mapping[str, Any]) -> str:
+    """`abc1234, 2026-11-20` (or the date alone outside git): when an entry was made."""
+    date = str(entry.get("time", ""))[:10]
+    return ", ".join(part for part in (entry.get("commit"), date) if part)
+
+
+@dataclass
+class Decision:
+    """Whether one notebook runs, and why (or since when it is unchanged)."""
+
+    notebook: str
+    reasons: list[str] = field(default_factory=list)
+    entry: dict[str, Any] | None = None
+
+    @property
+    def runs(self) -> bool:
+        """It runs unless nothing changed since its last pass."""
+        return bool(self.reasons)
+
+    def describe(self) -> str:
+        """One line: the reasons it runs, or since when it is unchanged."""
+        if self.runs:
+            return "; ".join(self.reasons)
+        assert self.entry is not None
+        return f"unchanged since its pass ({when(self.entry)})"
+
+    def as_json(self) -> dict[str, Any]:
+        """What `nbtest affected --json` prints for it."""
+        data: dict[str, Any] = {"notebook": self.notebook, "runs": self.runs,
+                                "reasons": self.reasons}
+        if not self.runs and self.entry is not None:
+            data.update(passed=self.entry.get("time"), commit=self.entry.get("commit"))
+        return data
+
+
+class Checker:
+    """Compares notebooks' fingerprints now with their entries; files are read once each."""
+
+    def __init__(self, root: Path, store: Store | None) -> None:
+        self.root = Path(root)
+        self.store = store
+        self.digests = FileDigests()
+
+    def decide(self, static: Mapping[str, Any]) -> Decision:
+        """The decision for a notebook whose static fingerprint (read now) is `static`."""
+        notebook = static["notebook"]
+        if not static["cache"]:
+            return Decision(notebook, ["metadata.nbtest.cache is false: it always runs"])
+        if self.store is None:
+            return Decision(notebook, ["pytest's cache is off (-p no:cacheprovider)"])
+        entry, problem = self.store.load(notebook)
+        if entry is None:
+            return Decision(notebook, [problem])
+        return Decision(notebook, self.reasons(entry, static), entry)
+
+    def reasons(self, entry: Mapping[str, Any], static: Mapping[str, Any]) -> list[str]:
+        """Why the notebook runs, given its entry: empty when nothing changed since a pass."""
+        status = entry.get("status")
+        if status != "passed":
+            why = f": {entry['why']}" if entry.get("why") else ""
+            return [f"its last run ({when(entry)}) {_outcome(status)}{why}"]
+        found = []
+        for key, now in (("nbtest", nbtest_version()), ("interpreter", interpreter())):
+            if entry.get(key) != now:
+                found.append(f"{key} changed ({entry.get(key)} -> {now})")
+        kernel = static["settings"].get("kernel")
+        if entry.get("kernelspec") != kernelspec_identity(kernel, str(self.root)):
+            found.append(f"the kernelspec {kernel!r} changed")
+        found += _setting_changes(entry.get("settings", {}), static["settings"])
+        found += _cell_changes(entry.get("cells", []), static["cells"])
+        for path, old in sorted(entry.get("files", {}).items()):
+            now = self.digests(self.root / path)
+            if now != old:
+                found.append(f"file {'removed' if now == 'missing' else 'changed'}: {path}")
+        for dist, version in sorted(entry.get("dists", {}).items()):
+            installed = installed_version(dist)
+            if installed != version:
+                found.append(f"distribution {dist} changed ({version} -> "
+                             f"{installed or 'not installed'})")
+        folder = (self.root / static["notebook"]).parent
+        depends = depends_files(static["depends"], folder, self.root, self.digests)
+        old_depends = entry.get("depends", {})
+        for pattern in sorted(set(depends) | set(old_depends)):
+            if depends.get(pattern) != old_depends.get(pattern):
+                changed = sorted(set(depends.get(pattern, {}).items())
+                                 ^ set(old_depends.get(pattern, {}).items()))
+                names = sorted({path for path, _ in changed}) or ["the glob itself"]
+                found.append(f"depends {pattern!r} changed: {', '.join(names)}")
+        return found
+
+
+def _outcome(status: Any) -> str:
+    return {"failed": "failed", "error": "errored", "skipped": "was skipped",
+            "incomplete": "passed but its fingerprint is incomplete"}.get(str(status),
+                                                                          f"ended {status}")
+
+
+def _setting_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    return [f"setting {name} changed ({old.get(name)!r} -> {new.get(name)!r})"
+            for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+
+
+def _cell_changes(old: list[Any], new: list[Any]) -> list[str]:
+    if [d for _, d in old] == [d for _, d in new]:
+        return []
+    if len(old) != len(new):
+        return [f"code cells added or removed ({len(old)} -> {len(new)})"]
+    numbers = [str(n) for (_, a), (n, b) in zip(old, new) if a != b]
+    return [f"code cell{'s' if len(numbers) > 1 else ''} {', '.join(numbers)} changed"]

@@ -1,0 +1,195 @@
+"""The pytest side of `--nbtest-affected`: deselect unchanged notebooks, record the outcomes.
+
+Before any kernel starts, each collected notebook's fingerprint is compared with its cache
+entry (nbtest.affected); the unchanged ones are deselected and the session says so in one line
+(`-v` lists them). Each notebook that runs carries its fingerprint on its test report (a
+report attribute, so it crosses from xdist workers like the rest of the report), and the one
+process that writes (the xdist controller, or the single process) stores each notebook's
+outcome at the end: a pass with a complete fingerprint can be reused, anything else runs next
+time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .affected import CACHE_FOLDER, Checker, Decision, Store, new_entry, when
+from .fingerprint import git_commit, kernelspec_identity, static_fingerprint
+
+STATIC_KEY = pytest.StashKey[dict]()  # an item's static fingerprint, set at collection
+PENDING_KEY = pytest.StashKey[dict]()  # a finished run's fingerprint, for its next report
+REPORT_ATTR = "nbtest_affected"  # the report attribute carrying a run's fingerprint
+WORKER_KEY = "nbtest_affected"  # in workeroutput: the worker's decisions, for the summary
+
+
+class AffectedSession:
+    """A pytest plugin object, registered by nbtest.plugin when `affected` is on."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.root = Path(config.rootpath)
+        self.decisions: list[Decision] | None = None  # None: no notebook was collected
+        self.outcomes: dict[str, dict[str, Any]] = {}  # writer: per notebook, this session
+        self.commit = git_commit(self.root)
+
+    @functools.cached_property
+    def store(self) -> Store | None:
+        """The entries' folder in pytest's cache; None when the cache is off. (Made on first
+        use: pytest's cacheprovider makes `config.cache` in a pytest_configure of its own.)"""
+        cache = getattr(self.config, "cache", None)
+        return Store(Path(cache.mkdir(CACHE_FOLDER))) if cache is not None else None
+
+    # -- collection: on each worker (all decide alike) or the single process -------------
+    def deselect(self, items: list[pytest.Item]) -> None:
+        """Drop the items of notebooks unchanged since their last pass (plugin's
+        collection_modifyitems calls this after the marker skips, before the preflight)."""
+        checker = Checker(self.root, self.store)
+        by_path: dict[Path, list[pytest.Item]] = {}
+        for item in items:
+            if hasattr(item, "nbconfig"):
+                by_path.setdefault(item.path, []).append(item)
+        decisions, dropped = [], []
+        for path, group in by_path.items():
+            if any(item.get_closest_marker("skip") for item in group):
+                continue  # skipped for a reason: shown as skipped, as without the mode
+            parent: Any = group[0].parent
+            notebook = getattr(group[0], "notebook", None) or getattr(parent, "notebook", None)
+            if notebook is None:
+                continue
+            nbconfig = parent.session_config.with_notebook(_notebook_layer(group[0]))
+            static = static_fingerprint(notebook, nbconfig, path, self.root)
+            decision = checker.decide(static)
+            decisions.append(decision)
+            for item in group:
+                item.stash[STATIC_KEY] = static
+            if not decision.runs:
+                dropped += group
+        self.decisions = decisions
+        if dropped:
+            gone = {id(item) for item in dropped}
+            self.config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if id(item) not in gone]
+
+    # -- the run: on the process that runs the notebook ---------------------------------
+    def pytest_nbtest_notebook_done(self, item: pytest.Item, run: Any, result: Any) -> None:
+        """Keep the run's whole fingerprint for the item's next report."""
+        static = item.stash.get(STATIC_KEY, None)
+        found = result.extras.get("affected")
+        if static is None or found is None:
+            return  # deselection never saw it (e.g. cache: false): nothing to record
+        settings = static["settings"]
+        record = {**static, **found, "result": result.status,
+                  "kernelspec": kernelspec_identity(settings["kernel"], str(self.root))}
+        if result.status == "passed" and not all(c.status != "not run" for c in result.cells):
+            record["result"] = "partial"  # per-cell items of which only some were selected
+        item.stash[PENDING_KEY] = record
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        """Attach a finished run's fingerprint to the report of the phase it finished in."""
+        report = yield
+        record = item.stash.get(PENDING_KEY, None)
+        if record is not None:
+            del item.stash[PENDING_KEY]
+            setattr(report, REPORT_ATTR, record)
+        return report
+
+    # -- the writer: the xdist controller or the single process -------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Note each notebook's failures and its run's fingerprint."""
+        if hasattr(self.config, "workerinput"):
+            return
+        path = report.nodeid.split("::")[0]
+        record = getattr(report, REPORT_ATTR, None)
+        if not path.endswith(".ipynb") and record is None:
+            return
+        outcome = self.outcomes.setdefault(path, {})
+        if report.failed and "failed" not in outcome:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            why = getattr(crash, "message", "") or str(report.longrepr).strip()
+            where = report.nodeid.partition("::")[2]
+            why = f"{where}: {why}" if where else why
+            outcome["failed"] = ("failed" if report.when == "call" else "error",
+                                 why.splitlines()[0][:200] if why else report.when)
+        if record is not None:
+            outcome["record"] = record
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Workers: send the decisions. Writer: store each notebook's outcome. Nothing left
+        to run because nothing changed is a success, not pytest's "no tests" (exit 5)."""
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[WORKER_KEY] = json.dumps(
+                None if self.decisions is None else
+                [[d.notebook, d.reasons, d.entry] for d in self.decisions])
+            return
+        if (session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.decisions
+                and not self.config.option.collectonly
+                and any(not d.runs for d in self.decisions)):
+            session.exitstatus = pytest.ExitCode.OK
+        if self.store is None:
+            return
+        for path, outcome in sorted(self.outcomes.items()):
+            record = outcome.get("record")
+            entry = self._entry(record["notebook"] if record else path, outcome)
+            if entry is not None:
+                self.store.save(entry)
+
+    def _entry(self, notebook: str, outcome: dict[str, Any]) -> dict[str, Any] | None:
+        """The cache entry for a notebook that ran this session; None to keep the old one."""
+        record = outcome.get("record")
+        if "failed" in outcome:
+            status, why = outcome["failed"]
+            return new_entry(notebook, status, self.commit, why=why)
+        if record is None or record["result"] == "partial":
+            return None  # not run (a skip marker), or only some of its cells
+        if record["result"] != "passed":
+            return new_entry(notebook, record["result"], self.commit)
+        if not record["complete"]:
+            return new_entry(notebook, "incomplete", self.commit, why=record["why"])
+        fields = {k: v for k, v in record.items()
+                  if k not in ("notebook", "result", "complete", "why", "interpreter")}
+        return new_entry(notebook, "passed", self.commit, **fields)
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Controller: the first worker's decisions are everyone's (all read the same cache)."""
+        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        if payload and self.decisions is None:
+            found = json.loads(payload)
+            if found is not None:
+                self.decisions = [Decision(n, r, e) for n, r, e in found]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """One line: how many notebooks did not run, unchanged since when; -v lists them."""
+        if self.decisions is None:
+            return
+        unchanged = [d for d in self.decisions if not d.runs]
+        if self.store is None:
+            terminalreporter.write_line("nbtest: --nbtest-affected needs pytest's cache "
+                                        "(-p no:cacheprovider turns it off): every notebook ran")
+            return
+        entries = sorted((d.entry for d in unchanged if d.entry is not None),
+                         key=lambda entry: str(entry.get("time")))
+        stamps = list(dict.fromkeys(when(entry) for entry in entries))
+        since = f" ({stamps[0]})" if len(stamps) == 1 else \
+            f" ({stamps[0]} .. {stamps[-1]})" if stamps else ""
+        terminalreporter.write_line(
+            f"nbtest: {len(unchanged)} of {len(self.decisions)} notebooks unchanged since "
+            f"their last pass{since}, not run")
+        if self.config.get_verbosity() > 0:
+            for decision in sorted(unchanged, key=lambda d: d.notebook):
+                terminalreporter.write_line(f"  {decision.notebook}: {decision.describe()}")
+
+
+def _notebook_layer(item: pytest.Item) -> dict[str, Any]:
+    """The notebook's metadata layer as its item resolved it."""
+    nbconfig: Any = getattr(item, "nbconfig", None)
+    return dict(nbconfig.notebook) if nbconfig is not None else {}

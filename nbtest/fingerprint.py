@@ -1,0 +1,212 @@
+"""A notebook's fingerprint for `--nbtest-affected`: what its verdict depends on, as digests.
+
+Content only, never mtimes, and paths relative to the project root, so a fresh clone with the
+cache folder copied over compares equal. The static part is read from the notebook without a
+kernel (code cells, the options that change how it runs or is judged, its kernel); the part
+a run adds (project files imported or opened, distributions imported) comes from
+callbacks.affected. Outputs and markdown cells are no part of it, except the stored outputs
+of cells whose outputs are compared (they are what the check reads).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .config import OPTIONS, NbTestConfig
+
+FORMAT = 1  # of the cache entries; another value means "run it"
+# Options that change neither what a notebook runs nor how its result is judged.
+NOT_FINGERPRINTED = frozenset({"fork", "save_failed", "mem_report", "cov", "this_tests",
+                               "registry", "docs_root", "affected", "cells", "depends",
+                               "cache", "update_outputs"})
+_CHUNK = 1 << 20
+
+
+def digest(data: bytes) -> str:
+    """A short content digest (128 bits of SHA-256, in hex)."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _plain(value: Any) -> Any:
+    """An option value as canonical JSON data (mappings sorted, tuples as lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def relative(path: str | Path, root: Path) -> str:
+    """`path` relative to the project root, with `/` (absolute when outside it)."""
+    absolute = os.path.abspath(path)
+    for base, target in ((str(root), absolute),
+                         (os.path.realpath(root), os.path.realpath(absolute))):
+        rel = os.path.relpath(target, base)
+        if not rel.startswith(".."):  # symlinked folders: the kernel sees real paths
+            return rel.replace(os.sep, "/")
+    return absolute
+
+
+def static_fingerprint(nb: Any, config: NbTestConfig, path: Path, root: Path) -> dict[str, Any]:
+    """What can be read without a kernel: code cells, options, kernel, depends globs."""
+    from .notebook import kernel_name
+    from .outputs import is_compared
+
+    cells = []
+    for number, cell in enumerate(nb.cells, start=1):
+        if cell.get("cell_type") != "code":
+            continue  # markdown and raw cells do not run
+        metadata = cell.get("metadata", {})
+        compared = is_compared(cell, config.check_outputs)
+        cells.append([number, digest(_json({
+            "source": cell.get("source", ""), "tags": sorted(metadata.get("tags", ()) or ()),
+            "nbmake": metadata.get("nbmake"),
+            "outputs": cell.get("outputs", []) if compared else None}))])
+    settings = {o.name: _plain(getattr(config, o.name)) for o in OPTIONS
+                if o.name not in NOT_FINGERPRINTED}
+    settings["kernel"] = config.kernel or kernel_name(nb) or "python3"
+    settings["language"] = nb.metadata.get("kernelspec", {}).get("language")
+    return {"notebook": relative(path, root), "settings": settings, "cells": cells,
+            "depends": list(config.depends), "cache": bool(config.cache)}
+
+
+class FileDigests:
+    """Digests of files by path, each file read once while the object lives."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, str] = {}
+
+    def __call__(self, path: str | Path) -> str:
+        """The content digest of `path`; `missing` or `folder` when it is not a file."""
+        key = os.path.abspath(path)
+        if key not in self.known:
+            self.known[key] = file_digest(key)
+        return self.known[key]
+
+
+def file_digest(path: str) -> str:
+    """The content digest of the file at `path`; `missing` or `folder` when there is none."""
+    if os.path.isdir(path):
+        return "folder"
+    sha = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(_CHUNK), b""):
+                sha.update(block)
+    except OSError:
+        return "missing"
+    return sha.hexdigest()[:32]
+
+
+def depends_files(globs: Iterable[str], folder: Path, root: Path,
+                  digests: FileDigests) -> dict[str, dict[str, str]]:
+    """Per `metadata.nbtest.depends` glob (relative to the notebook's folder, `**` allowed):
+    the files it matches now, with their digests."""
+    found: dict[str, dict[str, str]] = {}
+    for pattern in globs:
+        matches = glob.glob(os.path.join(folder, pattern), recursive=True)
+        found[pattern] = {relative(m, root): digests(m) for m in sorted(matches)
+                          if os.path.isfile(m)}
+    return found
+
+
+def interpreter() -> str:
+    """This Python, as `implementation-major.minor.micro`."""
+    return f"{sys.implementation.name}-{'.'.join(map(str, sys.version_info[:3]))}"
+
+
+def nbtest_version() -> str:
+    """The running nbtest's version."""
+    from . import __version__
+
+    return __version__
+
+
+@cache
+def kernelspec_identity(name: str, root: str) -> str:
+    """The installed kernelspec `name` as a digest of what starts it (argv with the project
+    root written `<root>`, language, environment); `not installed` when there is none."""
+    from .errors import NbTestError
+    from .kernels import kernel_spec
+
+    try:
+        spec = kernel_spec(name)
+    except NbTestError:
+        return "not installed"
+    argv = [str(a).replace(root, "<root>") for a in spec.argv]
+    return digest(_json({"argv": argv, "language": spec.language, "env": spec.env or {}}))
+
+
+_top_names: dict[str, list[str]] | None = None
+
+
+def distributions_of(tops: Iterable[str]) -> dict[str, str]:
+    """{distribution: version} of the installed distributions that provide these top-level
+    import names (the standard library provides none)."""
+    global _top_names
+    from importlib import metadata
+
+    if _top_names is None:
+        _top_names = dict(metadata.packages_distributions())
+    found: dict[str, str] = {}
+    for top in tops:
+        for dist in _top_names.get(top, ()):
+            version = installed_version(dist)
+            if version is not None:
+                found[dist] = version
+    return found
+
+
+@cache
+def installed_version(dist: str) -> str | None:
+    """The installed version of distribution `dist`, or None."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit(root: Path) -> str | None:
+    """The short commit checked out in the repository holding `root`, read from `.git`
+    without running git; None outside a repository."""
+    for folder in (root, *root.parents):
+        dot_git = folder / ".git"
+        if dot_git.exists():
+            break
+    else:
+        return None
+    try:
+        if dot_git.is_file():  # a worktree or submodule: `gitdir: PATH`
+            dot_git = (folder / dot_git.read_text().split(":", 1)[1].strip()).resolve()
+        head = (dot_git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head[:7]
+        ref = head.split(":", 1)[1].strip()
+        common = dot_git / "commondir"
+        base = (dot_git / common.read_text().strip()).resolve() if common.is_file() else dot_git
+        for where in (dot_git, base):
+            if (where / ref).is_file():
+                return (where / ref).read_text().strip()[:7]
+        packed = base / "packed-refs"
+        for line in packed.read_text().splitlines() if packed.is_file() else ():
+            if line.endswith(" " + ref):
+                return line[:7]
+    except (OSError, IndexError):
+        pass
+    return None

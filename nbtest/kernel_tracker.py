@@ -1,0 +1,129 @@
+"""Inside a kernel: what a notebook really used, for `--nbtest-affected` (runs in the kernel).
+
+The startup code calls `install(settings)` when the session fingerprints notebooks. It adds an
+audit hook that notes the files under the project root opened for reading (and those written,
+which are the notebook's products, not its inputs), and an IPython `post_run_cell` handler
+that, after each cell, appends to a private file what is new since the last cell: project
+files among the modules in `sys.modules`, the top-level names of the other imported modules
+(the harness maps them to distributions) and the files opened. The harness reads that file
+after the kernel is gone, so nothing shows in outputs, and a kernel that dies simply leaves
+the file short (that run is never reused). Standard library only: it runs in every kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+# Folders under the project root whose files are never inputs of a notebook's verdict.
+_IGNORED_PARTS = frozenset({"__pycache__", ".git", ".pytest_cache", ".ipynb_checkpoints",
+                            ".mypy_cache", ".ruff_cache"})
+
+
+class Tracker:
+    """The in-kernel side: the audit hook, the per-cell report, the file they go to."""
+
+    def __init__(self, path: str, roots: list[str]) -> None:
+        self.path = path
+        self.roots = tuple(os.path.join(os.path.normpath(r), "") for r in roots)
+        # The interpreter's own folders (a virtualenv inside the project included): their
+        # modules are covered by the distributions' versions, not hashed one by one.
+        self.excluded = tuple(os.path.join(os.path.realpath(p), "") for p in
+                              {sys.prefix, sys.base_prefix, sys.exec_prefix,
+                               sys.base_exec_prefix, *_site_folders()})
+        self.read: set[str] = set()
+        self.written: set[str] = set()
+        self.modules_seen: set[str] = set()
+        self.sent: dict[str, set[str]] = {"read": set(), "written": set()}
+        self.error = ""
+
+    # -- the audit hook: called for every audit event of the process, so it returns at once
+    # for anything but `open`, and never raises into the notebook's code.
+    def audit(self, event: str, args: tuple[Any, ...]) -> None:
+        """sys.addaudithook callback: note project files opened, for reading or writing."""
+        if event != "open":
+            return
+        try:
+            target, mode, flags = args
+            if isinstance(target, int):
+                return  # an already open descriptor
+            path = os.fsdecode(target)
+            path = os.path.normpath(path if os.path.isabs(path) else
+                                    os.path.join(os.getcwd(), path))
+            if not path.startswith(self.roots) or path.startswith(self.excluded):
+                return
+            if isinstance(mode, str):
+                writes = any(c in mode for c in "wax+")
+            else:
+                writes = bool((flags or 0) & (os.O_WRONLY | os.O_RDWR))
+            (self.written if writes else self.read).add(path)
+        except Exception as exc:  # noted, and the fingerprint is then incomplete
+            if not self.error:
+                self.error = f"audit hook failed: {type(exc).__name__}: {exc}"
+
+    def _kept(self, path: str) -> str | None:
+        """`path` if it is a project file that may be an input, else None."""
+        if not path.startswith(self.roots) or path.startswith(self.excluded):
+            return None
+        if _IGNORED_PARTS.intersection(path.split(os.sep)) or path.endswith(".pyc"):
+            return None
+        return path
+
+    def report(self, *_: Any) -> None:
+        """IPython post_run_cell handler: append what is new since the last cell."""
+        try:
+            names = sys.modules.keys() - self.modules_seen
+            self.modules_seen.update(names)
+            project, tops = [], set()
+            for name in names:
+                file = getattr(sys.modules.get(name), "__file__", None)
+                path = self._kept(os.path.normpath(os.path.abspath(file))) if file else None
+                if path is not None:
+                    project.append(path)
+                else:
+                    tops.add(name.partition(".")[0])
+            record: dict[str, Any] = {"modules": sorted(project), "tops": sorted(tops)}
+            for key, found in (("read", self.read), ("written", self.written)):
+                new = {p for p in found - self.sent[key] if self._kept(p)}
+                self.sent[key] |= new
+                record[key] = sorted(new)
+            if self.error:
+                record["error"] = self.error
+            self._append(record)
+        except Exception as exc:
+            self._append({"error": f"report failed: {type(exc).__name__}: {exc}"})
+
+    def _append(self, record: dict[str, Any]) -> None:
+        # The harness's private file is outside the project root: the hook ignores it.
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def _site_folders() -> list[str]:
+    try:
+        import site
+
+        return [*site.getsitepackages(), site.getusersitepackages()]
+    except Exception:  # a virtualenv's old site module lacks them: the prefixes cover it
+        return []
+
+
+def install(settings: dict[str, Any]) -> None:
+    """Start tracking (called by the startup code); say which interpreter this kernel runs."""
+    tracker = Tracker(settings["file"], settings["roots"])
+    version = ".".join(map(str, sys.version_info[:3]))
+    header = {"installed": True, "prefix": os.path.realpath(sys.prefix),
+              "interpreter": f"{sys.implementation.name}-{version}"}
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:
+            raise RuntimeError("not running under IPython")
+        sys.addaudithook(tracker.audit)
+        shell.events.register("post_run_cell", tracker.report)
+    except Exception as exc:
+        header = {"error": f"tracking could not start: {type(exc).__name__}: {exc}"}
+    tracker._append(header)
