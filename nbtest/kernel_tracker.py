@@ -37,6 +37,8 @@ class Tracker:
         self.written: set[str] = set()
         self.modules_seen: set[str] = set()
         self.sent: dict[str, set[str]] = {"read": set(), "written": set()}
+        self.marker: tuple[int, str | None] = (0, None)
+        self.out: Any = None
         self.error = ""
 
     # -- the audit hook: called for every audit event of the process, so it returns at once
@@ -64,41 +66,68 @@ class Tracker:
                 self.error = f"audit hook failed: {type(exc).__name__}: {exc}"
 
     def _kept(self, path: str) -> str | None:
-        """`path` if it is a project file that may be an input, else None."""
+        """The project file `path` stands for, if it may be an input, else None (a module's
+        cached bytecode stands for its source: `pkg/__pycache__/b.cpython-311.pyc` is
+        `pkg/b.py`, whose content is what counts; bytecode embeds mtimes)."""
         if not path.startswith(self.roots) or path.startswith(self.excluded):
             return None
-        if _IGNORED_PARTS.intersection(path.split(os.sep)) or path.endswith(".pyc"):
+        if path.endswith(".pyc"):
+            folder, name = os.path.split(path)
+            if os.path.basename(folder) != "__pycache__":
+                return None  # a sourceless module: its distribution or nothing
+            path = os.path.join(os.path.dirname(folder), name.split(".")[0] + ".py")
+        if _IGNORED_PARTS.intersection(path.split(os.sep)):
             return None
         return path
 
     def report(self, *_: Any) -> None:
-        """IPython post_run_cell handler: append what is new since the last cell."""
+        """IPython post_run_cell handler: append what is new since the last cell (one line
+        per cell, `{}` when nothing is: the harness counts them)."""
         try:
-            names = sys.modules.keys() - self.modules_seen
-            self.modules_seen.update(names)
-            project, tops = [], set()
-            for name in names:
-                file = getattr(sys.modules.get(name), "__file__", None)
-                path = self._kept(os.path.normpath(os.path.abspath(file))) if file else None
-                if path is not None:
-                    project.append(path)
-                else:
-                    tops.add(name.partition(".")[0])
-            record: dict[str, Any] = {"modules": sorted(project), "tops": sorted(tops)}
+            record: dict[str, Any] = {}
+            modules = sys.modules
+            # New modules are appended to sys.modules, so its size and last key show at once
+            # whether there is any (the scan of every name is for when there is).
+            marker = (len(modules), next(reversed(modules), None))
+            if marker != self.marker:
+                self.marker = marker
+                self._scan_modules(record)
             for key, found in (("read", self.read), ("written", self.written)):
-                new = {p for p in found - self.sent[key] if self._kept(p)}
-                self.sent[key] |= new
-                record[key] = sorted(new)
+                if len(found) != len(self.sent[key]):  # both only grow
+                    new = found - self.sent[key]
+                    self.sent[key] |= new
+                    kept = sorted({p for p in map(self._kept, new) if p})
+                    if kept:
+                        record[key] = kept
             if self.error:
                 record["error"] = self.error
             self._append(record)
         except Exception as exc:
             self._append({"error": f"report failed: {type(exc).__name__}: {exc}"})
 
+    def _scan_modules(self, record: dict[str, Any]) -> None:
+        """Add the new modules to `record`: project files, else top-level names."""
+        names = sys.modules.keys() - self.modules_seen
+        self.modules_seen.update(names)
+        project, tops = set(), set()
+        for name in names:
+            file = getattr(sys.modules.get(name), "__file__", None)
+            path = self._kept(os.path.normpath(os.path.abspath(file))) if file else None
+            if path is not None:
+                project.add(path)
+            else:
+                tops.add(name.partition(".")[0])
+        if project:
+            record["modules"] = sorted(project)
+        if tops:
+            record["tops"] = sorted(tops)
+
     def _append(self, record: dict[str, Any]) -> None:
-        # The harness's private file is outside the project root: the hook ignores it.
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        # The harness's private file is outside the project root: the hook ignores it. It
+        # stays open, line-buffered: a line is in the file as soon as the cell's reply is.
+        if self.out is None:
+            self.out = open(self.path, "a", encoding="utf-8", buffering=1)
+        self.out.write(json.dumps(record) + "\n" if record else "{}\n")
 
 
 def _site_folders() -> list[str]:

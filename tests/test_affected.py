@@ -414,7 +414,7 @@ def test_static_fingerprint_leaves_out_outputs_and_markdown(tmp_path: Path) -> N
 
 def test_tracker_tells_reads_from_writes(tmp_path: Path) -> None:
     """The audit hook's classification, fed the events CPython sends (no kernel)."""
-    this_tests(nbtest.kernel_tracker.Tracker.audit)
+    this_tests(nbtest.kernel_tracker.Tracker.audit, nbtest.kernel_tracker.Tracker._kept)
     root = tmp_path / "root"
     (root / "data").mkdir(parents=True)
     tracker = nbtest.kernel_tracker.Tracker(str(tmp_path / "out.jsonl"), [str(root)])
@@ -428,5 +428,8 @@ def test_tracker_tells_reads_from_writes(tmp_path: Path) -> None:
     tracker.audit("exec", ("code",))
     assert tracker.read == {str(root / "data" / "r.csv"), str(root / "data" / "fd.csv")}
     assert tracker.written == {str(root / "data" / "w.csv"), str(root / "data" / "rw.csv")}
+    cached = str(root / "pkg" / "__pycache__" / "b.cpython-311.pyc")
+    assert tracker._kept(cached) == str(root / "pkg" / "b.py")  # bytecode stands for source
+    assert tracker._kept(str(root / ".git" / "HEAD")) is None
     tracker.audit("open", (object(), "r", 0))  # a hook must never raise into the notebook
     assert tracker.error.startswith("audit hook failed: TypeError")
