@@ -138,8 +138,11 @@ def nbtest_version() -> str:
 
 @cache
 def kernelspec_identity(name: str, root: str) -> str:
-    """The installed kernelspec `name` as a digest of what starts it (argv with the project
-    root written `<root>`, language, environment); `not installed` when there is none."""
+    """The installed kernelspec `name` as a digest of what starts it (argv, language,
+    environment); `not installed` when there is none. Paths are written so that a clone
+    elsewhere agrees: the project root as `<root>`, and nbtest's own interpreter (a virtualenv
+    elsewhere, or `python`, which jupyter_client starts as it) as `<python>`: the interpreter
+    and the distributions are compared on their own."""
     from .errors import NbTestError
     from .kernels import kernel_spec
 
@@ -147,8 +150,13 @@ def kernelspec_identity(name: str, root: str) -> str:
         spec = kernel_spec(name)
     except NbTestError:
         return "not installed"
-    argv = [str(a).replace(root, "<root>") for a in spec.argv]
-    return digest(_json({"argv": argv, "language": spec.language, "env": spec.env or {}}))
+    argv = [str(a) for a in spec.argv]
+    if argv and (argv[0] in ("python", f"python{sys.version_info[0]}")
+                 or os.path.abspath(argv[0]) == os.path.abspath(sys.executable)):
+        argv[0] = "<python>"
+    env = {k: str(v).replace(root, "<root>") for k, v in (spec.env or {}).items()}
+    return digest(_json({"argv": [a.replace(root, "<root>") for a in argv],
+                         "language": spec.language, "env": env}))
 
 
 _top_names: dict[str, list[str]] | None = None

@@ -26,6 +26,7 @@ import nbtest.affected_session
 import nbtest.callbacks.affected
 import nbtest.fingerprint
 import nbtest.kernel_tracker
+import nbtest.kernels
 from nbtest import NbTestConfig, this_tests
 from nbtest.affected import Store
 from nbtest.fingerprint import static_fingerprint
@@ -433,3 +434,31 @@ def test_tracker_tells_reads_from_writes(tmp_path: Path) -> None:
     assert tracker._kept(str(root / ".git" / "HEAD")) is None
     tracker.audit("open", (object(), "r", 0))  # a hook must never raise into the notebook
     assert tracker.error.startswith("audit hook failed: TypeError")
+
+
+def test_kernelspec_identity_survives_a_move(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernelspec that starts nbtest's own Python (by path or as `python`) and names the
+    project root is the same in a clone elsewhere; another interpreter or variable is not."""
+    this_tests(nbtest.fingerprint.kernelspec_identity)
+    folder = tmp_path / "kernels" / "k"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    monkeypatch.setattr(nbtest.kernels, "_specs", {})
+
+    def identity(argv0: str, root: Path = tmp_path, **env: str) -> str:
+        spec = {"argv": [argv0, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "k", "language": "python", "env": env}
+        (folder / "kernel.json").write_text(json.dumps(spec))
+        nbtest.kernels._specs.clear()
+        nbtest.fingerprint.kernelspec_identity.cache_clear()
+        return nbtest.fingerprint.kernelspec_identity("k", str(root))
+
+    try:
+        assert identity(sys.executable) == identity("python")
+        assert identity("/elsewhere/venv/bin/python") != identity("python")
+        assert identity("python", DATA=str(tmp_path / "d")) == identity(
+            "python", tmp_path / "clone", DATA=str(tmp_path / "clone" / "d"))
+        assert identity("python", DATA="1") != identity("python", DATA="2")
+    finally:
+        nbtest.fingerprint.kernelspec_identity.cache_clear()
