@@ -164,6 +164,18 @@ def write_html(notebook: Any, path: Path) -> None:
     write_atomic(path, body)
 
 
+def _start_preloaded_template(plan: Any) -> None:
+    """`--preload`: the template imports those modules ("auto": what this notebook imports)."""
+    from .forkserver import warm_up
+    from .kernels import kernel_spec
+    from .preload import AUTO, NEVER, notebook_imports
+
+    sources = [c.source for c in plan.notebook.cells if c.cell_type == "code"]
+    preload = list(plan.config.preload) if plan.config.preload != AUTO else \
+        [name for name in notebook_imports(sources) if name not in NEVER]
+    warm_up(kernel_spec(plan.kernel_name).argv, preload, str(Path.cwd()))
+
+
 def cmd_execute(args: argparse.Namespace) -> int:
     """`nbtest execute`: run one notebook, write the executed copy, print a summary."""
     import nbformat
@@ -175,8 +187,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
     notebook = Path(args.notebook)
     explicit = _explicit_options(args)
-    # One notebook: starting the fork template would cost more than it saves.
-    explicit.setdefault("fork", "no")
+    # One notebook: starting the fork template would cost more than it saves, unless asked
+    # to preload (then the kernel is forked from a template that imported those modules).
+    explicit.setdefault("fork", "yes" if explicit.get("preload") else "no")
     config = NbTestConfig(explicit=explicit, project=project_layer(Path.cwd()))
     out = output_path(notebook, args)
     from .callbacks.memory import MemoryCallback
@@ -191,6 +204,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
     callbacks.append(OutputCheck.from_config(config, Path.cwd()))
     plan = plan_notebook(notebook, config)
+    if plan.config.preload and plan.config.fork != "no":
+        _start_preloaded_template(plan)
     if args.prepare_only:
         write_atomic(out, nbformat.writes(plan.notebook))
         print(f"nbtest: prepared {notebook} (not run)\n  wrote {out}", file=sys.stderr)

@@ -84,6 +84,17 @@ def parse_str_list(value: Any) -> tuple[str, ...]:
     return tuple(str(part) for part in value)
 
 
+def parse_preload(value: Any) -> str | tuple[str, ...]:
+    """`auto`, or module names (a list, or a comma / whitespace separated string)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    names = parse_str_list(value)
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"{name!r} is not a module name")
+    return names
+
+
 def parse_skip(value: Any) -> str | None:
     """`metadata.nbtest.skip`: true, false or a reason."""
     if value is None or value is False:
@@ -161,6 +172,9 @@ OPTIONS: tuple[Option, ...] = (
          CLI, PYTEST, INI, METADATA, cli_flag="--notebook-timeout"),
     _opt("startup_timeout", parse_seconds, 60.0, "kernel start-up timeout in seconds",
          CLI, PYTEST, INI, cli_flag="--startup-timeout"),
+    _opt("preload", parse_preload, (),
+         "modules the fork template imports before forking kernels (numpy,torch,...), or "
+         "auto: those most notebooks import", CLI, PYTEST, INI, cli_flag="--preload"),
     _opt("fork", parse_choice("auto", "yes", "no"), "auto",
          "fork Python kernels from a warm template (auto: once one is ready, spawning until "
          "then; pytest starts it when two or more notebooks will fork; yes: always, starting "

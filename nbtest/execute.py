@@ -21,6 +21,7 @@ from .kernel_startup import startup_code
 from .kernels import Kernel, launch_kernel
 from .notebook import expects_error, is_runnable, kernel_name, load_notebook, notebook_settings
 from .params import inject_parameters, injected_index
+from .preload import env_set_before_import
 from .results import (
     CHECK_FAILED,
     DIED,
@@ -183,8 +184,11 @@ class NotebookSession:
         self.run_info.kernel_env.update(kernel_gpu_env(plan.config.gpu_min_free, seen))
         self.run_info.cards_before = {g.uuid: g.used_mib for g in seen.gpus}
         self.dispatcher.before_kernel_start(self.run_info)
-        self.kernel = await launch_kernel(plan.kernel_name, plan.cwd, self.run_info.kernel_env,
-                                          plan.path, fork=plan.config.fork)
+        sources = [c.source for c in plan.notebook.cells if is_runnable(c)]
+        self.kernel = await launch_kernel(
+            plan.kernel_name, plan.cwd, self.run_info.kernel_env, plan.path,
+            fork=plan.config.fork,
+            spawn_if=lambda preloaded: env_set_before_import(sources, preloaded))
         self.run_info.kernel_pid = self.kernel.pid
         self.run_info.extras["kernel_start"] = self.kernel.start_method
 

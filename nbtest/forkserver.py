@@ -69,7 +69,34 @@ def fork_safety_problems() -> list[str]:
     return problems
 
 
-def _become_kernel(request: Mapping[str, Any]) -> None:
+PRELOAD_VAR = "NBTEST_PRELOAD"  # JSON list: the user's modules the template imports
+DROPPED_VAR = "NBTEST_PRELOAD_DROPPED"  # JSON mapping: modules found unsafe, and why
+
+
+def _preload_user_modules(path: str) -> dict[str, Any]:
+    """Import the modules of PRELOAD_VAR; if one makes forking unsafe, start this template
+    again (same pid: adopters keep it) without it. Returns the status, also written to
+    preload.json beside the socket."""
+    names = json.loads(os.environ.get(PRELOAD_VAR) or "[]")
+    if not names:
+        return {}
+    from .preload import STATUS_FILE, preload_modules, safe_subset
+
+    status = preload_modules(names)
+    if status["unsafe"]:
+        dropped = {**json.loads(os.environ.get(DROPPED_VAR) or "{}"), **status["unsafe"]}
+        os.environ[PRELOAD_VAR] = json.dumps(safe_subset(names, status))
+        os.environ[DROPPED_VAR] = json.dumps(dropped)
+        argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, "-m",
+                                                         "nbtest.forkserver", path]
+        os.execv(sys.executable, argv)
+    status["unsafe"] = json.loads(os.environ.get(DROPPED_VAR) or "{}")
+    with open(os.path.join(os.path.dirname(path), STATUS_FILE), "w", encoding="utf-8") as fh:
+        json.dump(status, fh)
+    return status
+
+
+def _become_kernel(request: Mapping[str, Any], preloaded: Mapping[str, Any]) -> None:
     """In the forked child: turn into `python -m ipykernel_launcher ARGS` and never return."""
     import random
     import runpy
@@ -86,6 +113,10 @@ def _become_kernel(request: Mapping[str, Any]) -> None:
         os.environ.update(request["env"])
         sys.path[0] = os.getcwd()  # as `python -m` sets it
         random.seed()  # the template's RNG state must not be shared by every kernel
+        if preloaded:
+            from .preload import after_fork
+
+            after_fork(preloaded)
         sys.argv = ["ipykernel_launcher", *request["argv"]]
         runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
     except SystemExit as exc:
@@ -105,6 +136,7 @@ def serve(path: str) -> None:
     """The template's loop: accept requests, fork kernels, report their exits."""
     before = dict(os.environ)
     _preload()
+    preloaded = _preload_user_modules(path)
     # Variables the imports set (debugpy's PYDEVD_USE_FRAME_EVAL, ...): a spawned kernel has
     # them, so each forked kernel gets them too, unless its own environment says otherwise.
     added = {k: v for k, v in os.environ.items() if before.get(k) != v}
@@ -129,6 +161,10 @@ def serve(path: str) -> None:
                 conn, _ = listener.accept()
                 request = json.loads(conn.makefile("r").readline())
                 problems = fork_safety_problems()
+                if preloaded:
+                    from .preload import fork_problems
+
+                    problems += fork_problems(preloaded)
                 if problems:
                     conn.sendall((json.dumps({"error": "; ".join(problems)}) + "\n").encode())
                     conn.close()
@@ -142,7 +178,7 @@ def serve(path: str) -> None:
                     os.close(wake_r)
                     os.close(wake_w)
                     conn.close()
-                    _become_kernel({**request, "env": {**added, **request["env"]}})
+                    _become_kernel({**request, "env": {**added, **request["env"]}}, preloaded)
                 children[pid] = conn
                 conn.sendall((json.dumps({"pid": pid}) + "\n").encode())
             elif signal.SIGTERM in os.read(wake_r, 4096):
@@ -278,14 +314,15 @@ def split_kernel_command(argv: Sequence[str]) -> tuple[list[str], list[str]] | N
     return flags, rest[2:]
 
 
-def warm_up(argv: Sequence[str]) -> None:
-    """Start the template for kernels run as `argv` now, so it has imported by first use."""
+def warm_up(argv: Sequence[str], preload: Sequence[str] = (), root: str = "") -> None:
+    """Start the template for kernels run as `argv` now, so it has imported by first use;
+    it also imports the `preload` modules (see nbtest.preload), `root` being the project's."""
     argv = list(argv)
     if argv and argv[0] in ("python", "python3"):  # as jupyter_client substitutes it
         argv[0] = sys.executable
     parts = split_kernel_command(argv)
     if parts is not None:
-        ForkServer.get(parts[0])
+        ForkServer.get(parts[0], preload, root)
 
 
 class _Adopted:
@@ -316,15 +353,18 @@ class ForkServer:
     _instances: dict[tuple[str, ...], ForkServer] = {}
     _lock = threading.Lock()
 
-    def __init__(self, flags: Sequence[str], adopted: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, flags: Sequence[str], adopted: Mapping[str, Any] | None = None,
+                 preload: Sequence[str] = (), root: str = "") -> None:
         self.flags = list(flags)
         self.owned = adopted is None
+        self.preload = list(preload)
         self.process: Any
         if adopted is not None:
             self.folder = ""
             self.path = str(adopted["path"])
             self.env = dict(adopted["env"])
             self.process = _Adopted(int(adopted["pid"]))
+            self.preload = list(adopted.get("preload", ()))
             return
         self.folder = tempfile.mkdtemp(prefix="nbtest-fork-")
         self.path = os.path.join(self.folder, "fork.sock")
@@ -332,6 +372,8 @@ class ForkServer:
 
         # The template imports with a kernel's environment: some modules read it at import.
         self.env = kernel_environment({})
+        if self.preload:
+            self.env.update({PRELOAD_VAR: json.dumps(self.preload), "NBTEST_PROJECT_ROOT": root})
         # Same interpreter, same flags (ipykernel's spec has -Xfrozen_modules=off) as the spec.
         self.process = subprocess.Popen(
             [sys.executable, *flags, "-m", "nbtest.forkserver", self.path], cwd=self.folder,
@@ -339,13 +381,27 @@ class ForkServer:
         atexit.register(self.stop)
 
     @classmethod
-    def get(cls, flags: Sequence[str] = ()) -> ForkServer:
-        """The template for these interpreter flags, started on first use (again if it died)."""
+    def get(cls, flags: Sequence[str] = (), preload: Sequence[str] = (),
+            root: str = "") -> ForkServer:
+        """The template for these interpreter flags, started on first use (again if it died;
+        the first start decides what it preloads)."""
         with cls._lock:
             server = cls._instances.get(tuple(flags))
             if server is None or server.process.poll() is not None:
-                server = cls._instances[tuple(flags)] = ForkServer(flags)
+                server = cls._instances[tuple(flags)] = ForkServer(flags, preload=preload,
+                                                                   root=root)
             return server
+
+    def preload_status(self) -> dict[str, Any]:
+        """What the template preloaded, skipped and dropped ({} before it is ready)."""
+        from .preload import STATUS_FILE
+
+        try:
+            with open(os.path.join(os.path.dirname(self.path), STATUS_FILE),
+                      encoding="utf-8") as fh:
+                return dict(json.load(fh))
+        except (OSError, ValueError):
+            return {}
 
     @classmethod
     def running(cls, flags: Sequence[str] = ()) -> ForkServer | None:
@@ -363,12 +419,18 @@ class ForkServer:
                 cls._instances.setdefault(tuple(server.flags), server)
 
     @classmethod
+    def owned_servers(cls) -> list[ForkServer]:
+        """The live templates this process started."""
+        with cls._lock:
+            return [s for s in cls._instances.values() if s.owned and s.process.poll() is None]
+
+    @classmethod
     def describe_owned(cls) -> list[dict[str, Any]]:
         """What another process needs to adopt each running template this process owns."""
         with cls._lock:
             servers = [s for s in cls._instances.values()
                        if s.owned and s.process.poll() is None]
-        return [{"flags": s.flags, "path": s.path, "pid": s.process.pid,
+        return [{"flags": s.flags, "path": s.path, "pid": s.process.pid, "preload": s.preload,
                  "env": {k: s.env[k] for k in STARTUP_VARS if k in s.env}} for s in servers]
 
     def ready(self) -> bool:

@@ -23,6 +23,9 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
 
     settings = json.loads(settings_json)
     os.environ["NBTEST"] = "1"
+    preloaded = sys.modules.get("nbtest.preload")
+    if preloaded is not None:  # forked from a template that preloaded the user's modules
+        preloaded.drop_changed_modules()
     if settings.get("affected"):  # --nbtest-affected: note what the notebook uses
         try:
             from nbtest import kernel_tracker

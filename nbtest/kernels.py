@@ -16,7 +16,7 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -310,7 +310,9 @@ async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
 
 
 async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
-                        notebook: str | Path | None = None, fork: str = "auto") -> Kernel:
+                        notebook: str | Path | None = None, fork: str = "auto",
+                        spawn_if: Callable[[Sequence[str]], str | None] | None = None
+                        ) -> Kernel:
     """Start the kernel process of `name` in `cwd` without waiting for it to answer.
 
     `fork` ("auto", "yes", "no"; see the option): a Python kernel of this interpreter may be
@@ -330,6 +332,8 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
                             connection_file=os.path.join(folder, "kernel.json"))
     km._kernel_spec = spec  # the cached lookup, so the manager does not scan again
     km.nbtest_fork = fork  # type: ignore[attr-defined]  # read by ForkProvisioner
+    # Given the template's preloaded modules, why this kernel must be spawned, if it must.
+    km.nbtest_spawn_if = spawn_if  # type: ignore[attr-defined]
     kernel = Kernel(name, km, None, folder, token)
     env = kernel_environment({**extra_env, TOKEN_VAR: token})
     try:

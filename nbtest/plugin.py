@@ -171,7 +171,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(XdistPreflight(config), "nbtest-xdist-preflight")
         if enabled and _starts_workers(config) and _may_run_notebooks(config, nbconfig):
-            config.pluginmanager.register(XdistForkTemplate(nbconfig), "nbtest-xdist-fork")
+            config.pluginmanager.register(XdistForkTemplate(config, nbconfig),
+                                          "nbtest-xdist-fork")
     templates = getattr(config, "workerinput", {}).get(FORK_TEMPLATES_KEY)
     if templates:
         from .forkserver import ForkServer
@@ -320,12 +321,18 @@ class XdistForkTemplate:
     """Under xdist: the controller starts the fork template at once, while the workers are
     still starting, and hands it to each of them (`nbtest.forkserver.ForkServer.adopt`)."""
 
-    def __init__(self, nbconfig: NbTestConfig) -> None:
+    def __init__(self, config: pytest.Config, nbconfig: NbTestConfig) -> None:
+        self.config, self.nbconfig = config, nbconfig
+
+    @pytest.hookimpl(tryfirst=True)  # before xdist's own session start starts the workers
+    def pytest_sessionstart(self) -> None:
+        """Start the template (after every plugin's configure: pytest's cache is there)."""
         from .forkserver import warm_up
         from .kernels import kernel_spec
 
-        try:
-            warm_up(kernel_spec(nbconfig.kernel or "python3").argv)
+        try:  # no collection yet: "auto" preloads what the last session's notebooks imported
+            warm_up(kernel_spec(self.nbconfig.kernel or "python3").argv,
+                    _preload(self.config, self.nbconfig), str(self.config.rootpath))
         except NbTestError:
             pass  # no such kernel here: each notebook reports its own
 
@@ -389,6 +396,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                  and not item.get_closest_marker("skip")}
     forking = [(nbconfig, nb) for nbconfig, nb in notebooks.values()
                if nb is not None and nbconfig.fork != "no"]
+    imports = _remember_imports(session.config, notebooks)
     if not forking:
         return  # nothing imported: a session without notebooks pays nothing here
     if len(forking) == 1 and forking[0][0].fork == "auto":
@@ -398,11 +406,37 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     from .forkserver import warm_up
     from .kernels import kernel_spec
 
+    preload = _preload(session.config, session.config.stash[CONFIG_KEY], imports)
     for name in sorted(names)[:3]:
         try:
-            warm_up(kernel_spec(name).argv)
+            warm_up(kernel_spec(name).argv, preload, str(session.config.rootpath))
         except NbTestError:
             pass  # an unknown kernel is reported by its notebook
+
+
+def _preload(config: pytest.Config, nbconfig: NbTestConfig,
+             current: dict[str, list[str]] | None = None) -> list[str]:
+    """The modules the fork template preloads (see nbtest.preload)."""
+    if not nbconfig.preload:
+        return []
+    from .preload import CACHE_KEY, choose
+
+    cache = getattr(config, "cache", None)  # none under -p no:cacheprovider
+    return choose(nbconfig.preload, cache.get(CACHE_KEY, {}) if cache else {}, current)
+
+
+def _remember_imports(config: pytest.Config, notebooks: dict[Any, Any]) -> dict[str, list[str]]:
+    """With `preload = "auto"`: each notebook's imports, kept for the next session too."""
+    cache = getattr(config, "cache", None)
+    if config.stash[CONFIG_KEY].preload != "auto" or cache is None:
+        return {}
+    from .preload import CACHE_KEY, notebook_imports
+
+    imports = {str(path): notebook_imports(c.source for c in nb.cells if c.cell_type == "code")
+               for path, (_, nb) in notebooks.items() if nb is not None}
+    record = cache.get(CACHE_KEY, {})
+    cache.set(CACHE_KEY, {**record, "imports": imports})
+    return imports
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -441,7 +475,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     (an xdist socket server, pytester in-process) must not keep them, nor pick one next time."""
     forkserver = sys.modules.get("nbtest.forkserver")
     if forkserver is not None:
+        _remember_unsafe(config, forkserver.ForkServer)
         forkserver.ForkServer.stop_all(keep=config.stash.get(TEMPLATES_KEY, set()))
+
+
+def _remember_unsafe(config: pytest.Config, servers: Any) -> None:
+    """Modules a template of this session found unsafe to preload: "auto" leaves them out."""
+    found = [name for server in servers.owned_servers()
+             for name in server.preload_status().get("unsafe", {})]
+    cache = getattr(config, "cache", None)
+    if found and cache is not None:
+        from .preload import CACHE_KEY
+
+        record = cache.get(CACHE_KEY, {})
+        cache.set(CACHE_KEY, {**record, "unsafe": sorted({*record.get("unsafe", ()), *found})})
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

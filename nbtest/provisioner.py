@@ -35,10 +35,17 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
             # auto: only a template someone started (the pytest face, when two or more
             # notebooks will fork) and that is ready: waiting for its imports costs more.
             server = ForkServer.get(flags) if mode == "yes" else ForkServer.running(flags)
+            # A template that preloads the user's modules is worth waiting for: a kernel
+            # spawned meanwhile would import them itself, at the same cost.
+            wait = mode == "yes" or bool(server is not None and server.preload)
             differ = server.differences(env) if server is not None else []
+            spawn_if = getattr(self.parent, "nbtest_spawn_if", None)
+            why = spawn_if(server.preload) if server and server.preload and spawn_if else None
             if differ:  # -v says why: e.g. an xdist worker whose PYTHONPATH is its own
                 self.start_method = f"spawn, {' '.join(differ)} differs from the template's"
-            elif server is not None and (mode == "yes" or server.ready()):
+            elif why:  # e.g. OMP_NUM_THREADS set before `import torch`, preloaded
+                self.start_method = f"spawn, {why}"
+            elif server is not None and (wait or server.ready()):
                 cwd = str(kwargs.get("cwd") or pathlib.Path.cwd())
                 try:
                     forked = server.spawn(args, env, cwd)

@@ -6,6 +6,7 @@ A plugin object registered only in sessions that use nbtest (plugin.nbtest_activ
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -103,6 +104,13 @@ class NotebookReports:
         """The --nbtest-mem-report table: notebook, wall, peak RSS, peak GPU. (pytest writes
         its short summary after this hook: from here on, status words are plain.)"""
         self.in_summary = True
+        forkserver = sys.modules.get("nbtest.forkserver")
+        if forkserver is not None:  # what the fork template could not preload, once
+            from .preload import report_lines
+
+            for server in forkserver.ForkServer.owned_servers():
+                for line in report_lines(server.preload_status()):
+                    terminalreporter.write_line(f"nbtest: {line}")
         rows = self.memory_rows
         if not rows or not self.mem_report:
             return

@@ -580,7 +580,9 @@ def session(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("NBTEST_REPORTS", str(reports))
     # Always fork (not "auto", which spawns until the template is ready), so what each
     # notebook sees of the template's other kernels does not depend on timing.
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly --nbtest-fork=yes")
+    # Preload on (a stdlib module): every fault test here also holds for a preloaded template.
+    monkeypatch.setenv("PYTEST_ADDOPTS",
+                       "-p no:randomly --nbtest-fork=yes --nbtest-preload decimal")
     pytester.makeconftest(CONFTEST_WATCH)
 
     def nb(name: str, cells: list[Any] | None = None, **metadata: Any) -> Path:

@@ -1,0 +1,272 @@
+"""Preloading: the fork template imports the user's heavy modules once, so kernels skip it.
+
+`[tool.nbtest] preload = ["numpy", "torch", "mypkg"]` (or `--nbtest-preload`, `nbtest execute
+--preload`) names them; `preload = "auto"` learns them from the previous session (pytest's
+cache): the top-level modules that at least half of the notebooks imported, and that proved
+safe. In the template (`preload_modules`), each module is imported in turn and checked:
+
+- a module that fails to import is skipped and reported, never fatal;
+- a fork is unsafe when a module started Python threads, native threads (other than an
+  OpenBLAS pool, which shuts itself down around fork through pthread_atfork), or initialised
+  CUDA: the module is named, the template refuses to fork, and the harness starts a new
+  template without it (`safe_subset`).
+
+In each forked kernel (`after_fork`): fresh random state for every preloaded library that
+seeds itself at import (random, numpy's legacy global RandomState, torch's default
+generators), and the project's own preloaded modules whose files changed since the template
+imported them are dropped from sys.modules, so the notebook imports them anew. A notebook that
+sets environment variables before it imports a preloaded module (`OMP_NUM_THREADS` before
+`import torch`) is spawned, not forked (`env_set_before_import`): such variables are read at
+import, and the template imported with its own.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+AUTO = "auto"
+STATUS_FILE = "preload.json"  # beside the template's socket: what it preloaded and found
+CACHE_KEY = "nbtest/preload"  # pytest cache: imports per notebook, modules found unsafe
+MIN_SHARE = 0.5  # "auto" preloads the modules at least this share of notebooks imported
+# Modules a fresh kernel imports anyway, or that must not be taken from the template.
+NEVER = frozenset({"__main__", "builtins", "sys", "nbtest", "ipykernel", "IPython", "zmq",
+                   "tornado", "jupyter_client", "jupyter_core", "traitlets", "debugpy"})
+
+
+# ------------------------------------------------------------------------ in the template
+def native_threads() -> int:
+    """Threads of this process as the OS counts them (Python's and native ones)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def _maps() -> str:
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def _cuda_initialised() -> bool:
+    torch: Any = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_initialized():
+            return True
+    except Exception:
+        pass
+    try:  # any library that opened the driver's device files has initialised it
+        return any(os.readlink(f"/proc/self/fd/{fd}").startswith("/dev/nvidia")
+                   for fd in os.listdir("/proc/self/fd"))
+    except OSError:
+        return False
+
+
+def preload_modules(names: Sequence[str]) -> dict[str, Any]:
+    """Import `names` in order, checking fork safety after each: the template's status."""
+    import importlib
+
+    loaded: list[str] = []
+    failed: dict[str, str] = {}
+    unsafe: dict[str, str] = {}
+    allowed_native = 0  # threads of OpenBLAS pools (fork-safe: pthread_atfork shuts them down)
+    seconds: dict[str, float] = {}
+    for name in names:
+        before_py, before_native = threading.active_count(), native_threads()
+        had_openblas, had_cuda = "openblas" in _maps(), _cuda_initialised()
+        started = time.monotonic()
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:  # SystemExit from a module too: skip it, say why
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        seconds[name] = round(time.monotonic() - started, 3)
+        loaded.append(name)
+        new_py = threading.active_count() - before_py
+        new_native = native_threads() - before_native - new_py
+        if new_native > 0 and not had_openblas and "openblas" in _maps():
+            allowed_native += new_native
+            new_native = 0
+        reasons = []
+        if new_py > 0:
+            reasons.append(f"it started {new_py} Python thread{'s' * (new_py > 1)}")
+        if new_native > 0:
+            reasons.append(f"it started {new_native} native thread{'s' * (new_native > 1)}")
+        if not had_cuda and _cuda_initialised():
+            reasons.append("it initialised CUDA (kernels must do that after the fork)")
+        if reasons:
+            unsafe[name] = "; ".join(reasons)
+    return {"loaded": loaded, "failed": failed, "unsafe": unsafe, "seconds": seconds,
+            "allowed_native": allowed_native, "stamps": _project_stamps(loaded)}
+
+
+def _project_root() -> str:
+    return os.environ.get("NBTEST_PROJECT_ROOT", "")
+
+
+def _project_stamps(loaded: Iterable[str]) -> dict[str, list[float]]:
+    """(mtime, size) of each preloaded module's file under the project root."""
+    root = _project_root()
+    stamps: dict[str, list[float]] = {}
+    if not root:
+        return stamps
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None) or ""
+        if path and os.path.abspath(path).startswith(root + os.sep):
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            stamps[name] = [info.st_mtime, info.st_size]
+    return stamps
+
+
+def fork_problems(status: Mapping[str, Any]) -> list[str]:
+    """Why forking the template now would be unsafe, after preloading: native threads beyond
+    the OpenBLAS pools (Python threads and zmq are fork_safety_problems' to find)."""
+    extra = native_threads() - threading.active_count() - int(status.get("allowed_native", 0))
+    return [f"{extra} native threads are running"] if extra > 0 else []
+
+
+# ---------------------------------------------------------------------- in a forked kernel
+def after_fork(status: Mapping[str, Any]) -> None:
+    """In a kernel just forked from a preloaded template: fresh random state, and the stamps
+    drop_changed_modules compares when the notebook starts."""
+    numpy: Any = sys.modules.get("numpy")
+    if numpy is not None:
+        try:
+            numpy.random.seed()  # the legacy global RandomState, from fresh entropy
+        except Exception:
+            pass
+    torch: Any = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            torch.seed()  # the default generators, from fresh entropy
+        except Exception:
+            pass
+    _STAMPS.update(status.get("stamps", {}))
+
+
+# The preloaded project modules' (mtime, size) as the template imported them; the startup code
+# calls drop_changed_modules when the notebook starts, which may be long after the fork (a
+# pre-warmed kernel is forked while the previous notebook runs, and may change those files).
+_STAMPS: dict[str, list[float]] = {}
+
+
+def drop_changed_modules() -> None:
+    """Drop from sys.modules the preloaded project modules whose files changed since the
+    template imported them (whole top-level packages), so the notebook imports them anew."""
+    changed = set()
+    for name, (mtime, size) in _STAMPS.items():
+        path = getattr(sys.modules.get(name), "__file__", None)
+        try:
+            info = os.stat(path) if path else None
+        except OSError:
+            info = None
+        if info is None or (info.st_mtime, info.st_size) != (mtime, size):
+            changed.add(name.partition(".")[0])
+    for name in [n for n in sys.modules if n.partition(".")[0] in changed]:
+        del sys.modules[name]
+
+
+# ------------------------------------------------------------------------- in the harness
+def safe_subset(names: Sequence[str], status: Mapping[str, Any]) -> list[str]:
+    """`names` without the modules the template found unsafe or could not import."""
+    drop = set(status.get("unsafe", {})) | set(status.get("failed", {}))
+    return [name for name in names if name not in drop]
+
+
+def report_lines(status: Mapping[str, Any]) -> list[str]:
+    """One line per module skipped or dropped, for the session's summary."""
+    lines = [f"preload: skipped {name} ({why})" for name, why in
+             status.get("failed", {}).items()]
+    lines += [f"preload: dropped {name}: {why}; kernels import it themselves" for name, why in
+              status.get("unsafe", {}).items()]
+    return lines
+
+
+def learned(record: Mapping[str, Any]) -> list[str]:
+    """The modules "auto" preloads: imported by at least MIN_SHARE of the notebooks of the
+    last session (two at least), never found unsafe, in a stable order."""
+    notebooks: Mapping[str, Sequence[str]] = record.get("imports", {})
+    if not notebooks:
+        return []
+    counts: dict[str, int] = {}
+    for names in notebooks.values():
+        for name in set(names):
+            counts[name] = counts.get(name, 0) + 1
+    unsafe = set(record.get("unsafe", ()))
+    need = max(2, int(len(notebooks) * MIN_SHARE + 0.999))
+    return sorted(name for name, n in counts.items()
+                  if n >= need and name not in unsafe and name not in NEVER)
+
+
+_SETS_ENV = re.compile(r"^\s*(%env|%set_env)\b|os\.environ\b|os\.putenv\b", re.M)
+
+
+def env_set_before_import(sources: Sequence[str], modules: Iterable[str]) -> str | None:
+    """Why a notebook must be spawned: it sets an environment variable in a cell before the
+    first cell that imports one of `modules` (read at import, in the template already)."""
+    wanted = set(modules)
+    env_set = False
+    for source in sources:
+        found = _imports(source, wanted)
+        sets = _SETS_ENV.search(source)
+        set_line = source.count("\n", 0, sets.start()) + 1 if sets else None
+        if found:
+            line, name = min(found)
+            if env_set or (set_line is not None and set_line < line):
+                return (f"the notebook sets environment variables before importing {name}, "
+                        "which the template preloaded")
+        env_set = env_set or sets is not None
+    return None
+
+
+def _imports(source: str, only: Iterable[str] | None = None) -> set[tuple[int, str]]:
+    """(line, top-level module) of each import in a cell (IPython magics and shell lines
+    blanked, so lines keep their numbers), limited to the modules `only` when given."""
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                     for line in source.splitlines())
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    keep = set(only) if only is not None else None
+    found: set[tuple[int, str]] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        else:
+            continue
+        found.update((node.lineno, name.partition(".")[0]) for name in names
+                     if keep is None or name.partition(".")[0] in keep)
+    return found
+
+
+def notebook_imports(sources: Iterable[str]) -> list[str]:
+    """The top-level modules a notebook's code cells import, sorted."""
+    return sorted({name for source in sources for _, name in _imports(source)})
+
+
+def choose(setting: Any, record: Mapping[str, Any],
+           current: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """The modules to preload for the `preload` option's value: a list as given; "auto": what
+    `learned` finds in this session's notebooks (`current`, when known before the template
+    starts) or else in the last session's, from the cache `record`."""
+    if not setting:
+        return []
+    if setting != AUTO:
+        return list(setting)
+    imports = current if current else record.get("imports", {})
+    return learned({"imports": imports, "unsafe": record.get("unsafe", ())})

@@ -1,0 +1,188 @@
+"""Preloading (issue 16): the fork template imports the user's modules, and stays provably safe.
+
+Real pytest sessions (pytester) whose notebooks import modules written beside them; the
+template imports them from there (pytester puts its folder on PYTHONPATH, which the template
+inherits like any kernel).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+
+import pytest
+from conftest import write_notebook
+from pytester_helpers import output, run_pytest
+
+from nbtest import this_tests
+from nbtest.preload import choose, env_set_before_import, learned, notebook_imports
+
+pytest_plugins = ["pytester"]
+
+PY_THREAD = ("import threading, time\n"
+             "threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n")
+NATIVE_THREAD = textwrap.dedent("""
+    import ctypes
+    libc = ctypes.CDLL(None)
+    tid = ctypes.c_ulong()
+    # A thread Python does not know about: sleep(600) as the start routine.
+    libc.pthread_create(ctypes.byref(tid), None, ctypes.cast(libc.sleep, ctypes.c_void_p),
+                        ctypes.c_void_p(600))
+    """)
+FAKE_CUDA = textwrap.dedent("""
+    import sys, types
+    torch = types.ModuleType("torch")
+    torch.cuda = types.SimpleNamespace(is_initialized=lambda: True)
+    sys.modules["torch"] = torch
+    """)
+RANDOM = "import numpy, random\nprint(numpy.random.rand(), random.random())"
+
+
+def starts(result: pytest.RunResult) -> list[str]:
+    """How each notebook's kernel started, from `-v`."""
+    return re.findall(r"PASSED \(kernel: ([^)]+)\)", output(result))
+
+
+@pytest.mark.parametrize(("module", "culprit"), [
+    (PY_THREAD, "it started 1 Python thread"),
+    (NATIVE_THREAD, "it started 1 native thread"),
+    (FAKE_CUDA, "it initialised CUDA"),
+], ids=["python-thread", "native-thread", "cuda"])
+def test_an_unsafe_module_is_dropped_named_and_the_rest_still_forks(
+        pytester: pytest.Pytester, module: str, culprit: str, no_kernel_left) -> None:
+    this_tests("nbtest.preload.preload_modules", "nbtest.preload.fork_problems",
+               "nbtest.forkserver.ForkServer.preload_status")
+    (pytester.path / "culprit.py").write_text(module)
+    (pytester.path / "harmless.py").write_text("VALUE = 42\n")
+    for name in ("a", "b"):
+        write_notebook(pytester.path / f"{name}.ipynb",
+                       ["import harmless, sys\nassert harmless.VALUE == 42",
+                        "assert 'culprit' not in sys.modules"])
+    result = run_pytest(pytester, "--nbtest", "-v", "--nbtest-preload", "culprit,harmless",
+                        "-p", "no:cacheprovider")
+    text = output(result)
+    assert result.ret == 0, text
+    assert f"nbtest: preload: dropped culprit: {culprit}" in text
+    assert starts(result) == ["fork", "fork"]
+    no_kernel_left()
+
+
+def test_a_module_that_fails_to_import_is_reported_once_and_skipped(
+        pytester: pytest.Pytester) -> None:
+    this_tests("nbtest.preload.report_lines")
+    for name in ("a", "b"):
+        write_notebook(pytester.path / f"{name}.ipynb", ["import json"])
+    result = run_pytest(pytester, "--nbtest", "-v", "--nbtest-preload", "json,no_such_mod_x",
+                        "-p", "no:cacheprovider")
+    assert result.ret == 0
+    assert output(result).count("preload: skipped no_such_mod_x (ModuleNotFoundError") == 1
+    assert starts(result) == ["fork", "fork"]
+
+
+def test_fresh_random_state_per_kernel_and_the_seed_equalises(pytester: pytest.Pytester
+                                                               ) -> None:
+    this_tests("nbtest.preload.after_fork")
+    pytest.importorskip("numpy")
+    for name in ("a", "b", "c"):
+        write_notebook(pytester.path / f"{name}.ipynb", [RANDOM])
+    draws = []
+    for seed in ([], ["--nbtest-seed", "3"]):
+        result = run_pytest(pytester, "--nbtest", "-v", "--nbtest-preload", "numpy",
+                            "--nbtest-save-failed", "saved", *seed, "-p", "no:cacheprovider",
+                            "-o", "nbtest_update_outputs=false", "--junitxml=j.xml")
+        assert starts(result) == ["fork"] * 3, output(result)
+        draws.append(_printed(pytester))
+    unseeded, seeded = draws
+    assert len(set(unseeded)) == 3  # numpy's global RandomState differs per kernel
+    assert len(set(seeded)) == 1  # --nbtest-seed still makes them equal
+
+
+def _printed(pytester: pytest.Pytester) -> list[str]:
+    """What each notebook's cell printed, from the executed copies a run leaves (saved by a
+    conftest hook into out/)."""
+    return [p.read_text() for p in sorted((pytester.path / "out").glob("*.txt"))]
+
+
+@pytest.fixture(autouse=True)
+def _keep_outputs(pytester: pytest.Pytester) -> None:
+    """Each notebook's printed text into out/NAME.txt (the tests read the kernels' draws)."""
+    pytester.makeconftest("""
+        import pathlib
+
+        def pytest_nbtest_notebook_done(item, run, result):
+            out = pathlib.Path(str(item.config.rootpath)) / "out"
+            out.mkdir(exist_ok=True)
+            text = "".join(c.output_tail for c in result.cells)
+            (out / (item.path.stem + ".txt")).write_text(text)
+        """)
+
+
+def test_a_changed_project_module_is_imported_anew(pytester: pytest.Pytester) -> None:
+    this_tests("nbtest.preload.after_fork")
+    (pytester.path / "mylib.py").write_text("VALUE = 1\n")
+    write_notebook(pytester.path / "a.ipynb", [
+        "import mylib, pathlib, os, time\nassert mylib.VALUE == 1\n"
+        "pathlib.Path(mylib.__file__).write_text('VALUE = 2  # changed\\n')\n"
+        "os.utime(mylib.__file__, (time.time() + 5, time.time() + 5))"])
+    write_notebook(pytester.path / "b.ipynb", ["import mylib\nassert mylib.VALUE == 2"])
+    result = run_pytest(pytester, "--nbtest", "-v", "--nbtest-preload", "mylib",
+                        "-p", "no:cacheprovider")
+    assert result.ret == 0, output(result)
+    assert starts(result) == ["fork", "fork"]
+
+
+def test_setting_the_environment_before_a_preloaded_import_spawns(
+        pytester: pytest.Pytester) -> None:
+    this_tests("nbtest.preload.env_set_before_import")
+    (pytester.path / "envlib.py").write_text("import os\nSEEN = os.environ.get('ENVLIB')\n")
+    write_notebook(pytester.path / "a.ipynb", ["import envlib\nassert envlib.SEEN is None"])
+    write_notebook(pytester.path / "b.ipynb", ["import os\nos.environ['ENVLIB'] = 'x'",
+                                               "import envlib\nassert envlib.SEEN == 'x'"])
+    result = run_pytest(pytester, "--nbtest", "-v", "--nbtest-preload", "envlib",
+                        "-p", "no:cacheprovider")
+    assert result.ret == 0, output(result)
+    assert starts(result) == ["fork", "spawn, the notebook sets environment variables before "
+                                      "importing envlib, which the template preloaded"]
+
+
+def test_auto_learns_from_the_notebooks(pytester: pytest.Pytester) -> None:
+    """`preload = "auto"`: the modules most notebooks import, kept in pytest's cache for the
+    next session (xdist's controller starts the template before any collection)."""
+    this_tests("nbtest.preload.learned", "nbtest.plugin._remember_imports")
+    pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
+    (pytester.path / "common.py").write_text("X = 1\n")
+    for name in ("a", "b", "c"):
+        write_notebook(pytester.path / f"{name}.ipynb", ["import common, json"])
+    write_notebook(pytester.path / "d.ipynb", ["import decimal"])
+    first = run_pytest(pytester, "--nbtest", "-v")
+    assert first.ret == 0 and set(starts(first)) == {"fork"}
+    cached = json.loads((pytester.path / ".pytest_cache/v/nbtest/preload").read_text())
+    assert learned(cached) == ["common", "json"]
+    second = run_pytest(pytester, "--nbtest", "-v", "-n", "2")
+    assert second.ret == 0 and set(starts(second)) == {"fork"}, output(second)
+
+
+def test_preload_choice_and_env_rules() -> None:
+    this_tests(choose, env_set_before_import, notebook_imports)
+    record = {"imports": {"a": ["numpy", "torch"], "b": ["numpy"], "c": ["numpy", "torch"],
+                          "d": ["pandas"]}, "unsafe": ["torch"]}
+    assert choose((), record) == []
+    assert choose(("x", "y"), record) == ["x", "y"]
+    assert choose("auto", record) == ["numpy"]  # torch was found unsafe
+    assert choose("auto", {}, {"a": ["m"], "b": ["m"]}) == ["m"]
+    assert notebook_imports(["import a.b, c\nfrom d.e import f", "%time import g",
+                             "from . import h"]) == ["a", "c", "d"]
+    assert env_set_before_import(["import torch", "import os\nos.environ['X'] = '1'"],
+                                 ["torch"]) is None
+    assert env_set_before_import(["%env OMP_NUM_THREADS=1", "import torch"], ["torch"])
+    assert env_set_before_import(["import os\nos.environ['X']='1'\nimport torch"], ["torch"])
+
+
+def test_execute_preload_forks_from_a_preloaded_template(make_notebook, run_cli) -> None:
+    this_tests("nbtest.cli.cmd_execute")
+    path = make_notebook("one.ipynb", ["import json, sys\nassert 'wave' in sys.modules"])
+    cli = run_cli("execute", path, "--no-progress", "--preload", "wave,json")
+    assert cli.returncode == 0, cli.stderr
+    spawned = run_cli("execute", path, "--no-progress")
+    assert spawned.returncode == 1  # a spawned kernel has not imported wave
