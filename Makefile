@@ -59,6 +59,7 @@ $(BENCH_STAMP): pyproject.toml constraints-dev.txt
 
 bench: $(BENCH_STAMP)
 	python3 benchmarks/bench.py $(BENCH_ARGS)
+	python3 benchmarks/bench_preload.py
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check nbtest tests
