@@ -172,6 +172,12 @@ OPTIONS: tuple[Option, ...] = (
          CLI, PYTEST, INI, METADATA, cli_flag="--notebook-timeout"),
     _opt("startup_timeout", parse_seconds, 60.0, "kernel start-up timeout in seconds",
          CLI, PYTEST, INI, cli_flag="--startup-timeout"),
+    _opt("nbdev", parse_bool, False, "follow nbdev's conventions (automatic in a project "
+         "whose settings.ini or [tool.nbdev] says it is one)", PYTEST, INI),
+    _opt("flags", parse_str_list, (), "nbdev test flags whose cells and notebooks run "
+         "(nbdev_test's --flags; --runslow gives slow)", PYTEST, INI),
+    _opt("tst_flags", parse_str_list, (), "nbdev's test flags (settings.ini tst_flags): cells "
+         "carrying one run only when it is given", INI),
     _opt("preload", parse_preload, (),
          "modules the fork template imports before forking kernels (numpy,torch,...), or "
          "auto: those most notebooks import", CLI, PYTEST, INI, cli_flag="--preload"),
@@ -307,20 +313,24 @@ class NbTestConfig:
         return NbTestConfig({**self.explicit, **values}, self.notebook, self.project)
 
 
-def read_pyproject(rootdir: Path) -> dict[str, Any]:
-    """The raw `[tool.nbtest]` table of `rootdir/pyproject.toml`, or {}."""
-    path = Path(rootdir) / "pyproject.toml"
-    if not path.is_file():
-        return {}
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's data; ConfigError naming the file when it cannot be read."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on old interpreters only
         import tomli as tomllib
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return dict(tomllib.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read [tool.nbtest]: {exc}", path=str(path)) from None
-    table = data.get("tool", {}).get("nbtest", {})
+        raise ConfigError(f"{path}: cannot read it: {exc}", path=str(path)) from None
+
+
+def read_pyproject(rootdir: Path) -> dict[str, Any]:
+    """The raw `[tool.nbtest]` table of `rootdir/pyproject.toml`, or {}."""
+    path = Path(rootdir) / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    table = read_toml(path).get("tool", {}).get("nbtest", {})
     return dict(table) if isinstance(table, Mapping) else {}
 
 

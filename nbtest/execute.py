@@ -19,7 +19,15 @@ from .config import NbTestConfig
 from .errors import KernelStartError
 from .kernel_startup import startup_code
 from .kernels import Kernel, launch_kernel
-from .notebook import expects_error, is_runnable, kernel_name, load_notebook, notebook_settings
+from .nbdev import calls_export
+from .notebook import (
+    directives,
+    expects_error,
+    is_runnable,
+    kernel_name,
+    load_notebook,
+    notebook_settings,
+)
 from .params import inject_parameters, injected_index
 from .preload import env_set_before_import
 from .results import (
@@ -236,9 +244,19 @@ class NotebookSession:
         return {"number": self.plan.numbers[index], "index": index, "source": cell.source,
                 "injected": index == self.plan.injected}
 
+    def _excluded(self, cell: NotebookNode) -> bool:
+        """A cell this run leaves out: an nbdev flag not given (`#|slow`), or, in an nbdev
+        project, a call of nbdev_export() that would rewrite the library."""
+        if cell.get("cell_type") != "code":
+            return False
+        config = self.plan.config
+        if set(directives(cell)) & (set(config.tst_flags) - set(config.flags)):
+            return True
+        return bool(config.nbdev) and calls_export(cell.source)
+
     def _not_reached(self, index: int) -> CellResult:
         cell = self.plan.notebook.cells[index]
-        status = SKIPPED if not is_runnable(cell) else NOT_RUN
+        status = SKIPPED if not is_runnable(cell) or self._excluded(cell) else NOT_RUN
         _clear(cell)
         return CellResult(status=status, **self._base(index))
 
@@ -248,7 +266,11 @@ class NotebookSession:
 
         cell = self.plan.notebook.cells[index]
         base = self._base(index)
-        if self.failed_cell is not None or self.skipped_by is not None or not is_runnable(cell):
+        if self.failed_cell is not None or self.skipped_by is not None or not is_runnable(cell) \
+                or self._excluded(cell):
+            if self.plan.config.nbdev and calls_export(cell.source):
+                exports = self.run_info.extras.get("nbdev_exports_not_run", 0)
+                self.run_info.extras["nbdev_exports_not_run"] = exports + 1
             self.cells[index] = self._not_reached(index)
             return self.cells[index]
         self.dispatcher.cell_start(self.run_info, base["number"], cell.source)

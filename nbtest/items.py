@@ -19,7 +19,7 @@ from .config import NbTestConfig, in_pytest_spelling
 from .errors import NbTestError, NotebookFailed
 from .notebook import is_skipped
 from .plugin import CALLBACKS_KEY, CONFIG_KEY
-from .pytest_reports import KERNEL_START
+from .pytest_reports import EXPORTS_NOT_RUN, KERNEL_START
 from .results import NB_FAILED, NB_SKIPPED, NOT_RUN, SKIPPED, CellResult, NotebookResult
 
 # Sessions of --nbtest-cells notebooks still open; closed at session end whatever happened.
@@ -28,6 +28,7 @@ OPEN_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
 RESULT_PROPERTIES = (("peak_rss_mib", "nbtest peak RSS MiB"),
                      ("peak_gpu_mib", "nbtest peak GPU MiB"),
                      ("peak_gpu_source", "nbtest peak GPU source"),
+                     ("nbdev_exports_not_run", EXPORTS_NOT_RUN),
                      ("kernel_start", KERNEL_START))
 
 
@@ -99,6 +100,16 @@ class NotebookFile(pytest.File):
                                                  error=exc)
             return
         config = self.config.stash[CONFIG_KEY].with_notebook(settings)
+        flags: set[str] = set()
+        if config.nbdev:
+            from .nbdev import notebook_flags, skips_exec
+            from .plugin import note_left_out
+
+            if skips_exec(nb):
+                note_left_out(self.config, self.path, "its front matter says skip_exec: true")
+                return
+            flags = notebook_flags([c for c in nb.cells if c.cell_type == "code"],
+                                   config.tst_flags)
         items: list[_NotebookItemBase]
         if config.cells:
             numbers = [i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "code"]
@@ -113,10 +124,13 @@ class NotebookFile(pytest.File):
                                               notebook=nb)]
         for item in items:
             item.nbconfig = config  # this notebook's resolved options (metadata included)
-            for marker in config.markers:
+            for marker in (*config.markers, *sorted(flags)):
                 item.add_marker(marker)
             if config.skip:
                 item.add_marker(pytest.mark.skip(reason=config.skip))
+            for flag in sorted(flags - set(config.flags)):  # nbdev_test skips it too
+                item.add_marker(pytest.mark.skip(
+                    reason=f"every cell is flagged {flag}: give --nbtest-flags {flag}"))
         yield from items
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],

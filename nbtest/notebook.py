@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -118,10 +119,30 @@ def marker_comments(cell: Mapping[str, Any]) -> list[str]:
     return [line.lstrip("#").strip() for line in lines if line.startswith("#")]
 
 
+_DIRECTIVE = re.compile(r"^#\s*\|\s*([\w-]+)\s*(?::\s*(.*?))?\s*$")
+
+
+def directives(cell: Mapping[str, Any]) -> dict[str, str]:
+    """nbdev / Quarto cell directives: the `#| name: value` lines (any spacing) at the top
+    of a cell, as `{name: value}` (`""` for a bare `#|slow`)."""
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    found: dict[str, str] = {}
+    for line in source.splitlines():
+        if not line.strip():
+            continue
+        match = _DIRECTIVE.match(line.strip())
+        if match is None:
+            break  # directives come first in a cell
+        found[match.group(1)] = (match.group(2) or "").strip()
+    return found
+
+
 def is_skipped(cell: Mapping[str, Any]) -> bool:
-    """A cell tagged skip-execution (or nbval-skip), or marked `# NBVAL_SKIP`, is not run."""
+    """A cell tagged skip-execution (or nbval-skip), marked `# NBVAL_SKIP`, or carrying the
+    directive `#| eval: false` is not run."""
     return bool(cell_tags(cell) & SKIP_TAGS) or not SKIP_COMMENTS.isdisjoint(
-        marker_comments(cell))
+        marker_comments(cell)) or directives(cell).get("eval", "").lower() == "false"
 
 
 def expects_error(cell: Mapping[str, Any]) -> bool:

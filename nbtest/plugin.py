@@ -11,6 +11,7 @@ gives without nbtest, and a project's own `--runslow` (the seed's conftest) keep
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Generator
 from pathlib import Path
@@ -136,9 +137,11 @@ def pytest_configure(config: pytest.Config) -> None:
         nbconfig = _session_config(config)
     except NbTestError as exc:
         raise pytest.UsageError(in_pytest_spelling(exc.message)) from None
-    config.stash[CONFIG_KEY] = nbconfig
     enabled = nbtest_enabled(config)
     config.stash[ACTIVE_KEY] = enabled or bool(nbconfig.project or nbconfig.explicit)
+    if enabled:
+        nbconfig = _with_nbdev(config, nbconfig)
+    config.stash[CONFIG_KEY] = nbconfig
     config.stash[CALLBACKS_KEY] = []
     forkserver = sys.modules.get("nbtest.forkserver")  # none: no template can exist yet
     config.stash[TEMPLATES_KEY] = forkserver.ForkServer.live() if forkserver else set()
@@ -237,14 +240,49 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    """Collect `*.ipynb` (not the `*.executed.ipynb` copies nbtest execute writes)."""
+    """Collect `*.ipynb` (not the `*.executed.ipynb` copies nbtest execute writes, nor, in an
+    nbdev project, the notebooks nbdev_test leaves out)."""
     if (file_path.suffix == ".ipynb" and not file_path.name.endswith(".executed.ipynb")
             and nbtest_enabled(parent.config)
             and not NEVER_COLLECTED.intersection(file_path.parts)):
+        if parent.config.stash[CONFIG_KEY].nbdev:
+            from .nbdev import left_out
+
+            why = left_out(file_path, parent.config.rootpath)
+            if why:
+                note_left_out(parent.config, file_path, why)
+                return None
         from .items import NotebookFile
 
         return NotebookFile.from_parent(parent, path=file_path)
     return None
+
+
+LEFT_OUT_KEY = pytest.StashKey[list]()  # (path, why) of notebooks an nbdev project leaves out
+
+
+def note_left_out(config: pytest.Config, path: Path, why: str) -> None:
+    """Remember a notebook nbdev_test would not test, to say why under -v."""
+    config.stash.setdefault(LEFT_OUT_KEY, []).append((path, why))
+
+
+def _with_nbdev(config: pytest.Config, nbconfig: NbTestConfig) -> NbTestConfig:
+    """In an nbdev project (or with `nbdev = true`): its conventions on, its tst_flags, and the
+    flags given (`--runslow` gives `slow`)."""
+    chosen = "nbdev" in nbconfig.explicit or "nbdev" in nbconfig.project
+    if chosen and not nbconfig.nbdev:
+        return nbconfig
+    from .nbdev import project_settings
+
+    settings = project_settings(config.rootpath) or ({} if chosen else None)
+    if settings is None:
+        return nbconfig
+    values: dict[str, Any] = {"nbdev": True}
+    if "tst_flags" not in nbconfig.project and "tst_flags" not in nbconfig.explicit:
+        values["tst_flags"] = tuple(settings.get("tst_flags", ()))
+    runslow = ("slow",) if config.getoption("runslow", False) else ()
+    values["flags"] = tuple(sorted({*nbconfig.flags, *runslow}))
+    return nbconfig.with_explicit(**values)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -273,7 +311,11 @@ def _switched_off(config: pytest.Config, markers: set[str]) -> str | None:
     """Why a test with these markers is skipped by the seed's switches, if it is (a switch
     the project's conftest declared is the project's to apply)."""
     owned = config.stash.get(SWITCHES_KEY, frozenset())
+    nbconfig = config.stash.get(CONFIG_KEY, None)
+    given = set(nbconfig.flags) if nbconfig is not None else set()  # --nbtest-flags slow
     for marker, dest, runs, _ in SEED_SWITCHES:
+        if marker in given:
+            continue
         if dest in owned and marker in markers and bool(config.getoption(dest)) != runs:
             return f"need --{dest} option to run" if runs else f"--{dest} given"
     return None
@@ -383,6 +425,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     pytest gets ready, if notebooks will fork kernels."""
     if not nbtest_active(session.config):
         return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and session.config.get_verbosity() > 0:
+        for path, why in session.config.stash.get(LEFT_OUT_KEY, []):
+            shown = os.path.relpath(path, session.config.invocation_params.dir)
+            reporter.write_line(f"nbtest: nbdev: left out {shown}: {why}")
     items: list[Any] = session.items
     if session.config.stash[CONFIG_KEY].cells:
         from .cell_order import keep_cells_together, reunite_split_notebooks

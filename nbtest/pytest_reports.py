@@ -15,6 +15,7 @@ import pytest
 from .config import NbTestConfig
 
 KERNEL_START = "nbtest kernel start"  # the user property naming how a kernel started
+EXPORTS_NOT_RUN = "nbtest nbdev exports not run"  # cells calling nbdev_export(), left out
 
 
 def _notebook_path(nodeid: str) -> str | None:
@@ -51,6 +52,7 @@ class NotebookReports:
         self.config = config
         self.mem_report = nbconfig.mem_report
         self.memory_rows: list[tuple[str, float, Any, Any]] = []  # on the controller
+        self.exports_not_run = 0
         self.in_summary = False
 
     @pytest.hookimpl(wrapper=True)
@@ -83,6 +85,8 @@ class NotebookReports:
         if xml is not None:
             xml.node_reporter(report).add_attribute("classname", junit_classname(path))
         props = dict(report.user_properties)
+        if report.when == "call":
+            self.exports_not_run += int(str(props.get(EXPORTS_NOT_RUN, 0)))
         if report.when == "call" and "nbtest peak RSS MiB" in props:
             gpu, source = props.get("nbtest peak GPU MiB"), props.get("nbtest peak GPU source")
             self.memory_rows.append((report.nodeid, report.duration,
@@ -104,6 +108,10 @@ class NotebookReports:
         """The --nbtest-mem-report table: notebook, wall, peak RSS, peak GPU. (pytest writes
         its short summary after this hook: from here on, status words are plain.)"""
         self.in_summary = True
+        if self.exports_not_run:
+            terminalreporter.write_line(
+                f"nbtest: nbdev: {self.exports_not_run} cell(s) calling nbdev_export() or "
+                "notebook2script() were not run: they would rewrite the library's source")
         forkserver = sys.modules.get("nbtest.forkserver")
         if forkserver is not None:  # what the fork template could not preload, once
             from .preload import report_lines
