@@ -60,6 +60,7 @@ $(BENCH_STAMP): pyproject.toml constraints-dev.txt
 bench: $(BENCH_STAMP)
 	python3 benchmarks/bench.py $(BENCH_ARGS)
 	python3 benchmarks/bench_preload.py
+	python3 benchmarks/bench_nbdev.py
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check nbtest tests

@@ -172,7 +172,7 @@ def _start_preloaded_template(plan: Any) -> None:
 
     sources = [c.source for c in plan.notebook.cells if c.cell_type == "code"]
     preload = list(plan.config.preload) if plan.config.preload != AUTO else \
-        [name for name in notebook_imports(sources) if name not in NEVER]
+        [name for name in notebook_imports(sources) if name.partition(".")[0] not in NEVER]
     warm_up(kernel_spec(plan.kernel_name).argv, preload, str(Path.cwd()))
 
 

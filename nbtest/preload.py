@@ -206,8 +206,8 @@ def learned(record: Mapping[str, Any]) -> list[str]:
             counts[name] = counts.get(name, 0) + 1
     unsafe = set(record.get("unsafe", ()))
     need = max(2, int(len(notebooks) * MIN_SHARE + 0.999))
-    return sorted(name for name, n in counts.items()
-                  if n >= need and name not in unsafe and name not in NEVER)
+    return sorted(name for name, n in counts.items() if n >= need and name not in unsafe
+                  and name.partition(".")[0] not in NEVER)
 
 
 _SETS_ENV = re.compile(r"^\s*(%env|%set_env)\b|os\.environ\b|os\.putenv\b", re.M)
@@ -232,8 +232,9 @@ def env_set_before_import(sources: Sequence[str], modules: Iterable[str]) -> str
 
 
 def _imports(source: str, only: Iterable[str] | None = None) -> set[tuple[int, str]]:
-    """(line, top-level module) of each import in a cell (IPython magics and shell lines
-    blanked, so lines keep their numbers), limited to the modules `only` when given."""
+    """(line, module as imported: `matplotlib.pyplot`) of each import in a cell (IPython
+    magics and shell lines blanked, so lines keep their numbers); with `only`, those whose
+    top-level package is one of `only`, named by that package."""
     code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
                      for line in source.splitlines())
     try:
@@ -249,13 +250,18 @@ def _imports(source: str, only: Iterable[str] | None = None) -> set[tuple[int, s
             names = [node.module]
         else:
             continue
-        found.update((node.lineno, name.partition(".")[0]) for name in names
-                     if keep is None or name.partition(".")[0] in keep)
+        for name in names:
+            top = name.partition(".")[0]
+            if keep is None:
+                found.add((node.lineno, name))
+            elif top in keep:
+                found.add((node.lineno, top))
     return found
 
 
 def notebook_imports(sources: Iterable[str]) -> list[str]:
-    """The top-level modules a notebook's code cells import, sorted."""
+    """The modules a notebook's code cells import, as imported (`matplotlib.pyplot`: the
+    template then imports the submodule too), sorted."""
     return sorted({name for source in sources for _, name in _imports(source)})
 
 

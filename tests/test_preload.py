@@ -172,7 +172,7 @@ def test_preload_choice_and_env_rules() -> None:
     assert choose("auto", record) == ["numpy"]  # torch was found unsafe
     assert choose("auto", {}, {"a": ["m"], "b": ["m"]}) == ["m"]
     assert notebook_imports(["import a.b, c\nfrom d.e import f", "%time import g",
-                             "from . import h"]) == ["a", "c", "d"]
+                             "from . import h"]) == ["a.b", "c", "d.e"]
     assert env_set_before_import(["import torch", "import os\nos.environ['X'] = '1'"],
                                  ["torch"]) is None
     assert env_set_before_import(["%env OMP_NUM_THREADS=1", "import torch"], ["torch"])
