@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-VENV = REPO / ".venv-bench"
+from bench_common import emit, in_bench_venv
+
 # nbdev 3 reads its settings from pyproject.toml (nbdev 2 from settings.ini, which nbdev 3
 # refuses); nbtest reads either.
 PYPROJECT = """[build-system]
@@ -92,11 +92,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out")
     args = parser.parse_args()
-    if Path(sys.prefix).resolve() != VENV.resolve():
-        py = VENV / "bin" / "python"
-        if not py.exists():
-            sys.exit("bench_nbdev: run `python3 benchmarks/bench.py --setup-only` first")
-        os.execv(str(py), [str(py), __file__, *sys.argv[1:]])
+    in_bench_venv(__file__)
     root = Path(tempfile.mkdtemp(prefix="nbtest-bench-nbdev-"))
     project = make_project(root)
     bindir = Path(sys.executable).parent
@@ -133,11 +129,7 @@ def main() -> int:
     for tool, value in med.items():
         lines.append(f"| {tool} | {value:.2f} | {value / med['nbdev_test serial']:.2f} | "
                      f"{value / med['nbdev_test parallel']:.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":

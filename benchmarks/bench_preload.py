@@ -27,8 +27,8 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-VENV = REPO / ".venv-bench"
+from bench_common import REPO, emit, in_bench_venv
+
 SETS = {"H": ["numpy", "torch"], "H2": ["numpy", "torch", "pandas", "matplotlib"]}
 CELLS = ["import numpy as np, torch{extra}",
          "a = torch.randn(100, 100)\nb = a @ a.T\nassert b.shape == (100, 100)",
@@ -170,11 +170,7 @@ def main() -> int:
     parser.add_argument("--sets", default="H,H2")
     parser.add_argument("--out")
     args = parser.parse_args()
-    if Path(sys.prefix).resolve() != VENV.resolve():
-        py = VENV / "bin" / "python"
-        if not py.exists():
-            sys.exit("bench_preload: run `python3 benchmarks/bench.py --setup-only` first")
-        os.execv(str(py), [str(py), __file__, *sys.argv[1:]])
+    in_bench_venv(__file__)
     root = Path(tempfile.mkdtemp(prefix="nbtest-bench-preload-"))
     lines = ["## Preloading: sets H and H' (issue 16)", "",
              f"`benchmarks/bench_preload.py --runs {args.runs}`, {time.strftime('%Y-%m-%d')}, "
@@ -220,11 +216,7 @@ def main() -> int:
                       ""]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":
