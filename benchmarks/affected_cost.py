@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/affected_cost.py [--cells 2000] [--notebooks 1000] [--runs 5]
 
 1. Per cell: an IPython shell in this process runs the same cells before and after
-   nbtest.kernel_tracker is installed (its audit hook sees every audit event of the process,
+   nbtest.affected.tracker is installed (its audit hook sees every audit event of the process,
    its post_run_cell handler writes what is new after each cell), so the difference is the
    tracker's cost per cell: trivial cells, and cells that open a project file. Also the same
    notebook run whole in a real kernel with and without the tracker (noisier: kernel start).
@@ -36,7 +36,7 @@ def per_cell_in_process(cells: int, root: Path) -> dict[str, float]:
     """Median µs per cell of IPython's run_cell, without then with the tracker."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    from nbtest import kernel_tracker
+    from nbtest.affected import tracker as kernel_tracker
 
     (root / "data.txt").write_text("x\n")
     shell = InteractiveShell.instance()
@@ -124,7 +124,7 @@ def collection(notebooks: int, runs: int, root: Path) -> dict[str, list[float]]:
     # One real pass makes a real entry; the others are that entry under their own names.
     subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbtest-affected",
                     "nbs/nb_0000.ipynb"], cwd=root, env=env, check=True, capture_output=True)
-    from nbtest.affected import Store
+    from nbtest.affected.store import Store
 
     store = Store(root / ".pytest_cache" / "d" / "nbtest-affected")
     entry = json.loads(store.path_for("nbs/nb_0000.ipynb").read_text())

@@ -66,7 +66,7 @@ print(f'raw nbclient: executed {n} notebooks')
 KERNEL_SNIPPET = """\
 import json, sys, time
 from jupyter_client.manager import KernelManager
-from nbtest.kernel_startup import startup_code
+from nbtest.kernel.startup import startup_code
 
 CODE = startup_code({})
 

@@ -75,7 +75,7 @@ class UssSampler:
                 try:
                     # A spawned kernel runs ipykernel; a forked one is the template's child.
                     if "ipykernel" in " ".join(proc.cmdline()) or \
-                            "nbtest.forkserver" in " ".join(proc.parent().cmdline()):
+                            "nbtest.kernel.template" in " ".join(proc.parent().cmdline()):
                         uss = proc.memory_full_info().uss
                         self.kernels[proc.pid] = max(self.kernels.get(proc.pid, 0), uss)
                 except Exception:
@@ -152,7 +152,7 @@ def template_cost(modules: list[str]) -> tuple[float, float]:
     """Seconds until a template preloading `modules` listens, and its RSS (MiB)."""
     import psutil
 
-    from nbtest.forkserver import ForkServer
+    from nbtest.kernel.forkserver import ForkServer
 
     t0 = time.perf_counter()
     server = ForkServer(["-Xfrozen_modules=off"], preload=modules, root=str(REPO))

@@ -19,8 +19,8 @@ _EXPORTS = {
     "NotebookResult": "nbtest.results",
     "NbTestError": "nbtest.errors",
     "failure_text": "nbtest.report",
-    "this_tests": "nbtest.registry",
-    "show_tests": "nbtest.registry",
+    "this_tests": "nbtest.registry.api",
+    "show_tests": "nbtest.registry.api",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--root", help="folder of the notebooks (default: [tool.nbtest] docs_root)")
     run.add_argument("--affected", action="store_true",
                      help="only the notebooks changed since their last pass (--nbtest-affected)")
-    from . import affected_cmd, preflight_cmd, registry_cmd
+    from .affected import cmd as affected_cmd
+    from .gpu import cmd as preflight_cmd
+    from .registry import cmd as registry_cmd
 
     registry_cmd.add_parser(commands)
     preflight_cmd.add_parser(commands)
@@ -72,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def select_notebooks(patterns: Sequence[str], root: Path) -> list[Path]:
     """Existing paths as given (a shell expanded them), else globs under `root`; never empty."""
-    from .plugin import NEVER_COLLECTED
+    from .notebook import NEVER_COLLECTED
 
     def collectable(path: Path) -> bool:
         return (path.suffix == ".ipynb" and not path.name.endswith(".executed.ipynb")
@@ -166,9 +168,9 @@ def write_html(notebook: Any, path: Path) -> None:
 
 def _start_preloaded_template(plan: Any) -> None:
     """`--preload`: the template imports those modules ("auto": what this notebook imports)."""
-    from .forkserver import warm_up
-    from .kernels import kernel_spec
-    from .preload import AUTO, NEVER, notebook_imports
+    from .kernel.forkserver import warm_up
+    from .kernel.launch import kernel_spec
+    from .kernel.preload import AUTO, NEVER, notebook_imports
 
     sources = [c.source for c in plan.notebook.cells if c.cell_type == "code"]
     preload = list(plan.config.preload) if plan.config.preload != AUTO else \
@@ -211,7 +213,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
         print(f"nbtest: prepared {notebook} (not run)\n  wrote {out}", file=sys.stderr)
         return EXIT_OK
     if plan.config.gpu_min_free and not plan.config.skip:
-        from .gpu import check_preflight
+        from .gpu.probe import check_preflight
 
         check_preflight(plan.config.gpu_min_free)  # PreflightError: exit 3, nothing run
     result = run_plan(plan, callbacks)
@@ -244,7 +246,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
         print("\n" + failure_text(result, color=sys.stderr.isatty()), file=sys.stderr)
         return EXIT_FAILED
     if config.update_outputs and result.passed:
-        from .update_outputs import write_updated_outputs
+        from .outputs.update import write_updated_outputs
 
         updated = write_updated_outputs(notebook, result)
         print(f"  updated the stored outputs of {updated} cell{'' if updated == 1 else 's'} "
@@ -263,7 +265,7 @@ def _registry_capture(config: NbTestConfig) -> Callback:
 
 def _record_registry(notebook: Path, config: NbTestConfig, result: Any) -> None:
     """Merge the notebook's this_tests calls into the registry file, as a test run would."""
-    from .registry_file import Registry, update_registry_file
+    from .registry.file import Registry, update_registry_file
 
     root = Path.cwd()
     file = os.path.relpath(notebook.resolve(), root).replace(os.sep, "/")
@@ -289,15 +291,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(args, pytest_args)
         if args.command == "preflight":
-            from . import preflight_cmd
+            from .gpu import cmd as preflight_cmd
 
             return preflight_cmd.run(args)
         if args.command == "registry":
-            from . import registry_cmd
+            from .registry import cmd as registry_cmd
 
             return registry_cmd.run(args)
         if args.command == "affected":
-            from . import affected_cmd
+            from .affected import cmd as affected_cmd
 
             return affected_cmd.run(args, pytest_args)
         return cmd_execute(args)

@@ -17,8 +17,9 @@ from nbformat import NotebookNode
 from .callback import Callback, Dispatcher, NotebookRun
 from .config import NbTestConfig
 from .errors import KernelStartError
-from .kernel_startup import startup_code
-from .kernels import Kernel, launch_kernel
+from .kernel.launch import Kernel, launch_kernel
+from .kernel.preload import env_set_before_import
+from .kernel.startup import startup_code
 from .nbdev import calls_export
 from .notebook import (
     directives,
@@ -29,7 +30,6 @@ from .notebook import (
     notebook_settings,
 )
 from .params import inject_parameters, injected_index
-from .preload import env_set_before_import
 from .results import (
     CHECK_FAILED,
     DIED,
@@ -184,7 +184,7 @@ class NotebookSession:
         self.run_info.startup["seed"] = plan.config.seed
         # this_tests in the kernel checks names against the API even when nothing records.
         self.run_info.startup["api"] = list(plan.config.api)
-        from .gpu import kernel_gpu_env, probe
+        from .gpu.probe import kernel_gpu_env, probe
 
         # With several GPUs, the kernel gets the one with most free memory right now; the
         # cards' use now is the baseline of the memory callback's card-delta figure.

@@ -22,6 +22,8 @@ SKIP_COMMENTS = frozenset({"NBVAL_SKIP"})
 RAISES_COMMENTS = frozenset({"NBVAL_RAISES_EXCEPTION"})
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+# Folders whose notebooks are never run: Jupyter's checkpoints, Sphinx's build output.
+NEVER_COLLECTED = frozenset({".ipynb_checkpoints", "_build"})
 
 
 def _fail(path: Path, what: str, fix: str) -> NotebookLoadError:

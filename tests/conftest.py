@@ -30,7 +30,7 @@ import nbformat
 import psutil
 import pytest
 
-from nbtest.kernels import TOKEN_VAR
+from nbtest.kernel.launch import TOKEN_VAR
 
 SESSION_VAR = "NBTEST_TESTS_SESSION"
 NO_RANDOMLY = "-p no:randomly"  # PYTEST_ADDOPTS of the pytest sessions the tests start
@@ -146,8 +146,8 @@ def kernel_processes(kernels_only: bool = False) -> list[psutil.Process]:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
             cmdline = " ".join(proc.cmdline())
-            is_kernel = "ipykernel" in cmdline or "nbtest.forkserver" in cmdline
-            if "nbtest.forkserver" in cmdline and proc.ppid() == me:
+            is_kernel = "ipykernel" in cmdline or "nbtest.kernel.template" in cmdline
+            if "nbtest.kernel.template" in cmdline and proc.ppid() == me:
                 continue  # a warm template of this process, kept on purpose between notebooks
             if kernels_only and not is_kernel:
                 continue

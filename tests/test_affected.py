@@ -20,16 +20,16 @@ import pytest
 from conftest import read_notebook, write_notebook
 from pytester_helpers import SESSION_TIMEOUT, junit_outcomes, output, run_pytest
 
-import nbtest.affected
-import nbtest.affected_cmd
-import nbtest.affected_session
+import nbtest.affected.cmd
+import nbtest.affected.fingerprint
+import nbtest.affected.session
+import nbtest.affected.store
+import nbtest.affected.tracker
 import nbtest.callbacks.affected
-import nbtest.fingerprint
-import nbtest.kernel_tracker
-import nbtest.kernels
+import nbtest.kernel.launch
 from nbtest import NbTestConfig, this_tests
-from nbtest.affected import Store
-from nbtest.fingerprint import static_fingerprint
+from nbtest.affected.fingerprint import static_fingerprint
+from nbtest.affected.store import Store
 
 pytest_plugins = ["pytester"]
 ALL = {"nb1.ipynb", "nb2.ipynb", "nb3.ipynb", "nb4.ipynb"}
@@ -137,9 +137,9 @@ def edit_steps(pytester: pytest.Pytester, root: Path, *args: str) -> None:
 def test_acceptance(pytester: pytest.Pytester, project: Path, workers: list[str],
                     no_kernel_left) -> None:
     """Issue 17's scenario: only what an edit can affect runs, and what failed."""
-    this_tests(nbtest.affected_session.AffectedSession.deselect,
-               nbtest.affected_session.AffectedSession.pytest_sessionfinish,
-               nbtest.affected.Checker.reasons, nbtest.kernel_tracker.install)
+    this_tests(nbtest.affected.session.AffectedSession.deselect,
+               nbtest.affected.session.AffectedSession.pytest_sessionfinish,
+               nbtest.affected.store.Checker.reasons, nbtest.affected.tracker.install)
     first_runs(pytester, *workers)
     edit_steps(pytester, project, *workers)
     no_kernel_left()
@@ -157,8 +157,8 @@ def test_fresh_clone_with_the_cache_copied(pytester: pytest.Pytester, project: P
                                            no_kernel_left) -> None:
     """Content and relative paths only: a clone elsewhere, given the cache folder, agrees
     (serially and under -n 2); the one line names the commit of the passes."""
-    this_tests(nbtest.fingerprint.relative, nbtest.fingerprint.git_commit,
-               nbtest.affected_session.AffectedSession.pytest_terminal_summary)
+    this_tests(nbtest.affected.fingerprint.relative, nbtest.affected.fingerprint.git_commit,
+               nbtest.affected.session.AffectedSession.pytest_terminal_summary)
     (project / ".gitignore").write_text(".pytest_cache/\njunit.xml\n")
     git("init", "-q", cwd=project)
     git("add", ".", cwd=project)
@@ -180,7 +180,7 @@ def test_fresh_clone_with_the_cache_copied(pytester: pytest.Pytester, project: P
 def test_without_the_flag_and_after_cache_clear(pytester: pytest.Pytester, project: Path,
                                                  no_kernel_left) -> None:
     """Without the flag everything runs as before (no line); --cache-clear forgets."""
-    this_tests("nbtest.plugin.pytest_collection_modifyitems", nbtest.affected.Checker.decide)
+    this_tests("nbtest.plugin.pytest_collection_modifyitems", nbtest.affected.store.Checker.decide)
     ran(pytester)
     assert set(ran(pytester)[0]) == {"nb4.ipynb"}
     outcomes, text = ran(pytester, "--no-flag")
@@ -210,8 +210,8 @@ def test_nbtest_affected_explains(pytester: pytest.Pytester, project: Path, run_
                                   no_kernel_left) -> None:
     """`nbtest affected [PATHS] [--json]` names what would run and what changed; no kernel
     starts (the cache is not touched)."""
-    this_tests(nbtest.affected_cmd.run, nbtest.affected_cmd.decide,
-               nbtest.affected.Decision.describe)
+    this_tests(nbtest.affected.cmd.run, nbtest.affected.cmd.decide,
+               nbtest.affected.store.Decision.describe)
     proc = run_cli("affected", cwd=project)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == "4 of 4 notebooks would run:"
@@ -247,8 +247,8 @@ def test_changed_nbtest_interpreter_or_kernelspec_runs_everything(
         pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch,
         no_kernel_left) -> None:
     """Another nbtest version, Python or kernelspec: nothing is reused."""
-    this_tests(nbtest.fingerprint.kernelspec_identity, nbtest.fingerprint.interpreter,
-               nbtest.fingerprint.nbtest_version)
+    this_tests(nbtest.affected.fingerprint.kernelspec_identity, nbtest.affected.fingerprint.interpreter,
+               nbtest.affected.fingerprint.nbtest_version)
     kernels = pytester.path.parent / "jupyter" / "kernels" / "python3"
     kernels.mkdir(parents=True)
     spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
@@ -281,7 +281,7 @@ def run_affected(root: Path) -> str:
 def test_cache_false_skips_and_depends(pytester: pytest.Pytester, no_kernel_left) -> None:
     """`cache: false` always runs; a `depends` glob's files are fingerprinted; a skipped
     notebook is shown skipped each time, and one that skips itself is run again."""
-    this_tests(nbtest.fingerprint.depends_files, nbtest.callbacks.affected.AffectedCapture)
+    this_tests(nbtest.affected.fingerprint.depends_files, nbtest.callbacks.affected.AffectedCapture)
     pytester.makefile(".toml", pyproject="[tool.pytest.ini_options]\nnbtest = true\n")
     (pytester.path / "blobs").mkdir()
     (pytester.path / "blobs" / "w.bin").write_bytes(b"\x00\x01")
@@ -309,7 +309,7 @@ def test_corrupt_or_foreign_entries_mean_run_it(pytester: pytest.Pytester, proje
                                                 no_kernel_left) -> None:
     """An unreadable entry, or one of another format, is no error: the notebook runs and
     its entry is written anew, atomically (no temporary file left)."""
-    this_tests(nbtest.affected.Store.load, "nbtest.files.write_atomic")
+    this_tests(nbtest.affected.store.Store.load, "nbtest.files.write_atomic")
     ran(pytester)
     path1, _ = entry_of(project, "nb1.ipynb")
     path1.write_text('{"format": 1, "notebook": "nb1.ipy')
@@ -330,7 +330,7 @@ def test_incomplete_fingerprint_is_not_reused(pytester: pytest.Pytester, project
                                               no_kernel_left) -> None:
     """A pass whose fingerprint is incomplete (the audit hook failed) and a dead kernel are
     never reused."""
-    this_tests(nbtest.kernel_tracker.Tracker.audit,
+    this_tests(nbtest.affected.tracker.Tracker.audit,
                nbtest.callbacks.affected.AffectedCapture.fingerprint)
     write_notebook(project / "hook.ipynb", [
         "ip = get_ipython()\n"
@@ -353,8 +353,8 @@ def test_incomplete_fingerprint_is_not_reused(pytester: pytest.Pytester, project
 def test_per_cell_items(pytester: pytest.Pytester, project: Path, no_kernel_left) -> None:
     """With --nbtest-cells the cells of an unchanged notebook are deselected together; a
     run of some cells only leaves the notebook to run next time."""
-    this_tests(nbtest.affected_session.AffectedSession.pytest_nbtest_notebook_done,
-               nbtest.affected_session.AffectedSession.pytest_runtest_makereport)
+    this_tests(nbtest.affected.session.AffectedSession.pytest_nbtest_notebook_done,
+               nbtest.affected.session.AffectedSession.pytest_runtest_makereport)
     write_notebook(project / "cells.ipynb", ["x = 1", "x += 1", "assert x == 2"])
     first, _ = ran(pytester, "--nbtest-cells", "cells.ipynb", "nb3.ipynb")
     assert set(first) == {"cells.ipynb::cell[1]", "cells.ipynb::cell[2]",
@@ -374,7 +374,7 @@ def test_written_files_are_products_not_inputs(pytester: pytest.Pytester, projec
                                                no_kernel_left) -> None:
     """A file the notebook writes (and reads back) is not an input; files read are, the
     package's own modules are, the virtualenv's are not (their distributions are)."""
-    this_tests(nbtest.kernel_tracker.Tracker.report, nbtest.fingerprint.distributions_of)
+    this_tests(nbtest.affected.tracker.Tracker.report, nbtest.affected.fingerprint.distributions_of)
     write_notebook(project / "writes.ipynb", [
         "with open('data/out.txt', 'w') as fh:\n    fh.write('made here')",
         "from pkg.a import answer\nassert open('data/out.txt').read() == 'made here'",
@@ -415,10 +415,10 @@ def test_static_fingerprint_leaves_out_outputs_and_markdown(tmp_path: Path) -> N
 
 def test_tracker_tells_reads_from_writes(tmp_path: Path) -> None:
     """The audit hook's classification, fed the events CPython sends (no kernel)."""
-    this_tests(nbtest.kernel_tracker.Tracker.audit, nbtest.kernel_tracker.Tracker._kept)
+    this_tests(nbtest.affected.tracker.Tracker.audit, nbtest.affected.tracker.Tracker._kept)
     root = tmp_path / "root"
     (root / "data").mkdir(parents=True)
-    tracker = nbtest.kernel_tracker.Tracker(str(tmp_path / "out.jsonl"), [str(root)])
+    tracker = nbtest.affected.tracker.Tracker(str(tmp_path / "out.jsonl"), [str(root)])
     events = [(str(root / "data" / "r.csv"), "r", os.O_RDONLY),
               (str(root / "data" / "w.csv"), "w", os.O_WRONLY),
               (str(root / "data" / "rw.csv"), None, os.O_RDWR),
@@ -440,19 +440,19 @@ def test_kernelspec_identity_survives_a_move(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A kernelspec that starts nbtest's own Python (by path or as `python`) and names the
     project root is the same in a clone elsewhere; another interpreter or variable is not."""
-    this_tests(nbtest.fingerprint.kernelspec_identity)
+    this_tests(nbtest.affected.fingerprint.kernelspec_identity)
     folder = tmp_path / "kernels" / "k"
     folder.mkdir(parents=True)
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
-    monkeypatch.setattr(nbtest.kernels, "_specs", {})
+    monkeypatch.setattr(nbtest.kernel.launch, "_specs", {})
 
     def identity(argv0: str, root: Path = tmp_path, **env: str) -> str:
         spec = {"argv": [argv0, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                 "display_name": "k", "language": "python", "env": env}
         (folder / "kernel.json").write_text(json.dumps(spec))
-        nbtest.kernels._specs.clear()
-        nbtest.fingerprint.kernelspec_identity.cache_clear()
-        return nbtest.fingerprint.kernelspec_identity("k", str(root))
+        nbtest.kernel.launch._specs.clear()
+        nbtest.affected.fingerprint.kernelspec_identity.cache_clear()
+        return nbtest.affected.fingerprint.kernelspec_identity("k", str(root))
 
     try:
         assert identity(sys.executable) == identity("python")
@@ -461,4 +461,4 @@ def test_kernelspec_identity_survives_a_move(tmp_path: Path,
             "python", tmp_path / "clone", DATA=str(tmp_path / "clone" / "d"))
         assert identity("python", DATA="1") != identity("python", DATA="2")
     finally:
-        nbtest.fingerprint.kernelspec_identity.cache_clear()
+        nbtest.affected.fingerprint.kernelspec_identity.cache_clear()

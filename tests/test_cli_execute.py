@@ -128,7 +128,7 @@ def test_cell_ignoring_sigint_still_times_out(make_notebook, run_cli, no_kernel_
 
 def test_timed_out_cell_leaves_no_child(make_notebook, run_cli, tmp_path: Path,
                                         no_kernel_left) -> None:
-    this_tests("nbtest.cli.cmd_execute", "nbtest.kernels.Kernel.kill")
+    this_tests("nbtest.cli.cmd_execute", "nbtest.kernel.launch.Kernel.kill")
     path = make_notebook("child.ipynb", [
         "import subprocess, time\n"
         "child = subprocess.Popen(['sleep', '600'])\n"
@@ -145,8 +145,8 @@ def test_timed_out_cell_leaves_no_child(make_notebook, run_cli, tmp_path: Path,
 
 def test_timed_out_cell_leaves_no_child_in_a_new_session(make_notebook, run_cli, tmp_path: Path,
                                                          no_kernel_left) -> None:
-    this_tests("nbtest.cli.cmd_execute", "nbtest.kernels.Kernel.kill",
-               "nbtest.kernels.processes_with_token")
+    this_tests("nbtest.cli.cmd_execute", "nbtest.kernel.launch.Kernel.kill",
+               "nbtest.kernel.launch.processes_with_token")
     # Out of the kernel's process group: only the token sweep can find these.
     path = make_notebook("daemon.ipynb", [
         "import subprocess, time\n"
@@ -187,7 +187,7 @@ def test_dying_kernel_is_reported_with_exit_code_or_signal(
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_mid_cell_shuts_the_kernel_down(make_notebook, start_cli, tmp_path: Path,
                                                no_kernel_left, signum: int) -> None:
-    this_tests("nbtest.cli.main", "nbtest.cli.cmd_execute", "nbtest.kernels.Kernel.kill")
+    this_tests("nbtest.cli.main", "nbtest.cli.cmd_execute", "nbtest.kernel.launch.Kernel.kill")
     path = make_notebook("long.ipynb", [
         "import subprocess, time\n"
         "child = subprocess.Popen(['sleep', '600'])\n"
@@ -367,7 +367,7 @@ def test_allow_errors_flag(make_notebook, run_cli, tmp_path: Path) -> None:
 
 
 def test_seed_flag_reaches_the_kernel(make_notebook, run_cli) -> None:
-    this_tests("nbtest.cli.cmd_execute", "nbtest.kernel_startup.startup_code")
+    this_tests("nbtest.cli.cmd_execute", "nbtest.kernel.startup.startup_code")
     path = make_notebook("seed.ipynb", [
         "import random\nimport numpy\nfirst = (random.random(), float(numpy.random.rand()))",
         "random.seed(99)\nnumpy.random.seed(99)\n"

@@ -47,8 +47,8 @@ from pytester_helpers import (
 from nbtest import this_tests
 from nbtest.config import NbTestConfig
 from nbtest.execute import run_notebook
-from nbtest.forkserver import ForkServer
-from nbtest.kernels import TOKEN_VAR
+from nbtest.kernel.forkserver import ForkServer
+from nbtest.kernel.launch import TOKEN_VAR
 from nbtest.results import DIED, FAILED, NB_PASSED, NOT_RUN, PASSED, TIMEOUT
 
 pytest_plugins = ["pytester"]
@@ -121,7 +121,7 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 
 def test_forked_kernel_has_its_own_process(probes: dict[str, Any]) -> None:
-    this_tests("nbtest.forkserver.ForkServer.spawn", "nbtest.provisioner.ForkProvisioner."
+    this_tests("nbtest.kernel.forkserver.ForkServer.spawn", "nbtest.kernel.provisioner.ForkProvisioner."
                "launch_kernel", "nbtest.execute.NotebookSession.launch")
     assert probes["first"].extras["kernel_start"] == "fork"
     assert probes["second"].extras["kernel_start"] == "fork"
@@ -129,7 +129,7 @@ def test_forked_kernel_has_its_own_process(probes: dict[str, Any]) -> None:
     first, second, spawned = (facts_of(probes[k]) for k in ("first", "second", "spawned"))
     template = template_of(first["ppid"])
     assert template is not None, "a forked kernel's parent is this process's template"
-    assert "nbtest.forkserver" in " ".join(psutil.Process(template.process.pid).cmdline())
+    assert "nbtest.kernel.template" in " ".join(psutil.Process(template.process.pid).cmdline())
     assert second["ppid"] == first["ppid"]  # the same warm template forked both
     assert len({first["pid"], second["pid"], template.process.pid, os.getpid()}) == 4
     assert spawned["ppid"] == os.getpid()
@@ -141,7 +141,7 @@ def test_forked_kernel_has_its_own_process(probes: dict[str, Any]) -> None:
 
 def test_forked_kernel_runs_in_the_notebooks_folder_with_its_path(
         probes: dict[str, Any]) -> None:
-    this_tests("nbtest.forkserver.ForkServer.spawn")
+    this_tests("nbtest.kernel.forkserver.ForkServer.spawn")
     work = str(probes["work"])
     first, second, spawned = (facts_of(probes[k]) for k in ("first", "second", "spawned"))
     for facts in (first, second, spawned):
@@ -160,7 +160,7 @@ def test_forked_kernel_gets_the_environment_of_now_not_the_templates(
         probes: dict[str, Any]) -> None:
     """Variables outside STARTUP_VARS changed after the template started still reach it, and
     issue 5's pinning (two cards, 2000 and 30000 MiB free) puts the kernel on card 1."""
-    this_tests("nbtest.forkserver.ForkServer.spawn", "nbtest.gpu.kernel_gpu_env")
+    this_tests("nbtest.kernel.forkserver.ForkServer.spawn", "nbtest.gpu.probe.kernel_gpu_env")
     first, second, spawned = (facts_of(probes[k]) for k in ("first", "second", "spawned"))
     template = probes["templates"][first["ppid"]]
     assert template.env["NBTEST_PROBE_VAR"] == "before"  # what the template started with
@@ -180,28 +180,28 @@ def test_forked_kernel_gets_the_environment_of_now_not_the_templates(
 
 def test_forked_kernel_has_the_variables_a_spawned_one_has(probes: dict[str, Any]) -> None:
     """Nothing more and nothing less than a spawned kernel gets (values differ per kernel)."""
-    this_tests("nbtest.forkserver.ForkServer.spawn")
+    this_tests("nbtest.kernel.forkserver.ForkServer.spawn")
     second, spawned = facts_of(probes["second"]), facts_of(probes["spawned"])
     assert set(second["env"]) ^ set(spawned["env"]) == set()
 
 
 def test_forked_kernels_share_no_state(probes: dict[str, Any]) -> None:
     """A module and a global of one notebook are not in the next; the RNG is reseeded."""
-    this_tests("nbtest.forkserver.ForkServer.spawn", "nbtest.forkserver.serve")
+    this_tests("nbtest.kernel.forkserver.ForkServer.spawn", "nbtest.kernel.template.serve")
     first, second, spawned = (facts_of(probes[k]) for k in ("first", "second", "spawned"))
     assert not first["mymod_loaded"] and not first["leaked"]
     assert not second["mymod_loaded"], "notebook 1's module is in notebook 2's sys.modules"
     assert not second["leaked"], "notebook 1's global is visible in notebook 2"
     assert first["random"] != second["random"], "forked kernels share the template's RNG state"
     # No module of the user's: a forked kernel has imported nothing a spawned one has not,
-    # except the `nbtest` package itself (the template runs `python -m nbtest.forkserver`).
-    assert set(second["modules"]) - set(spawned["modules"]) <= {"nbtest"}
+    # except the packages holding the template (it runs `python -m nbtest.kernel.template`).
+    assert set(second["modules"]) - set(spawned["modules"]) <= {"nbtest", "nbtest.kernel"}
     assert "mymod" not in second["modules"] and "mymod" not in spawned["modules"]
 
 
 def test_template_runs_a_single_thread(probes: dict[str, Any]) -> None:
     """Fork safety in practice: the live template has one thread (and forked fine)."""
-    this_tests("nbtest.forkserver.serve", "nbtest.forkserver.fork_safety_problems")
+    this_tests("nbtest.kernel.template.serve", "nbtest.kernel.template.fork_safety_problems")
     template = probes["templates"][facts_of(probes["first"])["ppid"]]
     assert template.process.poll() is None
     assert os.listdir(f"/proc/{template.process.pid}/task") == [str(template.process.pid)]
@@ -210,8 +210,8 @@ def test_template_runs_a_single_thread(probes: dict[str, Any]) -> None:
 def test_a_different_pythonpath_spawns_and_the_kernel_sees_it(
         tmp_path: Path, make_notebook: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
         no_kernel_left: Callable[[], None]) -> None:
-    this_tests("nbtest.forkserver.ForkServer.accepts",
-               "nbtest.provisioner.ForkProvisioner.launch_kernel")
+    this_tests("nbtest.kernel.forkserver.ForkServer.accepts",
+               "nbtest.kernel.provisioner.ForkProvisioner.launch_kernel")
     path = make_notebook("nb.ipynb", ["import sys\nprint(sys.path)",
                                       "import extra_mod\nprint(extra_mod.WHERE)"])
     warm = run_notebook(path, FORK)  # the template exists, with today's PYTHONPATH
@@ -235,8 +235,8 @@ def test_a_kernelspec_other_than_this_interpreters_launcher_is_spawned(
         no_kernel_left: Callable[[], None]) -> None:
     """A kernelspec that does not read `python -m ipykernel_launcher` (here: `-m ipykernel`)
     is started as its spec says, fork or not."""
-    this_tests("nbtest.forkserver.split_kernel_command",
-               "nbtest.provisioner.ForkProvisioner.launch_kernel")
+    this_tests("nbtest.kernel.environment.split_kernel_command",
+               "nbtest.kernel.provisioner.ForkProvisioner.launch_kernel")
     name = f"nbtest-other-{uuid.uuid4().hex[:8]}"
     spec = tmp_path / "jupyter" / "kernels" / name
     spec.mkdir(parents=True)
@@ -261,8 +261,8 @@ def test_forked_kernel_ignoring_sigint_times_out_and_leaves_no_process(
         no_kernel_left: Callable[[], None]) -> None:
     """A cell that ignores SIGINT and spins, with a `sleep 600` child in its process group and
     one in a session of its own: the timeout kills them all."""
-    this_tests("nbtest.kernels.Kernel.kill", "nbtest.execute.NotebookSession.run_cell",
-               "nbtest.forkserver.ForkedProcess.wait")
+    this_tests("nbtest.kernel.launch.Kernel.kill", "nbtest.execute.NotebookSession.run_cell",
+               "nbtest.kernel.forkserver.ForkedProcess.wait")
     path = make_notebook("spin.ipynb", [textwrap.dedent("""\
         import os, signal, subprocess
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -289,10 +289,10 @@ def test_forked_kernel_is_interrupted_like_a_spawned_one(tmp_path: Path,
                                                          ) -> None:
     """SIGINT to the kernel's process group raises KeyboardInterrupt in the running cell; the
     kernel lives on and runs the next request."""
-    this_tests("nbtest.kernels.Kernel.interrupt", "nbtest.kernels.start_kernel")
+    this_tests("nbtest.kernel.launch.Kernel.interrupt", "nbtest.kernel.launch.start_kernel")
     from jupyter_core.utils import run_sync
 
-    from nbtest.kernels import start_kernel
+    from nbtest.kernel.launch import start_kernel
 
     marker = tmp_path / "running.txt"
 
@@ -331,7 +331,7 @@ def test_forked_kernel_death_is_explained(make_notebook: Callable[..., Path],
                                           no_kernel_left: Callable[[], None], code: str,
                                           detail: str) -> None:
     """The template reports the child's exit status: code and signal, as for a spawned one."""
-    this_tests("nbtest.forkserver.ForkedProcess.poll", "nbtest.execute.describe_exit")
+    this_tests("nbtest.kernel.forkserver.ForkedProcess.poll", "nbtest.execute.describe_exit")
     path = make_notebook("dies.ipynb", ["x = 1", code, "y = 2"])
     result = run_notebook(path, FORK)
     assert result.extras["kernel_start"] == "fork"
@@ -347,10 +347,10 @@ def test_forked_kernel_death_is_explained(make_notebook: Callable[..., Path],
 
 def test_fork_safety_problems_in_a_fresh_interpreter() -> None:
     """After the preload alone: nothing; a thread or a zmq context: named."""
-    this_tests("nbtest.forkserver.fork_safety_problems", "nbtest.forkserver._preload")
+    this_tests("nbtest.kernel.template.fork_safety_problems", "nbtest.kernel.template._preload")
     code = textwrap.dedent("""\
         import json, threading, time
-        import nbtest.forkserver as fs
+        import nbtest.kernel.template as fs
         fs._preload()
         found = [fs.fork_safety_problems()]
         import zmq
@@ -376,8 +376,8 @@ def test_template_refusing_to_fork_falls_back_to_spawn(tmp_path: Path,
     """A template that is not fork-safe (a sitecustomize starts a thread in every interpreter
     of this PYTHONPATH) refuses each request; the provisioner spawns the kernel instead and
     the notebook runs as usual. Real processes throughout: a harness, its template, a kernel."""
-    this_tests("nbtest.provisioner.ForkProvisioner.launch_kernel",
-               "nbtest.forkserver.ForkServer.spawn", "nbtest.forkserver.fork_safety_problems")
+    this_tests("nbtest.kernel.provisioner.ForkProvisioner.launch_kernel",
+               "nbtest.kernel.forkserver.ForkServer.spawn", "nbtest.kernel.template.fork_safety_problems")
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
@@ -388,7 +388,7 @@ def test_template_refusing_to_fork_falls_back_to_spawn(tmp_path: Path,
         import json, logging, os, sys
         from nbtest.config import NbTestConfig
         from nbtest.execute import run_notebook
-        from nbtest.forkserver import ForkServer
+        from nbtest.kernel.forkserver import ForkServer
         logging.basicConfig()  # the provisioner's warning goes to stderr
         result = run_notebook(sys.argv[1], NbTestConfig.of(fork="yes"))
         ppid = int(result.notebook.cells[0].outputs[0]["text"])
@@ -412,9 +412,9 @@ def test_template_refusing_to_fork_falls_back_to_spawn(tmp_path: Path,
 def test_stopping_the_template_stops_its_kernels(tmp_path: Path) -> None:
     """A template stopped while a kernel it forked still runs (an xdist worker that crashed
     leaves such kernels) takes the kernel with it; an adopted template is only forgotten."""
-    this_tests("nbtest.forkserver.ForkServer.stop", "nbtest.forkserver.serve",
-               "nbtest.forkserver.ForkServer.adopt")
-    from nbtest.kernels import start_kernel
+    this_tests("nbtest.kernel.forkserver.ForkServer.stop", "nbtest.kernel.template.serve",
+               "nbtest.kernel.forkserver.ForkServer.adopt")
+    from nbtest.kernel.launch import start_kernel
 
     for server in list(ForkServer._instances.values()):
         server.stop()  # an own template for this test, not one adopted from the controller
@@ -442,7 +442,7 @@ def test_template_and_its_kernels_die_with_the_harness(tmp_path: Path,
                                                        ) -> None:
     """SIGKILL the process that owns the template while a forked kernel runs a cell: neither
     the template nor the kernel outlives it."""
-    this_tests("nbtest.forkserver.serve", "nbtest.forkserver._die_with_parent")
+    this_tests("nbtest.kernel.template.serve", "nbtest.kernel.template._die_with_parent")
     path = make_notebook("sleeps.ipynb", [
         "import os, time\n"
         "open('kernel.txt', 'w').write(f'{os.getpid()} {os.getppid()}')\n"
@@ -455,7 +455,7 @@ def test_template_and_its_kernels_die_with_the_harness(tmp_path: Path,
                             text=True)
     try:
         kernel, template = map(int, wait_for_file(tmp_path / "kernel.txt", 120, proc).split())
-        assert "nbtest.forkserver" in " ".join(psutil.Process(template).cmdline())
+        assert "nbtest.kernel.template" in " ".join(psutil.Process(template).cmdline())
         assert psutil.Process(template).ppid() == proc.pid
         proc.kill()
         proc.communicate(timeout=30)
@@ -498,7 +498,7 @@ REPORT = textwrap.dedent("""\
                    "parent": " ".join(parent.cmdline()),
                    "worker": os.environ.get("PYTEST_XDIST_WORKER"),
                    # of a spawned kernel (the harness's children): templates started
-                   "templates": [c for _, c in children if "nbtest.forkserver" in c]}, fh)
+                   "templates": [c for _, c in children if "nbtest.kernel.template" in c]}, fh)
 """)
 
 
@@ -524,7 +524,7 @@ def pytest_unconfigure(config):
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
             cmdline = " ".join(proc.cmdline())
-            if "nbtest.forkserver" in cmdline and proc.ppid() == os.getpid():
+            if "nbtest.kernel.template" in cmdline and proc.ppid() == os.getpid():
                 continue  # the warm template: stopped at exit
             alive.append(f"pid {{proc.pid}}: {{cmdline[:150]}}")
         except (OSError, psutil.Error):
@@ -604,7 +604,7 @@ def test_three_notebooks_each_get_their_own_prewarmed_kernel(
         pytester: pytest.Pytester, session: dict[str, Any]) -> None:
     """While a notebook runs, the next one's kernel is already forked, in that notebook's
     folder with its NBTEST_NOTEBOOK; the last one pre-starts nothing."""
-    this_tests("nbtest.items.NotebookItem.prewarm_next", "nbtest.items.NotebookItem.new_session",
+    this_tests("nbtest.plugin.items.NotebookItem.prewarm_next", "nbtest.plugin.items.NotebookItem.new_session",
                "nbtest.plugin.pytest_runtest_protocol")
     paths = [session["nb"](f"d{i}/{name}.ipynb") for i, name in enumerate("abc", 1)]
     result = run_pytest(pytester, "--nbtest", "--nbtest-fork", "yes", "-p", "no:cacheprovider",
@@ -615,7 +615,7 @@ def test_three_notebooks_each_get_their_own_prewarmed_kernel(
     for facts, path in zip((a, b, c), paths):
         assert facts["notebook"] == str(path.resolve())
         assert facts["cwd"] == str(path.parent.resolve())
-        assert "nbtest.forkserver" in facts["parent"]
+        assert "nbtest.kernel.template" in facts["parent"]
     assert a["siblings"] == [b["pid"]], "b's kernel was not pre-started while a ran"
     assert b["siblings"] == [c["pid"]], "c's kernel was not pre-started while b ran"
     assert c["siblings"] == []
@@ -629,8 +629,8 @@ def test_xdist_workers_fork_from_one_template_the_controller_started(
         pytester: pytest.Pytester, session: dict[str, Any]) -> None:
     """Under -n 2 both workers fork their kernels from the controller's template: one
     template's imports, begun while the workers start, not one per worker."""
-    this_tests("nbtest.plugin.XdistForkTemplate", "nbtest.forkserver.ForkServer.adopt",
-               "nbtest.forkserver.ForkServer.describe_owned")
+    this_tests("nbtest.plugin.templates.XdistForkTemplate", "nbtest.kernel.forkserver.ForkServer.adopt",
+               "nbtest.kernel.forkserver.ForkServer.describe_owned")
     names = [f"n{i}" for i in range(6)]
     for name in names:
         session["nb"](f"{name}.ipynb")
@@ -639,7 +639,7 @@ def test_xdist_workers_fork_from_one_template_the_controller_started(
     reports = [session["report"](name) for name in names]
     assert {r["worker"] for r in reports} == {"gw0", "gw1"}
     assert len({r["ppid"] for r in reports}) == 1, "kernels of both workers, one template"
-    assert "nbtest.forkserver" in reports[0]["parent"]
+    assert "nbtest.kernel.template" in reports[0]["parent"]
     assert_nothing_left(session["tag"], session["reports"])
 
 
@@ -654,21 +654,21 @@ def test_a_single_notebook_starts_no_template(pytester: pytest.Pytester,
     result = run_pytest(pytester, "--nbtest", "-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     solo = session["report"]("solo")
-    assert "nbtest.forkserver" not in solo["parent"]
+    assert "nbtest.kernel.template" not in solo["parent"]
     assert solo["templates"] == []
     assert any("solo.ipynb" in line and "kernel: spawn" in line for line in result.stdout.lines)
     assert_nothing_left(session["tag"], session["reports"])
 
 
 def test_fork_no_spawns_every_kernel(pytester: pytest.Pytester, session: dict[str, Any]) -> None:
-    this_tests("nbtest.provisioner.ForkProvisioner.launch_kernel", "nbtest.kernels.launch_kernel")
+    this_tests("nbtest.kernel.provisioner.ForkProvisioner.launch_kernel", "nbtest.kernel.launch.launch_kernel")
     for name in "ab":
         session["nb"](f"{name}.ipynb")
     result = run_pytest(pytester, "--nbtest", "--nbtest-fork", "no", "-p", "no:cacheprovider",
                         "--junitxml=out.xml")
     result.assert_outcomes(passed=2)
     a, b = session["report"]("a"), session["report"]("b")
-    assert "nbtest.forkserver" not in a["parent"] + b["parent"]
+    assert "nbtest.kernel.template" not in a["parent"] + b["parent"]
     assert "pytest" in a["parent"]
     starts = junit_properties(pytester.path / "out.xml", prefix="nbtest kernel start")
     assert {p["nbtest kernel start"] for p in starts.values()} == {"spawn"}
@@ -677,7 +677,7 @@ def test_fork_no_spawns_every_kernel(pytester: pytest.Pytester, session: dict[st
 
 def test_verbose_output_names_the_start_up(pytester: pytest.Pytester,
                                            session: dict[str, Any]) -> None:
-    this_tests("nbtest.items.NotebookItem.runtest")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest")
     session["nb"]("a.ipynb")
     result = run_pytest(pytester, "--nbtest", "--nbtest-fork", "yes", "-v", "-p",
                         "no:cacheprovider")
@@ -691,7 +691,7 @@ def test_verbose_output_names_the_start_up(pytester: pytest.Pytester,
 def test_deselected_next_notebook_gets_no_kernel(pytester: pytest.Pytester,
                                                  session: dict[str, Any], how: list[str]
                                                  ) -> None:
-    this_tests("nbtest.items.NotebookItem.prewarm_next")
+    this_tests("nbtest.plugin.items.NotebookItem.prewarm_next")
     for i, name in enumerate("abc", 1):
         session["nb"](f"d{i}/{name}.ipynb")
     result = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider", *how)
@@ -718,8 +718,8 @@ def test_skipped_next_notebook_leaves_no_kernel(pytester: pytest.Pytester,
     """`slow` without --runslow: no kernel is pre-started for it. A skipif marker added by a
     conftest is not seen before the skip: the pre-started kernel is killed at its teardown,
     before the following notebook runs."""
-    this_tests("nbtest.items.NotebookItem.prewarm_next",
-               "nbtest.items.NotebookItem.drop_prewarmed", "nbtest.plugin.pytest_runtest_teardown")
+    this_tests("nbtest.plugin.items.NotebookItem.prewarm_next",
+               "nbtest.plugin.items.NotebookItem.drop_prewarmed", "nbtest.plugin.pytest_runtest_teardown")
     session["nb"]("a.ipynb")
     if how == "slow-marker":
         session["nb"]("b.ipynb", nbtest={"markers": ["slow"]})
@@ -741,7 +741,7 @@ def test_skipped_next_notebook_leaves_no_kernel(pytester: pytest.Pytester,
 
 def test_x_after_a_failure_kills_the_prewarmed_kernel(pytester: pytest.Pytester,
                                                       session: dict[str, Any]) -> None:
-    this_tests("nbtest.items.close_open_sessions", "nbtest.plugin.pytest_sessionfinish")
+    this_tests("nbtest.plugin.items.close_open_sessions", "nbtest.plugin.pytest_sessionfinish")
     session["nb"]("a.ipynb", ["assert False, 'a fails'"])
     session["nb"]("b.ipynb")
     result = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider", "-x")
@@ -778,7 +778,7 @@ def interrupt_while_a_sleeps(pytester: pytest.Pytester, session: dict[str, Any]
 def test_ctrl_c_kills_the_prewarmed_kernel(pytester: pytest.Pytester,
                                            session: dict[str, Any]) -> None:
     """The kernel pre-started for b is gone when the interrupted session ends."""
-    this_tests("nbtest.items.close_open_sessions", "nbtest.forkserver.ForkServer.stop")
+    this_tests("nbtest.plugin.items.close_open_sessions", "nbtest.kernel.forkserver.ForkServer.stop")
     seen = interrupt_while_a_sleeps(pytester, session)
     assert len(seen["a"]["siblings"]) == 1  # b's kernel was pre-started and waiting
     prewarmed = seen["a"]["siblings"][0]
@@ -788,7 +788,7 @@ def test_ctrl_c_kills_the_prewarmed_kernel(pytester: pytest.Pytester,
 
 def test_ctrl_c_kills_the_running_kernel_before_the_session_ends(
         pytester: pytest.Pytester, session: dict[str, Any]) -> None:
-    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.items.close_open_sessions")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest", "nbtest.plugin.items.close_open_sessions")
     seen = interrupt_while_a_sleeps(pytester, session)
     assert seen["alive"] == [], "alive when the session ended:\n" + "\n".join(seen["alive"])
     # Today the `sleep 600` the cell started in a session of its own (it carries the kernel's
@@ -799,7 +799,7 @@ def test_ctrl_c_kills_the_running_kernel_before_the_session_ends(
 
 def test_last_failed_runs_only_the_failure_and_leaves_nothing(pytester: pytest.Pytester,
                                                               session: dict[str, Any]) -> None:
-    this_tests("nbtest.items.NotebookItem.prewarm_next")
+    this_tests("nbtest.plugin.items.NotebookItem.prewarm_next")
     session["nb"]("a.ipynb")
     session["nb"]("b.ipynb", ["assert False, 'b fails'"])
     session["nb"]("c.ipynb")

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from fake_nvidia_smi import app, gpu, install
 
-from nbtest import gpu as gpumod
-from nbtest import nvidia, this_tests
+from nbtest import this_tests
 from nbtest.errors import ConfigError, PreflightError
-from nbtest.gpu import (
+from nbtest.gpu import nvidia
+from nbtest.gpu import probe as gpumod
+from nbtest.gpu.nvidia import Gpu, gpus_from_smi, parse_csv
+from nbtest.gpu.probe import (
     apply_visible,
     check_preflight,
     cuda_available,
@@ -25,7 +27,6 @@ from nbtest.gpu import (
     preflight,
     probe,
 )
-from nbtest.nvidia import Gpu, gpus_from_smi, parse_csv
 
 GIB, MIB = 2**30, 2**20
 BUSY_UUID = "GPU-5b0f0d6c-1111-2222-3333-444455556666"

@@ -75,7 +75,7 @@ def test_a_short_2gib_allocation_is_seen(make_notebook: Callable[..., Path], gpu
 def test_the_kernels_own_counters_where_the_driver_hides_its_pid(
         make_notebook: Callable[..., Path], gpu_scene: Path) -> None:
     """A container: the driver lists no process; torch's peak, written by the kernel, counts."""
-    this_tests("nbtest.kernel_gpu.install", "nbtest.kernel_gpu.read_peak")
+    this_tests("nbtest.gpu.peak.install", "nbtest.gpu.peak.read_peak")
     path = make_notebook("counters.ipynb", [TORCH_LIKE, holds(2600, listed=False), "y = 2"])
     result = run_notebook(path, NbTestConfig.of(gpu_min_free="1GiB"), [MemoryCallback()])
     assert result.passed
@@ -103,7 +103,7 @@ def test_no_cuda_no_gpu_figure(make_notebook: Callable[..., Path], gpu_scene: Pa
 def test_reports_name_the_source(pytester: pytest.Pytester, gpu_scene: Path, run_cli,
                                  make_notebook: Callable[..., Path]) -> None:
     """--nbtest-mem-report and `nbtest execute` show the figure with where it came from."""
-    this_tests("nbtest.pytest_reports.NotebookReports.pytest_terminal_summary",
+    this_tests("nbtest.plugin.reports.NotebookReports.pytest_terminal_summary",
                "nbtest.cli.cmd_execute")
     path = make_notebook(pytester.path / "short.ipynb", [LOAD_DRIVER, holds(2048), "x = 1"])
     result = run_pytest(pytester, "--nbtest", "--nbtest-mem-report", "--nbtest-gpu-min-free",

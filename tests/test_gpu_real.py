@@ -21,7 +21,7 @@ from pytester_helpers import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.callbacks.memory import MemoryCallback
-from nbtest.gpu import probe
+from nbtest.gpu.probe import probe
 
 pytest_plugins = ["pytester"]
 GIB = 2**30
@@ -90,7 +90,7 @@ def _has_nvml() -> bool:
 
 
 def test_nvml_and_nvidia_smi_agree_on_free_memory() -> None:
-    this_tests("nbtest.gpu.probe", "nbtest.nvidia.read_nvml", "nbtest.nvidia.read_smi")
+    this_tests("nbtest.gpu.probe.probe", "nbtest.gpu.nvidia.read_nvml", "nbtest.gpu.nvidia.read_smi")
     if not _has_nvml() or shutil.which("nvidia-smi") is None:
         pytest.skip("needs both NVML and nvidia-smi")
     nvml, smi = free_mib("nvml"), free_mib("smi")
@@ -102,7 +102,7 @@ def test_a_busy_card_is_refused_everywhere(hog: Callable[[int], subprocess.Popen
                                            make_notebook: Callable[..., Path]) -> None:
     """All but 4 GiB held: preflight refuses naming the holder, pytest exits 6 before any
     notebook runs, `nbtest execute` exits 3, and a requirement of 0 runs anyway."""
-    this_tests("nbtest.gpu.preflight", "nbtest.plugin.run_preflight")
+    this_tests("nbtest.gpu.probe.preflight", "nbtest.plugin.preflight.run_preflight")
     holder = hog(4096)
     pre = run_cli("preflight")
     assert pre.returncode == 3, pre.stdout + pre.stderr
@@ -144,7 +144,7 @@ def test_a_2gib_tensor_is_reported_between_2_and_4_gib(make_notebook: Callable[.
 
 def test_cuda_visible_devices_reaches_the_kernel(make_notebook: Callable[..., Path],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    this_tests("nbtest.gpu.kernel_gpu_env")
+    this_tests("nbtest.gpu.probe.kernel_gpu_env")
     first = probe().gpus[0]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", str(first.physical_index))
     path = make_notebook("visible.ipynb", [

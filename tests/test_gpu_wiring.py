@@ -21,7 +21,7 @@ from fake_nvidia_smi import app, gpu, install
 from pytester_helpers import junit_outcomes, output, run_pytest
 
 from nbtest import this_tests
-from nbtest.plugin import PREFLIGHT_EXIT
+from nbtest.plugin.preflight import PREFLIGHT_EXIT
 
 pytest_plugins = ["pytester"]
 
@@ -68,7 +68,7 @@ def assert_refusal(text: str, holder_pid: int) -> None:
 
 
 def test_preflight_command_busy_card(busy: int, run_cli: Callable[..., Any]) -> None:
-    this_tests("nbtest.preflight_cmd.run", "nbtest.gpu.format_report")
+    this_tests("nbtest.gpu.cmd.run", "nbtest.gpu.probe.format_report")
     refused = run_cli("preflight")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert_refusal(refused.stdout, busy)
@@ -80,7 +80,7 @@ def test_preflight_command_busy_card(busy: int, run_cli: Callable[..., Any]) -> 
 
 def test_preflight_command_free_card_and_no_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 run_cli: Callable[..., Any]) -> None:
-    this_tests("nbtest.preflight_cmd.run", "nbtest.gpu.judge")
+    this_tests("nbtest.gpu.cmd.run", "nbtest.gpu.probe.judge")
     install(tmp_path / "smi", monkeypatch, {"gpus": [gpu(0, free=80000)], "apps": []})
     free = run_cli("preflight")
     assert free.returncode == 0, free.stdout + free.stderr
@@ -96,7 +96,7 @@ def test_preflight_command_free_card_and_no_gpu(tmp_path: Path, monkeypatch: pyt
 def test_execute_busy_card_exits_3_and_runs_nothing(busy: int, tmp_path: Path,
                                                     make_notebook: Callable[..., Path],
                                                     run_cli: Callable[..., Any]) -> None:
-    this_tests("nbtest.cli.cmd_execute", "nbtest.gpu.check_preflight")
+    this_tests("nbtest.cli.cmd_execute", "nbtest.gpu.probe.check_preflight")
     path = make_notebook("nb.ipynb", [side_effect("nb")])
     refused = run_cli("execute", path, "--no-progress")
     assert refused.returncode == 3, refused.stderr
@@ -114,7 +114,7 @@ def test_execute_two_cards_pins_the_kernel_to_the_freer(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         make_notebook: Callable[..., Path],
                                                         run_cli: Callable[..., Any]) -> None:
-    this_tests("nbtest.cli.cmd_execute", "nbtest.gpu.kernel_gpu_env")
+    this_tests("nbtest.cli.cmd_execute", "nbtest.gpu.probe.kernel_gpu_env")
     two_cards(tmp_path, monkeypatch)
     path = make_notebook("nb.ipynb", ["import os\nprint(os.environ['CUDA_VISIBLE_DEVICES'])"])
     for fork in ("no", "yes"):
@@ -148,7 +148,7 @@ def ran(pytester: pytest.Pytester) -> list[str]:
 def test_pytest_busy_card_stops_before_any_notebook(busy: int, pytester: pytest.Pytester,
                                                     nb: Callable[..., Path],
                                                     xdist: list[str]) -> None:
-    this_tests("nbtest.plugin.run_preflight", "nbtest.plugin.XdistPreflight."
+    this_tests("nbtest.plugin.preflight.run_preflight", "nbtest.plugin.preflight.XdistPreflight."
                "pytest_xdist_node_collection_finished")
     nb("a.ipynb")
     nb("b.ipynb")
@@ -164,8 +164,8 @@ def test_pytest_busy_card_stops_before_any_notebook(busy: int, pytester: pytest.
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_pytest_lowered_requirement_runs(busy: int, pytester: pytest.Pytester,
                                          nb: Callable[..., Path], xdist: list[str]) -> None:
-    this_tests("nbtest.plugin.run_preflight",
-               "nbtest.plugin.XdistPreflight.pytest_xdist_node_collection_finished")
+    this_tests("nbtest.plugin.preflight.run_preflight",
+               "nbtest.plugin.preflight.XdistPreflight.pytest_xdist_node_collection_finished")
     nb("a.ipynb")
     nb("b.ipynb", nbtest={"gpu_min_free": "2GiB"})
     # One notebook's own, lower requirement does not lift the session's for the others...
@@ -182,7 +182,7 @@ def test_pytest_lowered_requirement_runs(busy: int, pytester: pytest.Pytester,
 def test_sessions_running_no_notebook_never_preflight(busy: int, pytester: pytest.Pytester,
                                                       nb: Callable[..., Path],
                                                       case: str) -> None:
-    this_tests("nbtest.plugin.run_preflight")
+    this_tests("nbtest.plugin.preflight.run_preflight")
     if case == "all-skipped":
         nb("a.ipynb", nbtest={"skip": "not today"})
         nb("b.ipynb", nbtest={"markers": ["slow"]})
@@ -198,7 +198,7 @@ def test_sessions_running_no_notebook_never_preflight(busy: int, pytester: pytes
 
 def test_all_skipped_session_under_xdist_never_preflights(busy: int, pytester: pytest.Pytester,
                                                           nb: Callable[..., Path]) -> None:
-    this_tests("nbtest.plugin.XdistPreflight.pytest_xdist_node_collection_finished")
+    this_tests("nbtest.plugin.preflight.XdistPreflight.pytest_xdist_node_collection_finished")
     nb("a.ipynb", nbtest={"skip": "not today"})
     nb("b.ipynb", nbtest={"markers": ["slow"]})
     result = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider", "-n", "2")
@@ -209,7 +209,7 @@ def test_all_skipped_session_under_xdist_never_preflights(busy: int, pytester: p
 
 def test_pytest_free_card_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                pytester: pytest.Pytester, nb: Callable[..., Path]) -> None:
-    this_tests("nbtest.plugin.run_preflight")
+    this_tests("nbtest.plugin.preflight.run_preflight")
     install(tmp_path / "smi", monkeypatch, {"gpus": [gpu(0, free=80000)], "apps": []})
     nb("a.ipynb")
     result = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider")
@@ -222,7 +222,7 @@ def test_no_gpu_runs_on_the_cpu_and_skips_cuda_notebooks(
         nb: Callable[..., Path]) -> None:
     """`CUDA_VISIBLE_DEVICES=""` hides both cards: one line says so, the plain notebook runs,
     the `cuda`-marked one is skipped with "CUDA is not available"."""
-    this_tests("nbtest.plugin.run_preflight", "nbtest.gpu.cuda_available",
+    this_tests("nbtest.plugin.preflight.run_preflight", "nbtest.gpu.probe.cuda_available",
                "nbtest.plugin.pytest_collection_modifyitems")
     two_cards(tmp_path, monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
@@ -245,7 +245,7 @@ def test_pytest_two_cards_pins_each_kernel_to_the_freer(tmp_path: Path,
                                                         nb: Callable[..., Path]) -> None:
     """Also a `cuda`-marked notebook runs (CUDA is available), and a pre-warmed kernel gets the
     pinning too: both notebooks see CUDA_VISIBLE_DEVICES=1."""
-    this_tests("nbtest.gpu.kernel_gpu_env", "nbtest.execute.NotebookSession.launch")
+    this_tests("nbtest.gpu.probe.kernel_gpu_env", "nbtest.execute.NotebookSession.launch")
     two_cards(tmp_path, monkeypatch)
     check = ("import os\nassert os.environ['CUDA_VISIBLE_DEVICES'] == '1', "
              "os.environ.get('CUDA_VISIBLE_DEVICES')\n"
@@ -260,7 +260,7 @@ def test_pytest_two_cards_pins_each_kernel_to_the_freer(tmp_path: Path,
 def test_mem_max_exceeded_fails_with_the_figure_and_mem_report_lists_it(
         pytester: pytest.Pytester, nb: Callable[..., Path]) -> None:
     this_tests("nbtest.callbacks.memory.MemoryCallback", "nbtest.execute.NotebookSession.finish",
-               "nbtest.pytest_reports.NotebookReports.pytest_terminal_summary")
+               "nbtest.plugin.reports.NotebookReports.pytest_terminal_summary")
     nb("big.ipynb", ["data = b'x' * (300 * 2**20)\nlen(data)"], nbtest={"mem_max": "150MiB"})
     nb("small.ipynb", ["x = 1"])
     result = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider", "-ra",

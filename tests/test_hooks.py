@@ -70,7 +70,7 @@ def test_hookspecs_are_typed_and_documented() -> None:
 
 def test_hooks_called_for_each_notebook_and_cell(pytester: pytest.Pytester, nb,
                                                  no_kernel_left) -> None:
-    this_tests(*(getattr(nbtest.hookspecs, name) for name in HOOKS), "nbtest.items.HookCallback")
+    this_tests(*(getattr(nbtest.hookspecs, name) for name in HOOKS), "nbtest.plugin.items.HookCallback")
     pytester.makeconftest(LOGGING_CONFTEST)
     nb("good.ipynb", [("markdown", "# good"), "x = 1", "assert x == 1"])
     nb("sums.ipynb", ["total = 41", ("markdown", "check"), "assert total == 42, 'sum is 42'",
@@ -104,7 +104,7 @@ def test_hooks_called_for_each_notebook_and_cell(pytester: pytest.Pytester, nb,
 
 
 def test_cell_hook_gets_the_cells_own_item(pytester: pytest.Pytester, nb) -> None:
-    this_tests(nbtest.hookspecs.pytest_nbtest_cell_executed, "nbtest.items.CellItem.runtest")
+    this_tests(nbtest.hookspecs.pytest_nbtest_cell_executed, "nbtest.plugin.items.CellItem.runtest")
     pytester.makeconftest(LOGGING_CONFTEST)
     nb("steps.ipynb", ["x = 1", "y = 2"])
     run_pytest(pytester, "--nbtest", "--nbtest-cells").assert_outcomes(passed=2)
@@ -117,10 +117,10 @@ def test_error_inside_nbtest_shows_its_real_traceback(pytester: pytest.Pytester,
                                                       no_kernel_left) -> None:
     """A session callback (as built-in features register them) that raises is a bug in
     that callback, not a notebook failure report: pytest shows the Python traceback."""
-    this_tests("nbtest.callback.Dispatcher.cell_end", "nbtest.items.NotebookItem.runtest")
+    this_tests("nbtest.callback.Dispatcher.cell_end", "nbtest.plugin.items.NotebookItem.runtest")
     pytester.makeconftest("""
         import nbtest
-        from nbtest.items import CALLBACKS_KEY
+        from nbtest.plugin.state import CALLBACKS_KEY
 
 
         class Broken(nbtest.Callback):

@@ -20,12 +20,12 @@ from jupyter_core.utils import run_sync
 
 from nbtest import this_tests
 from nbtest.errors import KernelStartError, NoSuchKernelError
-from nbtest.kernels import (
+from nbtest.kernel.environment import kernel_environment
+from nbtest.kernel.launch import (
     RECONNECT_IVL_MS,
     TOKEN_VAR,
     check_kernel_name,
     installed_kernels,
-    kernel_environment,
     kernel_spec,
     processes_with_token,
     start_kernel,
@@ -57,7 +57,7 @@ print(same.pid, away.pid)
 
 def test_kernel_talks_ipc_in_a_private_folder_and_kill_leaves_nothing(tmp_path: Path,
                                                                       no_kernel_left) -> None:
-    this_tests(start_kernel, "nbtest.kernels.launch_kernel", "nbtest.kernels.Kernel.kill",
+    this_tests(start_kernel, "nbtest.kernel.launch.launch_kernel", "nbtest.kernel.launch.Kernel.kill",
                processes_with_token)
     # Spawned on purpose: a kernel forked from a template that the xdist controller started
     # (and this worker adopted) carries the controller's environment in /proc/PID/environ,
@@ -151,7 +151,7 @@ def test_kernelspec_lookup_order_is_jupyters_own(tmp_path: Path, monkeypatch) ->
     this_tests(kernel_spec)
     # Jupyter's folders are searched first, IPython's legacy `kernels` folder last, as the
     # default search does; the legacy folder is still found, when nothing else has the name.
-    monkeypatch.setattr("nbtest.kernels._specs", {})
+    monkeypatch.setattr("nbtest.kernel.launch._specs", {})
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     _fake_kernelspec(tmp_path / "share", "both", ["jupyter-folder"])
@@ -168,7 +168,7 @@ def test_a_legacy_python3_kernelspec_beats_ipykernels_builtin(tmp_path: Path,
     this_tests(kernel_spec)
     # With no `python3` in any Jupyter folder, jupyter_client takes IPython's legacy folder
     # before ipykernel's built-in spec; nbtest's quicker lookup must not change that.
-    monkeypatch.setattr("nbtest.kernels._specs", {})
+    monkeypatch.setattr("nbtest.kernel.launch._specs", {})
     only_ours = lambda *parts: [str(tmp_path.joinpath("share", *parts))]  # noqa: E731
     monkeypatch.setattr("jupyter_core.paths.jupyter_path", only_ours)
     monkeypatch.setattr("jupyter_client.kernelspec.jupyter_path", only_ours)
@@ -188,7 +188,7 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_kernel_that_exits_at_start_is_a_start_error(tmp_path: Path, monkeypatch, private_tmp,
                                                      no_kernel_left) -> None:
-    this_tests(start_kernel, "nbtest.kernels.Kernel.start_failed")
+    this_tests(start_kernel, "nbtest.kernel.launch.Kernel.start_failed")
     _fake_kernelspec(tmp_path / "share", "exits", [sys.executable, "-c", "raise SystemExit(5)",
                                                    "{connection_file}"])
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share"))
@@ -205,7 +205,7 @@ def test_kernel_that_exits_at_start_is_a_start_error(tmp_path: Path, monkeypatch
 
 def test_kernel_that_never_answers_hits_the_startup_timeout(tmp_path: Path, monkeypatch,
                                                             private_tmp, no_kernel_left) -> None:
-    this_tests(start_kernel, "nbtest.kernels.Kernel.kill")
+    this_tests(start_kernel, "nbtest.kernel.launch.Kernel.kill")
     # A "kernel" that starts a grandchild in its own session and then never answers.
     code = ("import subprocess, time; subprocess.Popen(['sleep', '600'], "
             "start_new_session=True); time.sleep(600)")

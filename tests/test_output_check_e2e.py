@@ -19,8 +19,8 @@ from nbtest import this_tests
 from nbtest.callbacks.outputs import OutputCheck
 from nbtest.config import NbTestConfig
 from nbtest.execute import run_notebook
+from nbtest.outputs.update import write_updated_outputs
 from nbtest.report import failure_text
-from nbtest.update_outputs import write_updated_outputs
 
 pytest_plugins = ["pytester"]
 
@@ -120,7 +120,7 @@ def test_agreeing_notebooks_give_their_verdicts(write, no_kernel_left) -> None:
 
 @pytest.mark.parametrize("name", sorted(FALSE_FAILURES))
 def test_default_sanitizers_fix_nbvals_false_failures(write, name: str) -> None:
-    this_tests(OutputCheck.check_cell, "nbtest.sanitize.SanitizerSet.apply")
+    this_tests(OutputCheck.check_cell, "nbtest.outputs.sanitize.SanitizerSet.apply")
     result = check(write(name, FALSE_FAILURES[name]))
     assert result.passed, failure_text(result)
     assert result.extras["outputs_differ"] == []
@@ -128,7 +128,7 @@ def test_default_sanitizers_fix_nbvals_false_failures(write, name: str) -> None:
 
 
 def test_changed_output_fails_with_the_cell_number_and_a_diff(write) -> None:
-    this_tests(OutputCheck.check_cell, failure_text, "nbtest.outputs.unified_diff")
+    this_tests(OutputCheck.check_cell, failure_text, "nbtest.outputs.compare.unified_diff")
     path = write("changed.ipynb", [("markdown", "# t"), CHECKED_HELLO,
                                    ran("# NBVAL_CHECK_OUTPUT\nprint('a')\nprint('goodbye')",
                                        [out("a\nhello\n")], 2)])
@@ -143,7 +143,7 @@ def test_changed_output_fails_with_the_cell_number_and_a_diff(write) -> None:
 
 
 def test_check_outputs_compares_every_cell_that_ran(write) -> None:
-    this_tests(OutputCheck.check_cell, "nbtest.outputs.is_compared")
+    this_tests(OutputCheck.check_cell, "nbtest.outputs.compare.is_compared")
     path = write("all.ipynb", [ran("print(1)", [out("999\n")], 1),
                                ran("# NBVAL_IGNORE_OUTPUT\nprint(2)", [out("0\n")], 2),
                                {"source": "print(3)"}])  # never run: not compared
@@ -154,7 +154,7 @@ def test_check_outputs_compares_every_cell_that_ran(write) -> None:
 
 
 def test_tolerant_float(write) -> None:
-    this_tests(OutputCheck.check_cell, "nbtest.outputs.texts_match")
+    this_tests(OutputCheck.check_cell, "nbtest.outputs.compare.texts_match")
     path = write("loss.ipynb", [ran("# NBVAL_CHECK_OUTPUT\nprint('loss', 0.31416)",
                                     [out("loss 0.31415\n")], 1)])
     assert check(path).failed_cell is not None
@@ -162,7 +162,7 @@ def test_tolerant_float(write) -> None:
 
 
 def test_images_are_checked_for_presence(write) -> None:
-    this_tests(OutputCheck.check_cell, "nbtest.outputs.compare_outputs")
+    this_tests(OutputCheck.check_cell, "nbtest.outputs.compare.compare_outputs")
     path = write("noimage.ipynb", [ran("# NBVAL_CHECK_OUTPUT\nprint('no picture today')",
                                        [{"output_type": "display_data", "metadata": {},
                                          "data": {"image/png": RED_PNG, "text/plain": "<I>"}},
@@ -172,7 +172,7 @@ def test_images_are_checked_for_presence(write) -> None:
 
 
 def test_images_by_pixels(write) -> None:
-    this_tests(OutputCheck.check_cell, "nbtest.outputs.image_difference")
+    this_tests(OutputCheck.check_cell, "nbtest.outputs.compare.image_difference")
     pytest.importorskip("PIL")
     shown = ("# NBVAL_CHECK_OUTPUT\nimport base64\nfrom IPython.display import Image, display\n"
              f"display(Image(data=base64.b64decode({RED_PNG!r})))")
@@ -187,7 +187,7 @@ def test_images_by_pixels(write) -> None:
 
 def test_real_tqdm_time_and_reprs_rerun_the_same(tmp_path: Path, write) -> None:
     """A notebook run once and saved, run again: its volatile outputs all compare equal."""
-    this_tests(OutputCheck.check_cell, run_notebook, "nbtest.sanitize.SanitizerSet.apply")
+    this_tests(OutputCheck.check_cell, run_notebook, "nbtest.outputs.sanitize.SanitizerSet.apply")
     source = write("volatile.ipynb", [
         "from tqdm import tqdm\nimport time\nfor _ in tqdm(range(5), mininterval=0):\n"
         "    time.sleep(0.01)",
@@ -257,7 +257,7 @@ def assert_only_outputs_changed(before: str, after: str) -> None:
 
 # -- real pytest sessions ----------------------------------------------------------------------
 def test_pytest_verdicts_and_report(pytester: pytest.Pytester, write) -> None:
-    this_tests(OutputCheck.check_cell, "nbtest.items.NotebookItem.runtest")
+    this_tests(OutputCheck.check_cell, "nbtest.plugin.items.NotebookItem.runtest")
     for name, (cells, _) in AGREE.items():
         write(name, cells, pytester.path)
     for name, cells in FALSE_FAILURES.items():
@@ -275,7 +275,7 @@ def test_pytest_verdicts_and_report(pytester: pytest.Pytester, write) -> None:
 
 
 def test_pytest_update_outputs_then_passes(pytester: pytest.Pytester, write) -> None:
-    this_tests(write_updated_outputs, "nbtest.items.NotebookItem.runtest")
+    this_tests(write_updated_outputs, "nbtest.plugin.items.NotebookItem.runtest")
     path = write("nb.ipynb", AGREE["agree_changed.ipynb"][0], pytester.path)
     before = path.read_text(encoding="utf-8")
     run_pytest(pytester, "--nbtest").assert_outcomes(failed=1)
@@ -285,7 +285,7 @@ def test_pytest_update_outputs_then_passes(pytester: pytest.Pytester, write) -> 
 
 
 def test_pytest_cells_mode_and_rtol(pytester: pytest.Pytester, write) -> None:
-    this_tests(OutputCheck.check_cell, "nbtest.items.CellItem.runtest")
+    this_tests(OutputCheck.check_cell, "nbtest.plugin.items.CellItem.runtest")
     write("loss.ipynb", [CHECKED_HELLO, ran("# NBVAL_CHECK_OUTPUT\nprint('loss', 0.31416)",
                                             [out("loss 0.31415\n")], 2)], pytester.path)
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-ra")
@@ -309,7 +309,7 @@ replace: X
 @pytest.mark.parametrize("xdist", [False, True], ids=["single", "xdist"])
 def test_pytest_sanitize_file_and_unmatched_report(pytester: pytest.Pytester, write,
                                                    xdist: bool) -> None:
-    this_tests("nbtest.sanitize.read_sanitize_file", OutputCheck.unmatched_report,
+    this_tests("nbtest.outputs.sanitize.read_sanitize_file", OutputCheck.unmatched_report,
                "nbtest.callbacks.outputs.SanitizerSummary.pytest_terminal_summary")
     if xdist:
         pytest.importorskip("xdist")
@@ -325,7 +325,7 @@ def test_pytest_sanitize_file_and_unmatched_report(pytester: pytest.Pytester, wr
 
 
 def test_pytest_bad_sanitize_file_is_a_usage_error(pytester: pytest.Pytester, write) -> None:
-    this_tests(OutputCheck.from_config, "nbtest.sanitize.parse_sanitize_file")
+    this_tests(OutputCheck.from_config, "nbtest.outputs.sanitize.parse_sanitize_file")
     write("a.ipynb", [CHECKED_HELLO], pytester.path)
     (pytester.path / "rules.cfg").write_text("[x]\nregex: (\nreplace: y\n")
     result = run_pytest(pytester, "--nbtest", "--nbtest-sanitize-with", "rules.cfg")
@@ -334,7 +334,7 @@ def test_pytest_bad_sanitize_file_is_a_usage_error(pytester: pytest.Pytester, wr
 
 
 def test_pyproject_sanitizers(pytester: pytest.Pytester, write) -> None:
-    this_tests("nbtest.sanitize.user_sanitizers", "nbtest.sanitize.pair_sanitizers")
+    this_tests("nbtest.outputs.sanitize.user_sanitizers", "nbtest.outputs.sanitize.pair_sanitizers")
     write("a.ipynb", AGREE["agree_changed.ipynb"][0], pytester.path)
     pytester.makepyprojecttoml('[tool.nbtest]\nsanitizers = [["hello|goodbye", "HI"], '
                                '["unused-pattern", "x"]]\n')
@@ -363,7 +363,7 @@ def test_cli_update_outputs(write, run_cli, tmp_path: Path) -> None:
 # -- nbval itself, where it is installed -------------------------------------------------------
 def test_same_verdicts_as_nbval_lax(pytester: pytest.Pytester, write) -> None:
     """nbval-lax and nbtest agree, except on nbval's known false failures."""
-    this_tests(OutputCheck.check_cell, "nbtest.items.NotebookItem.runtest")
+    this_tests(OutputCheck.check_cell, "nbtest.plugin.items.NotebookItem.runtest")
     pytest.importorskip("nbval")
     for name, (cells, _) in AGREE.items():
         write(name, cells, pytester.path)

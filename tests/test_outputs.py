@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from nbtest import this_tests
-from nbtest.outputs import (
+from nbtest.outputs.compare import (
     compare_outputs,
     is_compared,
     marked,
@@ -21,9 +21,9 @@ from nbtest.outputs import (
     texts_match,
     unified_diff,
 )
+from nbtest.outputs.sanitize import SanitizerSet, parse_sanitize_file
+from nbtest.outputs.update import disk_outputs, file_format, write_updated_outputs
 from nbtest.results import PASSED, CellResult, NotebookResult
-from nbtest.sanitize import SanitizerSet, parse_sanitize_file
-from nbtest.update_outputs import disk_outputs, file_format, write_updated_outputs
 
 # A 1x1 red PNG, written by hand (what the brief's "tiny PNG as base64" means).
 RED_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLv"
@@ -213,7 +213,7 @@ def _png(color: tuple[int, int, int], size: tuple[int, int] = (4, 4)) -> str:
 
 
 def test_images_by_pixels_with_compare_images() -> None:
-    this_tests(compare_outputs, "nbtest.outputs.image_difference")
+    this_tests(compare_outputs, "nbtest.outputs.compare.image_difference")
     red, near, blue = _png((255, 0, 0)), _png((254, 1, 0)), _png((0, 0, 255))
     assert compare_outputs([display({"image/png": red})], [display({"image/png": near})],
                            compare_images=True) is None
@@ -340,7 +340,7 @@ def test_disk_outputs_split_lines_like_nbformat() -> None:
 
 def test_compare_images_without_pillow_is_a_clear_usage_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    this_tests("nbtest.callbacks.outputs.OutputCheck.from_config", "nbtest.outputs.require_pillow")
+    this_tests("nbtest.callbacks.outputs.OutputCheck.from_config", "nbtest.outputs.compare.require_pillow")
     from nbtest.callbacks.outputs import OutputCheck
     from nbtest.config import NbTestConfig
     from nbtest.errors import UsageError

@@ -21,12 +21,12 @@ from pytester_helpers import output, run_pytest
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.callbacks.outputs import OutputCheck
 from nbtest.errors import NotebookLoadError
-from nbtest.kernels import kernel_spec, resolve_kernel_name
+from nbtest.kernel.launch import kernel_spec, resolve_kernel_name
 from nbtest.notebook import expects_error, is_skipped, load_notebook, marker_comments
-from nbtest.outputs import marked
+from nbtest.outputs.compare import marked
+from nbtest.outputs.sanitize import SanitizerSet, parse_sanitize_file
 from nbtest.report import failure_text
 from nbtest.results import FAILED, NOT_RUN, PASSED, SKIPPED
-from nbtest.sanitize import SanitizerSet, parse_sanitize_file
 
 pytest_plugins = ["pytester"]
 
@@ -122,7 +122,7 @@ def test_cli_execute_fails_a_cell_whose_hook_raised(make_notebook, run_cli,
 def test_kernel_name_python_is_the_native_kernel(make_notebook, run_cli, monkeypatch,
                                                  no_kernel_left) -> None:
     this_tests(kernel_spec, resolve_kernel_name, run_notebook, "nbtest.cli.cmd_execute")
-    monkeypatch.setattr("nbtest.kernels._specs", {})  # a fresh lookup, not a cached python3
+    monkeypatch.setattr("nbtest.kernel.launch._specs", {})  # a fresh lookup, not a cached python3
     # jupyter_client's KernelManager starts `python3` for `python`; other names are kept.
     assert resolve_kernel_name("python") == "python3"
     assert resolve_kernel_name("python3") == "python3"
@@ -229,7 +229,7 @@ def test_nbval_raises_exception_comment_without_an_error_fails(make_notebook,
 
 def test_nbval_markers_under_pytest_cells(pytester: pytest.Pytester,
                                           notebook_maker: Callable[..., Path]) -> None:
-    this_tests("nbtest.items.CellItem")
+    this_tests("nbtest.plugin.items.CellItem")
     notebook_maker("exceptions.ipynb", NBVAL_EXCEPTIONS)
     notebook_maker("sample_notebook.ipynb", NBVAL_SAMPLE)
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-rs", "-p", "no:randomly",
@@ -298,7 +298,7 @@ def test_skipped_notebook_copy_holds_no_outputs(make_notebook, run_cli) -> None:
 
 def test_saved_failed_notebook_holds_only_this_runs_outputs(
         pytester: pytest.Pytester, notebook_maker: Callable[..., Path]) -> None:
-    this_tests("nbtest.items.NotebookItem.save_failed")
+    this_tests("nbtest.plugin.items.NotebookItem.save_failed")
     notebook_maker("stale.ipynb", STALE)
     result = run_pytest(pytester, "--nbtest", "--nbtest-save-failed", "saved", "-p",
                         "no:randomly", "-p", "no:cacheprovider")
@@ -405,7 +405,7 @@ def pytest_collectstart(collector):
 
 def test_nbval_skip_compare_in_a_conftest_is_honoured(pytester: pytest.Pytester,
                                                       notebook_maker) -> None:
-    this_tests("nbtest.items.NotebookFile.collect", "nbtest.outputs.compare_outputs")
+    this_tests("nbtest.plugin.collect.NotebookFile.collect", "nbtest.outputs.compare.compare_outputs")
     pytester.makeconftest(NBVAL_CONFTEST)
     stderr = {"output_type": "stream", "name": "stderr", "text": "old warning\n"}
     notebook_maker("warns.ipynb", [stored(
@@ -455,7 +455,7 @@ SKIPPING = ["x = 1", "import pytest\nif x == 1:\n    pytest.skip('needs the full
 @pytest.mark.parametrize("mode", [[], ["--nbtest-cells"]], ids=["notebook", "cells"])
 def test_pytest_skip_in_a_cell_skips_with_its_reason(pytester: pytest.Pytester, notebook_maker,
                                                      mode: list[str]) -> None:
-    this_tests("nbtest.execute.NotebookSession.run_cell", "nbtest.items.NotebookItem.runtest")
+    this_tests("nbtest.execute.NotebookSession.run_cell", "nbtest.plugin.items.NotebookItem.runtest")
     notebook_maker("partial.ipynb", SKIPPING)
     result = run_pytest(pytester, "--nbtest", *mode, "-rs", "-p", "no:cacheprovider")
     text = output(result)
@@ -552,7 +552,7 @@ def test_execute_prepare_only_writes_the_parameterised_notebook(make_notebook, r
 def test_tagged_cells_are_skipped_tests_per_cell(pytester: pytest.Pytester,
                                                  notebook_maker) -> None:
     """With --nbtest-cells a cell that a tag or marker skips is reported skipped, as nbval."""
-    this_tests("nbtest.items.CellItem.runtest")
+    this_tests("nbtest.plugin.items.CellItem.runtest")
     notebook_maker("tags.ipynb", ["x = 1", ("code", "raise RuntimeError('no')", ["nbval-skip"]),
                                   "# NBVAL_SKIP\nraise RuntimeError('no')", "assert x == 1"])
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-rs", "-p", "no:cacheprovider")

@@ -26,7 +26,7 @@ def nb(pytester: pytest.Pytester, make_notebook):  # type: ignore[no-untyped-def
 
 
 def test_collected_only_with_flag_or_ini(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.plugin.pytest_collect_file", "nbtest.plugin.nbtest_enabled")
+    this_tests("nbtest.plugin.pytest_collect_file", "nbtest.plugin.state.nbtest_enabled")
     nb("a.ipynb")
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
 
@@ -42,7 +42,7 @@ def test_collected_only_with_flag_or_ini(pytester: pytest.Pytester, nb) -> None:
 
 
 def test_collected_with_pyproject_ini_options(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.plugin.pytest_collect_file", "nbtest.plugin.nbtest_enabled")
+    this_tests("nbtest.plugin.pytest_collect_file", "nbtest.plugin.state.nbtest_enabled")
     nb("a.ipynb")
     pytester.makepyprojecttoml("[tool.pytest.ini_options]\nnbtest = true\n")
     assert collected_ids(pytester.runpytest("--collect-only", "-q")) == ["a.ipynb"]
@@ -67,7 +67,7 @@ def test_checkpoints_build_and_executed_copies_never_collected(pytester: pytest.
 
 def test_node_id_is_the_path(pytester: pytest.Pytester, nb) -> None:
     """One item per notebook whose node id is its path, not `path::name`."""
-    this_tests("nbtest.plugin.pytest_collect_file", "nbtest.items.NotebookFile.collect")
+    this_tests("nbtest.plugin.pytest_collect_file", "nbtest.plugin.collect.NotebookFile.collect")
     nb("docs/callback.ipynb", [("markdown", "# title"), "x = 1", ("markdown", "text"),
                                "assert x == 1", ""])
     result = pytester.runpytest("--nbtest", "--collect-only", "-q")
@@ -76,7 +76,7 @@ def test_node_id_is_the_path(pytester: pytest.Pytester, nb) -> None:
 
 def test_cell_node_ids_count_every_cell(pytester: pytest.Pytester, nb) -> None:
     """With --nbtest-cells one item per code cell, numbered counting markdown cells too."""
-    this_tests("nbtest.items.NotebookFile.collect", "nbtest.items.CellItem")
+    this_tests("nbtest.plugin.collect.NotebookFile.collect", "nbtest.plugin.items.CellItem")
     nb("docs/callback.ipynb", [("markdown", "# title"), "x = 1", ("markdown", "text"),
                                "assert x == 1", ("raw", "raw"), "y = 2"])
     result = pytester.runpytest("--nbtest", "--nbtest-cells", "--collect-only", "-q")
@@ -90,7 +90,7 @@ def test_unreadable_notebook_is_an_error_for_that_file_alone(pytester: pytest.Py
     """pytest's default for a collection error would stop the whole session (exit 2, nothing
     run); an unreadable notebook is instead an error of that file alone, with the loader's
     message naming the file and the place: the other notebooks run and the exit code is 1."""
-    this_tests("nbtest.items.NotebookFile.collect", "nbtest.items.UnreadableNotebook.runtest")
+    this_tests("nbtest.plugin.collect.NotebookFile.collect", "nbtest.plugin.collect.UnreadableNotebook.runtest")
     nb("good.ipynb")
     (pytester.path / "conflict.ipynb").write_text('{\n  "cells": [\n<<<<<<< HEAD\n')
     (pytester.path / "notanotebook.ipynb").write_text('{"hello": 1}\n')
@@ -106,7 +106,7 @@ def test_unreadable_notebook_is_an_error_for_that_file_alone(pytester: pytest.Py
 
 
 def test_unreadable_notebook_error_is_one_paragraph(pytester: pytest.Pytester) -> None:
-    this_tests("nbtest.items.UnreadableNotebook.runtest", "nbtest.notebook.load_notebook")
+    this_tests("nbtest.plugin.collect.UnreadableNotebook.runtest", "nbtest.notebook.load_notebook")
     (pytester.path / "conflict.ipynb").write_text('{\n  "cells": [\n<<<<<<< HEAD\n')
     result = pytester.runpytest("--nbtest", "-ra")
     result.assert_outcomes(errors=1)
@@ -117,7 +117,7 @@ def test_unreadable_notebook_error_is_one_paragraph(pytester: pytest.Pytester) -
 
 
 def test_markers_registered_under_strict_markers(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.plugin.pytest_configure", "nbtest.items.NotebookFile.collect")
+    this_tests("nbtest.plugin.pytest_configure", "nbtest.plugin.collect.NotebookFile.collect")
     nb("marked.ipynb", nbtest={"markers": ["slow", "integration", "cuda", "cpp"]})
     pytester.makepyfile(test_marked="""
         import pytest
@@ -141,7 +141,7 @@ def test_markers_registered_under_strict_markers(pytester: pytest.Pytester, nb) 
 
 def test_unknown_notebook_marker_fails_under_strict_markers(pytester: pytest.Pytester,
                                                            nb) -> None:
-    this_tests("nbtest.items.NotebookFile.collect")
+    this_tests("nbtest.plugin.collect.NotebookFile.collect")
     nb("typo.ipynb", nbtest={"markers": ["slwo"]})
     result = pytester.runpytest("--nbtest", "--strict-markers", "--collect-only", "-q")
     assert "'slwo' not found in `markers` configuration option" in output(result)
@@ -149,7 +149,7 @@ def test_unknown_notebook_marker_fails_under_strict_markers(pytester: pytest.Pyt
 
 
 def test_selection_with_m_and_k(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.items.NotebookFile.collect", "nbtest.plugin.pytest_collection_modifyitems")
+    this_tests("nbtest.plugin.collect.NotebookFile.collect", "nbtest.plugin.pytest_collection_modifyitems")
     nb("train_fast.ipynb")
     nb("train_slow.ipynb", nbtest={"markers": ["slow"]})
     nb("data.ipynb", nbtest={"markers": ["integration"]})
@@ -167,7 +167,7 @@ def test_selection_with_m_and_k(pytester: pytest.Pytester, nb) -> None:
 
 
 def test_cell_items_carry_the_notebook_markers(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.items.NotebookFile.collect", "nbtest.items.CellItem")
+    this_tests("nbtest.plugin.collect.NotebookFile.collect", "nbtest.plugin.items.CellItem")
     nb("slow.ipynb", ["a = 1", "b = 2"], nbtest={"markers": ["slow"]})
     nb("fast.ipynb", ["a = 1"])
     result = pytester.runpytest("--nbtest", "--nbtest-cells", "--collect-only", "-q",

@@ -19,7 +19,7 @@ from conftest import write_notebook
 from pytester_helpers import junit_outcomes, output, run_pytest
 
 from nbtest import this_tests
-from nbtest.locations import cell_source_line
+from nbtest.plugin.locations import cell_source_line
 
 pytest_plugins = ["pytester"]
 
@@ -72,7 +72,7 @@ def no_name_errors(text: str) -> None:
 def test_reruns_rerun_a_failed_cell_in_a_fresh_kernel_and_never_hide_a_failure(
         pytester: pytest.Pytester, project: Path, no_kernel_left) -> None:
     """Case 1: `--reruns 2` ends exit 1 with cell 3 failed; the flaky cell passes on rerun."""
-    this_tests("nbtest.items.CellItem.setup", "nbtest.items.NotebookFile.kernel_before")
+    this_tests("nbtest.plugin.items.CellItem.setup", "nbtest.plugin.collect.NotebookFile.kernel_before")
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "--reruns", "2", "-rA",
                         "--junitxml=junit.xml")
     text = output(result)
@@ -90,7 +90,7 @@ def test_reruns_rerun_a_failed_cell_in_a_fresh_kernel_and_never_hide_a_failure(
 
 
 def test_reruns_of_whole_notebooks(pytester: pytest.Pytester, project: Path) -> None:
-    this_tests("nbtest.items.NotebookItem.runtest")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest")
     result = run_pytest(pytester, "--nbtest", "--reruns", "1", "-rA", "nbs")
     assert result.parseoutcomes() == {"passed": 6, "failed": 1, "skipped": 1, "rerun": 2}
     assert "FAILED nbs/nb09_fail.ipynb - cell 3: AssertionError: sum is 45" in output(result)
@@ -101,7 +101,7 @@ def test_randomly_shuffles_notebooks_but_keeps_each_notebooks_cells_in_order(
         pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch,
         workers: list[str]) -> None:
     """Case 2: pytest-randomly, on by default once installed, reorders; no spurious failure."""
-    this_tests("nbtest.cell_order.keep_cells_together")
+    this_tests("nbtest.plugin.cell_order.keep_cells_together")
     monkeypatch.delenv("PYTEST_ADDOPTS")  # pytest-randomly on, as for its users
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-v", "-p", "randomly",
                         "--randomly-seed=20261128", *workers, "-p", "no:cacheprovider")
@@ -122,7 +122,7 @@ def test_randomly_shuffles_notebooks_but_keeps_each_notebooks_cells_in_order(
 def test_split_keeps_each_notebook_in_one_group(pytester: pytest.Pytester, project: Path,
                                                 algorithm: str) -> None:
     """Case 3: every cell item lands in exactly one group, with its notebook's other cells."""
-    this_tests("nbtest.cell_order.reunite_split_notebooks", "nbtest.cell_order.SplitWatch")
+    this_tests("nbtest.plugin.cell_order.reunite_split_notebooks", "nbtest.plugin.cell_order.SplitWatch")
     everything = run_pytest(pytester, "--nbtest", "--nbtest-cells", "--collect-only", "-q",
                             "-p", "no:cacheprovider")
     ids = [line for line in everything.stdout.lines if "::" in line]
@@ -150,7 +150,7 @@ def test_split_keeps_each_notebook_in_one_group(pytester: pytest.Pytester, proje
 def test_last_failed_failed_first_stepwise_and_node_ids(pytester: pytest.Pytester,
                                                         project: Path) -> None:
     """Case 4: the cached ids round-trip; a cell run alone gets its earlier cells as setup."""
-    this_tests("nbtest.items.NotebookFile.collect", "nbtest.items.NotebookFile.kernel_before")
+    this_tests("nbtest.plugin.collect.NotebookFile.collect", "nbtest.plugin.collect.NotebookFile.kernel_before")
     first = run_pytest(pytester, "--nbtest", "--nbtest-cells", "nbs")
     assert first.ret == pytest.ExitCode.TESTS_FAILED
     cached = json.loads((pytester.path / ".pytest_cache/v/cache/lastfailed").read_text())
@@ -189,7 +189,7 @@ def test_last_failed_failed_first_stepwise_and_node_ids(pytester: pytest.Pyteste
 def test_pytest_timeout_names_the_running_cell_and_leaves_nothing(
         pytester: pytest.Pytester, method: str, mode: list[str], no_kernel_left) -> None:
     """Case 5: the report is nbtest's own timeout report; no kernel or template outlives it."""
-    this_tests("nbtest.timeout_bridge.TimeoutBridge.pytest_timeout_set_timer")
+    this_tests("nbtest.plugin.timeout_bridge.TimeoutBridge.pytest_timeout_set_timer")
     write_notebook(pytester.path / "a.ipynb", ["x = 1"])
     write_notebook(pytester.path / "sleepy.ipynb",
                    ["x = 1", "import time\nprint('sleeping now', flush=True)\ntime.sleep(60)",
@@ -210,7 +210,7 @@ def test_annotations_junit_classname_and_summary(pytester: pytest.Pytester, proj
                                                  mode: list[str]) -> None:
     """Cases 6 and 7: the location is the failing cell's line in the file; JUnit classname
     is the notebook's dotted path; the short summary has pytest's plain words."""
-    this_tests("nbtest.locations.cell_source_line", "nbtest.pytest_reports.junit_classname")
+    this_tests("nbtest.plugin.locations.cell_source_line", "nbtest.plugin.reports.junit_classname")
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     path = project / "nb09_fail.ipynb"
     result = run_pytest(pytester, "--nbtest", *mode, "-v", "--junitxml=junit.xml", path)
@@ -240,7 +240,7 @@ def test_fork_templates_end_with_the_session_that_started_them(pytester: pytest.
                                                                 no_kernel_left) -> None:
     """Case 8: a process that outlives its sessions (an xdist socket server runs one session
     after another in one process) keeps no template: each session starts and stops its own."""
-    this_tests("nbtest.plugin.pytest_unconfigure", "nbtest.forkserver.ForkServer.stop_all")
+    this_tests("nbtest.plugin.pytest_unconfigure", "nbtest.kernel.forkserver.ForkServer.stop_all")
     for name in ("a", "b"):
         write_notebook(pytester.path / f"{name}.ipynb", ["import os\nx = os.getpid()"])
     pytester.makepyfile(server="""
@@ -249,9 +249,9 @@ def test_fork_templates_end_with_the_session_that_started_them(pytester: pytest.
             code = pytest.main(["--nbtest", "--nbtest-fork=yes", "-q", "-p", "no:randomly",
                                 "-p", "no:cacheprovider", "a.ipynb", "b.ipynb"])
             assert code == 0, code
-            from nbtest.forkserver import ForkServer
+            from nbtest.kernel.forkserver import ForkServer
             templates = [p for p in psutil.Process().children(recursive=True)
-                         if "nbtest.forkserver" in " ".join(p.cmdline())]
+                         if "nbtest.kernel.template" in " ".join(p.cmdline())]
             print("session", session, "templates", len(templates), len(ForkServer._instances))
         """)
     result = pytester.runpython(pytester.path / "server.py")
@@ -265,7 +265,7 @@ def test_a_worker_whose_environment_differs_says_why_it_spawns(pytester: pytest.
                                                                 ) -> None:
     """Case 8: an xdist worker with its own PYTHONPATH cannot use the controller's template,
     and `-v` says so instead of a silent spawn."""
-    this_tests("nbtest.forkserver.ForkServer.differences")
+    this_tests("nbtest.kernel.forkserver.ForkServer.differences")
     for name in ("a", "b"):
         write_notebook(pytester.path / f"{name}.ipynb", ["x = 1"])
     result = run_pytest(pytester, "--nbtest", "-v", "--tx",
@@ -277,7 +277,7 @@ def test_a_worker_whose_environment_differs_says_why_it_spawns(pytester: pytest.
 @pytest.mark.parametrize("mode", [[], ["--nbtest-cells"]], ids=["notebook", "cells"])
 def test_pytest_sugar_names_each_test_once(pytester: pytest.Pytester, mode: list[str]) -> None:
     """Case 7: pytest-sugar prints `path::domain`; the domain is the name within the file."""
-    this_tests("nbtest.items._NotebookItemBase.reportinfo")
+    this_tests("nbtest.plugin.items._NotebookItemBase.reportinfo")
     write_notebook(pytester.path / "nbs" / "x.ipynb", ["x = 1", "assert x"])
     result = run_pytest(pytester, "--nbtest", *mode, "-v", "--force-sugar",
                         "-p", "no:cacheprovider")

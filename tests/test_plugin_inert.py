@@ -138,7 +138,7 @@ def _comparable(text: str) -> list[str]:
 def test_plain_session_is_the_same_with_and_without_nbtest(pytester: pytest.Pytester,
                                                            case: str,
                                                            options: list[str]) -> None:
-    this_tests("nbtest.plugin.nbtest_active",
+    this_tests("nbtest.plugin.state.nbtest_active",
                "nbtest.plugin.pytest_load_initial_conftests")
     for name, text in CASES[case].items():
         (pytester.path / name).write_text(text.lstrip("\n"))
@@ -159,7 +159,7 @@ def test_plain_session_is_the_same_with_and_without_nbtest(pytester: pytest.Pyte
 def test_a_collection_error_is_pytests_exit_2_not_an_internal_error(
         pytester: pytest.Pytester) -> None:
     """The bug as reported: a plain failing import ended in an INTERNALERROR through nbtest."""
-    this_tests("nbtest.plugin.nbtest_active")
+    this_tests("nbtest.plugin.state.nbtest_active")
     pytester.makepyfile(test_bad="import no_such_module_xyz\n")
     result = run_pytest(pytester, "-v")
     assert result.ret == pytest.ExitCode.INTERRUPTED
@@ -171,7 +171,7 @@ def test_a_collection_error_is_pytests_exit_2_not_an_internal_error(
 def test_the_seeds_switches_defer_to_a_conftest_that_declares_them(
         pytester: pytest.Pytester) -> None:
     """In a project that uses nbtest, a conftest's own `--runslow` wins and works as written."""
-    this_tests("nbtest.plugin.pytest_load_initial_conftests", "nbtest.plugin._switched_off")
+    this_tests("nbtest.plugin.pytest_load_initial_conftests", "nbtest.plugin.switches.switched_off")
     pytester.makeini("[pytest]\nnbtest = true\n")
     for name, text in CASES["conftest_declares_runslow"].items():
         (pytester.path / name).write_text(text.lstrip("\n"))

@@ -33,8 +33,8 @@ def nb(pytester: pytest.Pytester, make_notebook):  # type: ignore[no-untyped-def
 
 def test_passed_and_failed_with_the_failing_cell_line(pytester: pytest.Pytester, nb,
                                                       no_kernel_left) -> None:
-    this_tests("nbtest.items.NotebookItem.runtest",
-               "nbtest.pytest_reports.NotebookReports.pytest_runtest_makereport",
+    this_tests("nbtest.plugin.items.NotebookItem.runtest",
+               "nbtest.plugin.reports.NotebookReports.pytest_runtest_makereport",
                "nbtest.report.failure_text")
     nb("good.ipynb", ["x = 1", ("markdown", "then"), "assert x == 1"])
     nb("sums.ipynb", FAILING)
@@ -57,7 +57,7 @@ def test_passed_and_failed_with_the_failing_cell_line(pytester: pytest.Pytester,
 
 
 def test_skipped_by_metadata_with_its_reason(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.items.NotebookFile.collect")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest", "nbtest.plugin.collect.NotebookFile.collect")
     nb("later.ipynb", nbtest={"skip": True})
     nb("nodata.ipynb", nbtest={"skip": "needs the penguins dataset"})
     nb("runs.ipynb", nbtest={"skip": False})
@@ -75,7 +75,7 @@ def test_marker_switches_on_py_tests(pytester: pytest.Pytester,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The seed's --runslow / --runcpp / --skipint and the cuda skip apply to `.py` tests of a
     project that uses nbtest (here: a `[tool.nbtest]` table and no notebook)."""
-    this_tests("nbtest.plugin.pytest_collection_modifyitems", "nbtest.plugin.nbtest_active")
+    this_tests("nbtest.plugin.pytest_collection_modifyitems", "nbtest.plugin.state.nbtest_active")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     pytester.makepyprojecttoml("[tool.nbtest]\ntimeout = 60\n")
     pytester.makepyfile(test_marked=MARKED_PY)
@@ -97,7 +97,7 @@ def test_marker_switches_on_py_tests(pytester: pytest.Pytester,
 
 def test_runslow_and_runcpp_run_marked_notebooks(pytester: pytest.Pytester, nb,
                                                  no_kernel_left) -> None:
-    this_tests("nbtest.plugin.pytest_collection_modifyitems", "nbtest.items.NotebookItem.runtest")
+    this_tests("nbtest.plugin.pytest_collection_modifyitems", "nbtest.plugin.items.NotebookItem.runtest")
     nb("train.ipynb", nbtest={"markers": ["slow"]})
     nb("kernels.ipynb", nbtest={"markers": ["cpp"]})
     nb("data.ipynb", nbtest={"markers": ["integration"]})
@@ -108,7 +108,7 @@ def test_runslow_and_runcpp_run_marked_notebooks(pytester: pytest.Pytester, nb,
 
 def test_marked_notebooks_are_skipped_with_the_seeds_reasons(
         pytester: pytest.Pytester, nb, monkeypatch: pytest.MonkeyPatch) -> None:
-    this_tests("nbtest.plugin.pytest_collection_modifyitems", "nbtest.gpu.cuda_available")
+    this_tests("nbtest.plugin.pytest_collection_modifyitems", "nbtest.gpu.probe.cuda_available")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     nb("train.ipynb", nbtest={"markers": ["slow"]})
     nb("kernels.ipynb", nbtest={"markers": ["cpp"]})
@@ -131,8 +131,8 @@ STEPS = [("markdown", "# steps"), "x = 1", "y = x + 1", ("markdown", "check"),
 def test_cells_fail_at_third_code_cell(pytester: pytest.Pytester, nb, no_kernel_left) -> None:
     """Cells 2 and 3 pass (3 sees cell 2's `x`: one kernel), cell 5 fails, 6 and 7 are
     skipped with `cell 5 failed`; the next notebook starts with a fresh kernel."""
-    this_tests("nbtest.items.CellItem.runtest", "nbtest.items.CellItem.setup",
-               "nbtest.items.CellItem.finish_unless_followed")
+    this_tests("nbtest.plugin.items.CellItem.runtest", "nbtest.plugin.items.CellItem.setup",
+               "nbtest.plugin.items.CellItem.finish_unless_followed")
     nb("steps.ipynb", STEPS)
     nb("zfresh.ipynb", ["import os\nassert 'y' not in globals()", "a = 1", "assert a == 1"])
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-rA", "--junitxml=cells.xml")
@@ -164,7 +164,7 @@ def test_cells_fail_at_third_code_cell(pytester: pytest.Pytester, nb, no_kernel_
 
 def test_cells_stopped_by_x_leave_no_kernel(pytester: pytest.Pytester, nb,
                                             no_kernel_left) -> None:
-    this_tests("nbtest.items.CellItem.runtest", "nbtest.items.close_open_sessions")
+    this_tests("nbtest.plugin.items.CellItem.runtest", "nbtest.plugin.items.close_open_sessions")
     nb("steps.ipynb", ["x = 1", "assert x == 2", "y = 3", "z = 4"])
     nb("zlater.ipynb", ["a = 1"])
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-x", "-rA")
@@ -177,8 +177,8 @@ def test_cells_stopped_by_x_leave_no_kernel(pytester: pytest.Pytester, nb,
 @pytest.mark.parametrize("cells", [False, True], ids=["notebook", "cells"])
 def test_ctrl_c_while_a_cell_runs_leaves_no_kernel(pytester: pytest.Pytester, nb,
                                                    no_kernel_left, cells: bool) -> None:
-    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.items.CellItem.runtest",
-               "nbtest.items.close_open_sessions")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest", "nbtest.plugin.items.CellItem.runtest",
+               "nbtest.plugin.items.close_open_sessions")
     nb("sleeper.ipynb", ["x = 1",
                          "import time\nopen('sleeping.txt', 'w').write('yes')\ntime.sleep(120)",
                          "y = 2"])
@@ -189,7 +189,7 @@ def test_ctrl_c_while_a_cell_runs_leaves_no_kernel(pytester: pytest.Pytester, nb
 
 
 def test_junit_durations_and_last_failed(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.items.NotebookItem.record")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest", "nbtest.plugin.items.NotebookItem.record")
     nb("good.ipynb", ["x = 1", ("markdown", "then"), "assert x == 1"])
     nb("sums.ipynb", FAILING)
 
@@ -215,7 +215,7 @@ def test_junit_durations_and_last_failed(pytester: pytest.Pytester, nb) -> None:
 
 
 def test_verbose_lines_show_the_node_ids(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.items.NotebookItem.reportinfo", "nbtest.items.CellItem.setup")
+    this_tests("nbtest.plugin.items.NotebookItem.reportinfo", "nbtest.plugin.items.CellItem.setup")
     # An unknown kernel fails each item before any kernel starts: no kernel is needed here.
     nb("docs/a.ipynb")
     result = pytester.runpytest("--nbtest", "-v", "--nbtest-kernel", "nosuch")

@@ -24,7 +24,7 @@ def nb(pytester: pytest.Pytester, make_notebook):  # type: ignore[no-untyped-def
 
 def test_param_reaches_the_parameters_cell(pytester: pytest.Pytester, nb) -> None:
     this_tests("nbtest.params.parse_assignment", "nbtest.params.inject_parameters",
-               "nbtest.items.NotebookItem.runtest", "nbtest.items.CellItem.runtest")
+               "nbtest.plugin.items.NotebookItem.runtest", "nbtest.plugin.items.CellItem.runtest")
     nb("params.ipynb", [("markdown", "# n"), ("code", "n = 1\nname = 'x'", ["parameters"]),
                         "assert n == 3, f'n is {n}'\nassert name == 'penguins'"])
     result = run_pytest(pytester, "--nbtest", "-ra", "--nbtest-param", "n=3",
@@ -53,7 +53,7 @@ def test_timeout_precedence(pytester: pytest.Pytester, nb, no_kernel_left) -> No
     which layer won.
     """
     this_tests("nbtest.plugin.pytest_configure", "nbtest.config.NbTestConfig",
-               "nbtest.config.project_layer", "nbtest.items.NotebookItem.runtest")
+               "nbtest.config.project_layer", "nbtest.plugin.items.NotebookItem.runtest")
     nb("plain.ipynb", SLEEPER)
     nb("meta.ipynb", SLEEPER, nbtest={"timeout": 1})
 
@@ -84,7 +84,7 @@ def test_timeout_precedence(pytester: pytest.Pytester, nb, no_kernel_left) -> No
 def test_notebook_timeout(pytester: pytest.Pytester, nb) -> None:
     """The whole-notebook limit (which counts the kernel's start too) stops the sleeping
     cell with what was left of it."""
-    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.execute.NotebookSession.run_cell")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest", "nbtest.execute.NotebookSession.run_cell")
     nb("steps.ipynb", ["import time", "time.sleep(60)", "print('never')"])
     result = run_pytest(pytester, "--nbtest", "-ra", "--nbtest-notebook-timeout", "3")
     result.assert_outcomes(failed=1)
@@ -93,8 +93,8 @@ def test_notebook_timeout(pytester: pytest.Pytester, nb) -> None:
 
 
 def test_save_failed_writes_the_executed_copy(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.items.NotebookItem.save_failed", "nbtest.items.NotebookItem.runtest",
-               "nbtest.items.CellItem.runtest")
+    this_tests("nbtest.plugin.items.NotebookItem.save_failed", "nbtest.plugin.items.NotebookItem.runtest",
+               "nbtest.plugin.items.CellItem.runtest")
     nb("nbs/good.ipynb")
     nb("nbs/sums.ipynb", [("markdown", "# sums"), "total = 41\nprint('total', total)",
                           "assert total == 42, 'sum is 42'", "print('never')"])
@@ -119,7 +119,7 @@ def test_save_failed_writes_the_executed_copy(pytester: pytest.Pytester, nb) -> 
 
 def test_saved_copies_are_not_collected_by_the_next_run(pytester: pytest.Pytester,
                                                         nb) -> None:
-    this_tests("nbtest.plugin.pytest_ignore_collect", "nbtest.items.NotebookItem.save_failed")
+    this_tests("nbtest.plugin.pytest_ignore_collect", "nbtest.plugin.items.NotebookItem.save_failed")
     nb("sums.ipynb", ["assert 41 == 42, 'sum is 42'"])
     pytester.makeini("[pytest]\nnbtest = true\nnbtest_save_failed = failed_notebooks\n")
     run_pytest(pytester).assert_outcomes(failed=1)
@@ -128,7 +128,7 @@ def test_saved_copies_are_not_collected_by_the_next_run(pytester: pytest.Pyteste
 
 
 def test_seed(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.kernel_startup.startup_code")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest", "nbtest.kernel.startup.startup_code")
     nb("seeded.ipynb", ["import random\nfirst = random.random()",
                         "assert first == random.Random(7).random(), first"])
     result = run_pytest(pytester, "--nbtest", "-ra", "--nbtest-seed", "7")
@@ -137,7 +137,7 @@ def test_seed(pytester: pytest.Pytester, nb) -> None:
 
 def test_unknown_kernel_fails_the_notebook_listing_installed_ones(
         pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.kernels.check_kernel_name", "nbtest.items.NotebookItem.runtest")
+    this_tests("nbtest.kernel.launch.check_kernel_name", "nbtest.plugin.items.NotebookItem.runtest")
     nb("a.ipynb")
     nb("b.ipynb", nbtest={"kernel": "python3"})
     result = run_pytest(pytester, "--nbtest", "-ra", "--nbtest-kernel", "nosuch")
@@ -149,7 +149,7 @@ def test_unknown_kernel_fails_the_notebook_listing_installed_ones(
 
 
 def test_unknown_kernel_with_cells_is_one_paragraph(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.kernels.check_kernel_name", "nbtest.items.CellItem.setup")
+    this_tests("nbtest.kernel.launch.check_kernel_name", "nbtest.plugin.items.CellItem.setup")
     nb("a.ipynb", ["x = 1", "y = 2"])
     result = pytester.runpytest("--nbtest", "--nbtest-cells", "--nbtest-kernel", "nosuch")
     text = output(result)
@@ -159,8 +159,8 @@ def test_unknown_kernel_with_cells_is_one_paragraph(pytester: pytest.Pytester, n
 
 
 def test_kernel_from_metadata(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.kernels.check_kernel_name", "nbtest.items.NotebookItem.runtest",
-               "nbtest.items.NotebookFile.collect")
+    this_tests("nbtest.kernel.launch.check_kernel_name", "nbtest.plugin.items.NotebookItem.runtest",
+               "nbtest.plugin.collect.NotebookFile.collect")
     nb("a.ipynb", nbtest={"kernel": "nosuch-either"})
     result = run_pytest(pytester, "--nbtest", "-ra")
     result.assert_outcomes(failed=1)

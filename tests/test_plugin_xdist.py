@@ -24,8 +24,8 @@ def nb(pytester: pytest.Pytester, make_notebook):  # type: ignore[no-untyped-def
 
 
 def test_same_outcomes_as_serial(pytester: pytest.Pytester, nb, no_kernel_left) -> None:
-    this_tests("nbtest.items.NotebookItem.runtest",
-               "nbtest.pytest_reports.NotebookReports.pytest_runtest_makereport")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest",
+               "nbtest.plugin.reports.NotebookReports.pytest_runtest_makereport")
     nb("a_pass.ipynb")
     nb("b_pass.ipynb", [("markdown", "# b"), "import os\nassert os.environ['NBTEST'] == '1'"])
     nb("c_fail.ipynb", ["x = 41", "assert x == 42, f'x is {x}'"])
@@ -59,7 +59,7 @@ def test_same_outcomes_as_serial(pytester: pytest.Pytester, nb, no_kernel_left) 
 def test_forty_notebooks_three_times(pytester: pytest.Pytester, nb, no_kernel_left) -> None:
     """jupyter_client's port race (nbmake#129) must not bite: 3 x 40 kernel starts on 2
     workers, all pass."""
-    this_tests("nbtest.items.NotebookItem.runtest", "nbtest.kernels.start_kernel")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest", "nbtest.kernel.launch.start_kernel")
     for i in range(40):
         nb(f"nb_{i:02d}.ipynb", [f"value = {i}", f"assert value * 2 == {2 * i}"])
     for _ in range(3):
@@ -82,7 +82,7 @@ def test_cells_of_a_notebook_stay_on_one_worker(pytester: pytest.Pytester, nb,
                                                 no_kernel_left, dist: list[str]) -> None:
     """Each cell needs the state of the cells before it, so all pass only when a notebook's
     cells run in order in one kernel on one worker."""
-    this_tests("nbtest.plugin.pytest_configure", "nbtest.items.CellItem.runtest")
+    this_tests("nbtest.plugin.pytest_configure", "nbtest.plugin.items.CellItem.runtest")
     nb("a.ipynb", CHAIN)
     nb("b.ipynb", CHAIN)
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-rA", "-p", "no:cacheprovider",

@@ -21,7 +21,7 @@ UUID = "GPU-5b0f0d6c-1111-2222-3333-444455556666"
 VIA_CLI = "import sys; from nbtest.cli import main; sys.exit(main(['preflight', *sys.argv[1:]]))"
 VIA_MODULE = """
 import argparse, sys
-from nbtest import preflight_cmd
+from nbtest.gpu import cmd as preflight_cmd
 from nbtest.errors import NbTestError
 parser = argparse.ArgumentParser(prog="nbtest")
 preflight_cmd.add_parser(parser.add_subparsers(dest="command", required=True))
@@ -62,7 +62,7 @@ def busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pid: int) -> Path:
 
 def test_busy_card_exits_1_and_names_the_holder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 kernel_holder: subprocess.Popen) -> None:
-    this_tests("nbtest.preflight_cmd.run", "nbtest.gpu.format_report")
+    this_tests("nbtest.gpu.cmd.run", "nbtest.gpu.probe.format_report")
     done = preflight_cmd(cwd=busy(tmp_path, monkeypatch, kernel_holder.pid))
     assert done.returncode == 1, done.stderr
     assert "4000 MiB free of 81920 MiB" in done.stdout
@@ -73,7 +73,7 @@ def test_busy_card_exits_1_and_names_the_holder(tmp_path: Path, monkeypatch: pyt
 
 def test_lower_requirement_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   kernel_holder: subprocess.Popen) -> None:
-    this_tests("nbtest.preflight_cmd.run", "nbtest.preflight_cmd.min_free_of")
+    this_tests("nbtest.gpu.cmd.run", "nbtest.gpu.cmd.min_free_of")
     cwd = busy(tmp_path, monkeypatch, kernel_holder.pid)
     done = preflight_cmd("--min-free", "2GiB", cwd=cwd)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -83,7 +83,7 @@ def test_lower_requirement_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_project_setting_is_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         kernel_holder: subprocess.Popen) -> None:
-    this_tests("nbtest.preflight_cmd.run", "nbtest.preflight_cmd.min_free_of")
+    this_tests("nbtest.gpu.cmd.run", "nbtest.gpu.cmd.min_free_of")
     cwd = busy(tmp_path, monkeypatch, kernel_holder.pid)
     (cwd / "pyproject.toml").write_text('[tool.nbtest]\ngpu_min_free = "3000MiB"\n')
     done = preflight_cmd(cwd=cwd)
@@ -92,7 +92,7 @@ def test_project_setting_is_the_default(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_free_card_exits_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    this_tests("nbtest.preflight_cmd.run", "nbtest.gpu.preflight")
+    this_tests("nbtest.gpu.cmd.run", "nbtest.gpu.probe.preflight")
     install(tmp_path, monkeypatch, {"gpus": [gpu(0, free=80000)]})
     done = preflight_cmd(cwd=tmp_path)
     assert done.returncode == 0 and "GPU 0 has 80000 MiB free" in done.stdout
@@ -100,7 +100,7 @@ def test_free_card_exits_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_no_gpu_visible_exits_0_in_one_line(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    this_tests("nbtest.preflight_cmd.run", "nbtest.gpu.format_report")
+    this_tests("nbtest.gpu.cmd.run", "nbtest.gpu.probe.format_report")
     install(tmp_path, monkeypatch, {"gpus": [gpu(0, free=4000)]})
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     done = preflight_cmd(cwd=tmp_path)
@@ -110,7 +110,7 @@ def test_no_gpu_visible_exits_0_in_one_line(tmp_path: Path,
 
 def test_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
               kernel_holder: subprocess.Popen) -> None:
-    this_tests("nbtest.preflight_cmd.run", "nbtest.preflight_cmd.report_json")
+    this_tests("nbtest.gpu.cmd.run", "nbtest.gpu.cmd.report_json")
     done = preflight_cmd("--json", cwd=busy(tmp_path, monkeypatch, kernel_holder.pid))
     assert done.returncode == 1
     data = json.loads(done.stdout)
@@ -124,7 +124,7 @@ def test_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 def test_verbose_says_why_backends_failed(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    this_tests("nbtest.preflight_cmd.run", "nbtest.gpu.format_report")
+    this_tests("nbtest.gpu.cmd.run", "nbtest.gpu.probe.format_report")
     install(tmp_path, monkeypatch, {"gpus": [gpu(0, free=4000)], "exit": 9})
     done = preflight_cmd("-v", cwd=tmp_path)
     assert done.returncode == 0
@@ -132,7 +132,7 @@ def test_verbose_says_why_backends_failed(tmp_path: Path,
 
 
 def test_bad_size_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    this_tests("nbtest.preflight_cmd.run", "nbtest.preflight_cmd.min_free_of")
+    this_tests("nbtest.gpu.cmd.run", "nbtest.gpu.cmd.min_free_of")
     install(tmp_path, monkeypatch, {"gpus": [gpu(0, free=4000)]})
     done = preflight_cmd("--min-free", "8XB", cwd=tmp_path)
     assert done.returncode == 2

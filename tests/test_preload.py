@@ -16,7 +16,7 @@ from conftest import write_notebook
 from pytester_helpers import output, run_pytest
 
 from nbtest import this_tests
-from nbtest.preload import choose, env_set_before_import, learned, notebook_imports
+from nbtest.kernel.preload import choose, env_set_before_import, learned, notebook_imports
 
 pytest_plugins = ["pytester"]
 
@@ -51,8 +51,8 @@ def starts(result: pytest.RunResult) -> list[str]:
 ], ids=["python-thread", "native-thread", "cuda"])
 def test_an_unsafe_module_is_dropped_named_and_the_rest_still_forks(
         pytester: pytest.Pytester, module: str, culprit: str, no_kernel_left) -> None:
-    this_tests("nbtest.preload.preload_modules", "nbtest.preload.fork_problems",
-               "nbtest.forkserver.ForkServer.preload_status")
+    this_tests("nbtest.kernel.preload.preload_modules", "nbtest.kernel.preload.fork_problems",
+               "nbtest.kernel.forkserver.ForkServer.preload_status")
     (pytester.path / "culprit.py").write_text(module)
     (pytester.path / "harmless.py").write_text("VALUE = 42\n")
     for name in ("a", "b"):
@@ -70,7 +70,7 @@ def test_an_unsafe_module_is_dropped_named_and_the_rest_still_forks(
 
 def test_a_module_that_fails_to_import_is_reported_once_and_skipped(
         pytester: pytest.Pytester) -> None:
-    this_tests("nbtest.preload.report_lines")
+    this_tests("nbtest.kernel.preload.report_lines")
     for name in ("a", "b"):
         write_notebook(pytester.path / f"{name}.ipynb", ["import json"])
     result = run_pytest(pytester, "--nbtest", "-v", "--nbtest-preload", "json,no_such_mod_x",
@@ -82,7 +82,7 @@ def test_a_module_that_fails_to_import_is_reported_once_and_skipped(
 
 def test_fresh_random_state_per_kernel_and_the_seed_equalises(pytester: pytest.Pytester
                                                                ) -> None:
-    this_tests("nbtest.preload.after_fork")
+    this_tests("nbtest.kernel.preload.after_fork")
     pytest.importorskip("numpy")
     for name in ("a", "b", "c"):
         write_notebook(pytester.path / f"{name}.ipynb", [RANDOM])
@@ -119,7 +119,7 @@ def _keep_outputs(pytester: pytest.Pytester) -> None:
 
 
 def test_a_changed_project_module_is_imported_anew(pytester: pytest.Pytester) -> None:
-    this_tests("nbtest.preload.after_fork")
+    this_tests("nbtest.kernel.preload.after_fork")
     (pytester.path / "mylib.py").write_text("VALUE = 1\n")
     write_notebook(pytester.path / "a.ipynb", [
         "import mylib, pathlib, os, time\nassert mylib.VALUE == 1\n"
@@ -134,7 +134,7 @@ def test_a_changed_project_module_is_imported_anew(pytester: pytest.Pytester) ->
 
 def test_setting_the_environment_before_a_preloaded_import_spawns(
         pytester: pytest.Pytester) -> None:
-    this_tests("nbtest.preload.env_set_before_import")
+    this_tests("nbtest.kernel.preload.env_set_before_import")
     (pytester.path / "envlib.py").write_text("import os\nSEEN = os.environ.get('ENVLIB')\n")
     write_notebook(pytester.path / "a.ipynb", ["import envlib\nassert envlib.SEEN is None"])
     write_notebook(pytester.path / "b.ipynb", ["import os\nos.environ['ENVLIB'] = 'x'",
@@ -149,7 +149,7 @@ def test_setting_the_environment_before_a_preloaded_import_spawns(
 def test_auto_learns_from_the_notebooks(pytester: pytest.Pytester) -> None:
     """`preload = "auto"`: the modules most notebooks import, kept in pytest's cache for the
     next session (xdist's controller starts the template before any collection)."""
-    this_tests("nbtest.preload.learned", "nbtest.plugin._remember_imports")
+    this_tests("nbtest.kernel.preload.learned", "nbtest.plugin.templates.remember_imports")
     pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
     (pytester.path / "common.py").write_text("X = 1\n")
     for name in ("a", "b", "c"):

@@ -27,11 +27,11 @@ import pytest
 from pytester_helpers import output, run_pytest
 from registry_helpers import INJECTING, NOTEBOOKS, QUOTED, make_project
 
-import nbtest.registry
+import nbtest.registry.api
 from nbtest import this_tests
 from nbtest.callbacks.registry import RegistryCapture
 from nbtest.errors import RegistryError, ThisTestsError
-from nbtest.registry import (
+from nbtest.registry.api import (
     KernelRecorder,
     in_api,
     qualified_name,
@@ -40,15 +40,15 @@ from nbtest.registry import (
     show_tests,
     source_digest,
 )
-from nbtest.registry_cmd import public_functions
-from nbtest.registry_file import (
+from nbtest.registry.cmd import public_functions
+from nbtest.registry.file import (
     Registry,
     find_registry_path,
     format_entries,
     run_command,
     update_registry_file,
 )
-from nbtest.registry_session import RegistrySession
+from nbtest.registry.session import RegistrySession
 
 pytest_plugins = ["pytester"]
 
@@ -203,10 +203,10 @@ def acme(pytester: pytest.Pytester, project: Path) -> None:
 
 
 @contextlib.contextmanager
-def recording(api: tuple[str, ...] = ("acmelib",)) -> Iterator[nbtest.registry.TestRecorder]:
+def recording(api: tuple[str, ...] = ("acmelib",)) -> Iterator[nbtest.registry.api.TestRecorder]:
     """A fresh recorder for the acmelib API in place of the outer session's one (this test's
     own this_tests calls go to the outer one, outside the block)."""
-    recorder = nbtest.registry.TestRecorder(api)
+    recorder = nbtest.registry.api.TestRecorder(api)
     outer = set_recorder(recorder)
     try:
         yield recorder
@@ -279,13 +279,13 @@ def test_full_run_serial_then_xdist(pytester: pytest.Pytester, project: Path, no
     file/test/cell, bound methods as Class.method, "na" nowhere, the entry of a notebook whose
     kernel died later, quoted and injecting paths recorded as data; the forgetful tests listed.
     `-n 2` writes the same bytes. `nbtest registry show` and `list` read that file."""
-    this_tests(nbtest.registry.this_tests, nbtest.registry.qualified_name,
+    this_tests(nbtest.registry.api.this_tests, nbtest.registry.api.qualified_name,
                RegistrySession.pytest_runtest_call, RegistrySession.pytest_nbtest_notebook_done,
                RegistrySession.pytest_testnodedown, RegistrySession.worker_payload,
                RegistrySession.pytest_terminal_summary, RegistryCapture,
                KernelRecorder.record, KernelRecorder.pre_run_cell,
-               "nbtest.kernel_startup.startup_code", update_registry_file, Registry.to_json,
-               "nbtest.registry_cmd.run")
+               "nbtest.kernel.startup.startup_code", update_registry_file, Registry.to_json,
+               "nbtest.registry.cmd.run")
     notebooks(*NOTEBOOKS)
     registry = project / REGISTRY
 
@@ -433,7 +433,7 @@ def test_stale_pruned_unrun_kept_rerun_replaced(pytester: pytest.Pytester,
 def test_no_api_only_validates(pytester: pytest.Pytester, project: Path) -> None:
     """Without `api` the registry is off: this_tests still rejects what is not a function,
     accepts anything callable, writes no file and lists nobody."""
-    this_tests(nbtest.registry.this_tests, "nbtest.plugin._start_registry")
+    this_tests(nbtest.registry.api.this_tests, "nbtest.plugin.session.start_registry")
     (project / "pyproject.toml").write_text(
         '[tool.pytest.ini_options]\npythonpath = ["."]\n\n'
         '[tool.nbtest]\nregistry = "acmelib/test_registry.json"\n')
@@ -519,7 +519,7 @@ def test_corrupt_registry_is_never_overwritten(pytester: pytest.Pytester,
                                                project: Path) -> None:
     """`{bad` at the start: a usage error naming the file, which keeps its bytes, also under
     -n 2. Corrupted during the session: the session fails naming it, and it stays corrupt."""
-    this_tests(Registry.load, "nbtest.plugin._start_registry", update_registry_file)
+    this_tests(Registry.load, "nbtest.plugin.session.start_registry", update_registry_file)
     registry = project / REGISTRY
     registry.write_bytes(b"{bad")
     for extra in ([], ["-n", "2"]):
@@ -634,7 +634,7 @@ def test_execute_records_only_with_registry(project: Path, make_notebook, notebo
 
 def test_execute_validates_against_the_api_without_registry(project: Path, make_notebook,
                                                             no_kernel_left) -> None:
-    this_tests("nbtest.cli.cmd_execute", "nbtest.kernel_startup.startup_code")
+    this_tests("nbtest.cli.cmd_execute", "nbtest.kernel.startup.startup_code")
     make_notebook(project / "docs" / "outside.ipynb",
                   ['from nbtest import this_tests\nthis_tests("os.path.join")'])
     result = nbtest_cmd(project, "execute", "docs/outside.ipynb")
@@ -650,7 +650,7 @@ def test_registry_missing_and_check(project: Path) -> None:
     """`missing` lists public API functions no test names (not private ones, not names left
     out of __all__, not re-exports, not other packages); `check` exits 0, then 1 naming a
     function removed from acmelib."""
-    this_tests("nbtest.registry_cmd.run", public_functions)
+    this_tests("nbtest.registry.cmd.run", public_functions)
     write_registry(project, {
         "acmelib.core.add": [entry("tests/test_core.py", "test_add", line=9)],
         "acmelib.core.Learner.fit": [entry("tests/test_core.py", "test_fit", line=14)],
@@ -679,7 +679,7 @@ def test_registry_missing_and_check(project: Path) -> None:
 
 
 def test_registry_show_resolves_like_show_tests(project: Path) -> None:
-    this_tests("nbtest.registry_cmd.run", show_tests)
+    this_tests("nbtest.registry.cmd.run", show_tests)
     write_registry(project, {
         "acmelib.core.add": [entry("tests/test_core.py", "test_add", line=9)]})
     shown = nbtest_cmd(project, "registry", "show", "acmelib.add")
@@ -720,8 +720,8 @@ def test_show_tests_markdown(project: Path, acme: None) -> None:
 
 
 def test_this_tests_resolves_every_kind_of_callable(acme: None) -> None:
-    this_tests(nbtest.registry.this_tests, qualified_name, resolve_all,
-               nbtest.registry.TestRecorder.record)
+    this_tests(nbtest.registry.api.this_tests, qualified_name, resolve_all,
+               nbtest.registry.api.TestRecorder.record)
     import acmelib
     from acmelib.core import Learner, add, scaled
 
@@ -756,9 +756,9 @@ def test_this_tests_resolves_every_kind_of_callable(acme: None) -> None:
         assert str(info.value) == f"'{bad}' is not a function"
 
     with recording() as recorder:
-        nbtest.registry.this_tests(add, Learner().fit, "na", "acmelib.core.add", acmelib.add)
-        nbtest.registry.this_tests("na")
-        nbtest.registry.this_tests(Learner.size, scaled, add)
+        nbtest.registry.api.this_tests(add, Learner().fit, "na", "acmelib.core.add", acmelib.add)
+        nbtest.registry.api.this_tests("na")
+        nbtest.registry.api.this_tests(Learner.size, scaled, add)
     assert recorder.names == ["acmelib.core.add", "acmelib.core.Learner.fit",
                               "acmelib.core.Learner.size", "acmelib.core.scaled"]
     assert recorder.called
@@ -767,7 +767,7 @@ def test_this_tests_resolves_every_kind_of_callable(acme: None) -> None:
 def test_this_tests_errors_at_once(acme: None) -> None:
     """Each bad argument raises at the call, with the exact message, and nothing of that
     call is recorded; "na" alone counts as a call. No recorder: validation only."""
-    this_tests(nbtest.registry.this_tests, resolve_all, in_api)
+    this_tests(nbtest.registry.api.this_tests, resolve_all, in_api)
     from acmelib.core import add, mul
 
     cases = [
@@ -782,16 +782,16 @@ def test_this_tests_errors_at_once(acme: None) -> None:
     with recording() as recorder:
         for bad, message in cases:
             with pytest.raises(ThisTestsError) as info:
-                nbtest.registry.this_tests(add, bad, mul)
+                nbtest.registry.api.this_tests(add, bad, mul)
             assert str(info.value) == message
         assert recorder.names == [] and not recorder.called
-        nbtest.registry.this_tests("na")
+        nbtest.registry.api.this_tests("na")
         assert recorder.names == [] and recorder.called
 
         set_recorder(None)  # no recorder: validation only, any package
-        nbtest.registry.this_tests(os.path.join, "na", add)
+        nbtest.registry.api.this_tests(os.path.join, "na", add)
         with pytest.raises(ThisTestsError, match="^'a b' is not a function$"):
-            nbtest.registry.this_tests("a b")
+            nbtest.registry.api.this_tests("a b")
 
     with pytest.raises(ThisTestsError) as info:
         resolve_all(["os.path.join"], ("acmelib", "acmelibx"))

@@ -9,7 +9,7 @@ import pytest
 from nbtest import this_tests
 from nbtest.config import NbTestConfig
 from nbtest.errors import UsageError
-from nbtest.sanitize import (
+from nbtest.outputs.sanitize import (
     BUILTIN_SANITIZERS,
     SanitizerSet,
     apply_backspaces,
@@ -99,7 +99,7 @@ def test_ordinary_text_is_untouched(text: str) -> None:
 
 
 def test_builtins_have_unique_names() -> None:
-    this_tests("nbtest.sanitize.Sanitizer", SanitizerSet)
+    this_tests("nbtest.outputs.sanitize.Sanitizer", SanitizerSet)
     names = [rule.name for rule in BUILTIN_SANITIZERS]
     assert len(names) == len(set(names))
 
@@ -134,7 +134,7 @@ def test_nbval_sanitize_file_format(tmp_path: Path) -> None:
 
 
 def test_user_rules_run_before_builtins_and_are_counted() -> None:
-    this_tests(SanitizerSet.apply, SanitizerSet.unmatched, "nbtest.sanitize.Sanitizer.describe")
+    this_tests(SanitizerSet.apply, SanitizerSet.unmatched, "nbtest.outputs.sanitize.Sanitizer.describe")
     rules = parse_sanitize_file(NBVAL_FILE, "sanitize.cfg")
     sanitizers = SanitizerSet(rules)
     # regex2 sees the raw clock time: the built-in clock rule runs after it.

@@ -99,11 +99,11 @@ def test_gpu_mem_trace_with_steady_memory(two_gpus: None) -> None:
 
 
 def test_use_gpu_needs_torch_to_see_a_gpu(two_gpus: None) -> None:
-    this_tests("nbtest.gpu.cuda_available")
+    this_tests("nbtest.gpu.probe.cuda_available")
     # The stand-in lists GPUs, but torch cannot be imported: no GPU for torch. Made so in a
     # fresh process (use_gpu is computed once per process), whatever this machine has.
     code = ("import sys\nsys.modules['torch'] = None  # import torch raises ImportError\n"
-            "import nbtest.utils.mem as m\nfrom nbtest.gpu import cuda_available\n"
+            "import nbtest.utils.mem as m\nfrom nbtest.gpu.probe import cuda_available\n"
             "assert cuda_available() and m.use_gpu is False\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)

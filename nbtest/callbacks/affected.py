@@ -2,7 +2,7 @@
 fingerprint; the static part is fingerprint.static_fingerprint).
 
 Before the kernel starts, this callback asks the startup code to install the in-kernel tracker
-(nbtest.kernel_tracker), which appends after each cell what is new to a private file. After
+(nbtest.affected.tracker), which appends after each cell what is new to a private file. After
 the kernel is gone the file is read and the files named in it are hashed here:
 
 `result.extras["affected"]` = `{complete, why, interpreter, files: {path: digest},
@@ -21,14 +21,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..callback import Callback, NotebookRun
-from ..fingerprint import (
+from ..affected.fingerprint import (
     FileDigests,
     depends_files,
     distributions_of,
     interpreter,
     relative,
 )
+from ..callback import Callback, NotebookRun
 from ..results import NotebookResult
 
 

@@ -31,7 +31,7 @@ import time
 import psutil
 
 from ..callback import Callback, NotebookRun
-from ..kernel_gpu import read_peak
+from ..gpu.peak import read_peak
 from ..results import CellResult, NotebookResult
 
 MIB = 2**20
@@ -76,7 +76,7 @@ def gpu_look(pids: set[int]) -> tuple[int | None, dict[str, int]]:
     used MiB, by uuid, of each visible card that lists no process at all: where a container
     hides every pid, the kernel alone on such a card is what its use grew by (not under
     xdist, whose workers share cards)."""
-    from ..gpu import probe, xdist_worker
+    from ..gpu.probe import probe, xdist_worker
 
     cards = probe().gpus
     held = [p.used_mib or 0 for g in cards for p in g.processes if p.pid in pids]
@@ -282,7 +282,7 @@ class MemoryCallback(Callback):
 def budget_violations(figures: dict[str, float | None],
                       budgets: dict[str, int | None]) -> list[str]:
     """`peak RSS 512 MiB exceeds mem_max 256 MiB` for each measured figure over its budget."""
-    from ..gpu import format_size
+    from ..gpu.probe import format_size
 
     found = []
     for name, what in BUDGETS:
@@ -294,7 +294,7 @@ def budget_violations(figures: dict[str, float | None],
 
 def gpu_memory_returned(pids: set[int], wait: float = RETURN_WAIT) -> tuple[bool, str]:
     """Whether no process of `pids` holds GPU memory any more, and if some still do, which."""
-    from ..gpu import probe
+    from ..gpu.probe import probe
 
     deadline = time.monotonic() + wait
     while True:

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..callback import Callback, NotebookRun
-from ..outputs import compare_outputs, is_compared, require_pillow
+from ..outputs.compare import compare_outputs, is_compared, require_pillow
+from ..outputs.sanitize import Sanitizer, SanitizerSet, user_sanitizers
 from ..results import PASSED
-from ..sanitize import Sanitizer, SanitizerSet, user_sanitizers
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from ..callback import Callback, NotebookRun
 from ..notebook import is_runnable
-from ..registry import source_digest
+from ..registry.api import source_digest
 from ..results import NotebookResult
 
 

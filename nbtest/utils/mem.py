@@ -1,6 +1,6 @@
 """GPU memory helpers of fastai v1's test suite (tests/utils/mem.py), importable without torch.
 
-Sizes are in MiB (the seed's "MBs"). Readings come from nbtest.gpu's probe (NVML, else
+Sizes are in MiB (the seed's "MBs"). Readings come from nbtest.gpu.probe's probe (NVML, else
 nvidia-smi), for the GPUs this process may see; the functions that allocate import torch when
 called. Without a GPU nothing raises: readings are zeros, allocations return None.
 
@@ -41,7 +41,7 @@ def __getattr__(name: str) -> Any:
 
 def _use_gpu() -> bool:
     """torch.cuda.is_available(), asked only when the probe sees a GPU and torch is installed."""
-    from ..gpu import cuda_available
+    from ..gpu.probe import cuda_available
 
     if not cuda_available():
         return False
@@ -74,7 +74,7 @@ def _current_device() -> int:
 
 def gpu_mem_get_all() -> list[GPUMemory]:
     """Total, free and used MiB of every visible GPU, in the order torch numbers them."""
-    from ..gpu import probe
+    from ..gpu.probe import probe
 
     return [GPUMemory(g.total_mib, g.free_mib, g.used_mib)
             for g in probe(processes=False).gpus]
@@ -105,7 +105,7 @@ def gpu_mem_get_used_no_cache() -> int:
 
 def gpu_with_max_free_mem() -> tuple[int | None, int]:
     """(index, free MiB) of the visible GPU with the most free memory; (None, 0) without one."""
-    from ..gpu import pick_gpu, probe
+    from ..gpu.probe import pick_gpu, probe
 
     best = pick_gpu(probe(processes=False).gpus)
     return (None, 0) if best is None else (best.index, best.free_mib)

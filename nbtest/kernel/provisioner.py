@@ -2,7 +2,7 @@
 
 It is LocalProvisioner in every respect (connection file, IPC sockets, signals to the process
 group, kill) except how the process comes to be: where the kernelspec is a Python kernel of
-this interpreter, the kernel is forked from the template (nbtest.forkserver); elsewhere, or
+this interpreter, the kernel is forked from the template (nbtest.kernel.forkserver); elsewhere, or
 when the manager's `nbtest_fork` is "no" (or "auto" and no template is running and ready), it
 is spawned as usual.
 """
@@ -15,8 +15,6 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
-NAME = "nbtest-fork"
-
 
 class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
     """LocalProvisioner whose kernels are forked from a warm template when possible."""
@@ -25,7 +23,8 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Fork the kernel from the template, or fall back to spawning it."""
-        from .forkserver import ForkServer, split_kernel_command
+        from .environment import split_kernel_command
+        from .forkserver import ForkServer
 
         env = kwargs.get("env") or {}
         parts = split_kernel_command(cmd)

@@ -3,8 +3,8 @@
 It is built from data: the source of `_nbtest_startup` below plus its settings as a JSON string
 literal (`repr` of `json.dumps`), so no path or metadata value can inject code. It imports
 nothing heavy: numpy only when a seed is asked for, torch never (a seed reaches torch through
-an import hook, if and when the notebook imports it), nbtest.registry only when this_tests
-calls are captured, nbtest.kernel_tracker (standard library only) only under
+an import hook, if and when the notebook imports it), nbtest.registry.api only when this_tests
+calls are captured, nbtest.affected.tracker (standard library only) only under
 --nbtest-affected.
 """
 
@@ -23,26 +23,26 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
 
     settings = json.loads(settings_json)
     os.environ["NBTEST"] = "1"
-    preloaded = sys.modules.get("nbtest.preload")
+    preloaded = sys.modules.get("nbtest.kernel.preload")
     if preloaded is not None:  # forked from a template that preloaded the user's modules
         preloaded.drop_changed_modules()
     if settings.get("affected"):  # --nbtest-affected: note what the notebook uses
         try:
-            from nbtest import kernel_tracker
+            from nbtest.affected import tracker as kernel_tracker
         except ImportError:  # nbtest is not installed beside this kernel: nothing is noted
             pass
         else:
             kernel_tracker.install(settings["affected"])
     if settings.get("registry") or settings.get("api"):
         try:
-            from nbtest import registry
+            from nbtest.registry import api as registry
         except ImportError:  # nbtest is not installed beside this kernel: nothing can call it
             pass
         else:
             registry.install_kernel_recorder(settings.get("registry") or {"api": settings["api"]})
     if settings.get("gpu_peak_file"):
         try:
-            from nbtest import kernel_gpu
+            from nbtest.gpu import peak as kernel_gpu
         except ImportError:  # nbtest is not installed beside this kernel: the driver's figure
             pass
         else:

@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .config import OPTIONS, NbTestConfig
+from ..config import OPTIONS, NbTestConfig
 
 FORMAT = 1  # of the cache entries; another value means "run it"
 # Options that change neither what a notebook runs nor how its result is judged.
@@ -63,8 +63,8 @@ def relative(path: str | Path, root: Path) -> str:
 
 def static_fingerprint(nb: Any, config: NbTestConfig, path: Path, root: Path) -> dict[str, Any]:
     """What can be read without a kernel: code cells, options, kernel, depends globs."""
-    from .notebook import kernel_name
-    from .outputs import is_compared
+    from ..notebook import kernel_name
+    from ..outputs.compare import is_compared
 
     cells = []
     for number, cell in enumerate(nb.cells, start=1):
@@ -131,7 +131,7 @@ def interpreter() -> str:
 
 def nbtest_version() -> str:
     """The running nbtest's version."""
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
@@ -143,8 +143,8 @@ def kernelspec_identity(name: str, root: str) -> str:
     elsewhere agrees: the project root as `<root>`, and nbtest's own interpreter (a virtualenv
     elsewhere, or `python`, which jupyter_client starts as it) as `<python>`: the interpreter
     and the distributions are compared on their own."""
-    from .errors import NbTestError
-    from .kernels import kernel_spec
+    from ..errors import NbTestError
+    from ..kernel.launch import kernel_spec
 
     try:
         spec = kernel_spec(name)

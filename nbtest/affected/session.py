@@ -1,7 +1,7 @@
 """The pytest side of `--nbtest-affected`: deselect unchanged notebooks, record the outcomes.
 
 Before any kernel starts, each collected notebook's fingerprint is compared with its cache
-entry (nbtest.affected); the unchanged ones are deselected and the session says so in one line
+entry (nbtest.affected.store); the unchanged ones are deselected and the session says so in one line
 (`-v` lists them). Each notebook that runs carries its fingerprint on its test report (a
 report attribute, so it crosses from xdist workers like the rest of the report), and the one
 process that writes (the xdist controller, or the single process) stores each notebook's
@@ -19,13 +19,15 @@ from typing import Any
 
 import pytest
 
-from .affected import CACHE_FOLDER, Checker, Decision, Store, new_entry, when
 from .fingerprint import git_commit, kernelspec_identity, static_fingerprint
+from .store import CACHE_FOLDER, Checker, Decision, Store, new_entry, when
 
 STATIC_KEY = pytest.StashKey[dict]()  # an item's static fingerprint, set at collection
 PENDING_KEY = pytest.StashKey[dict]()  # a finished run's fingerprint, for its next report
 REPORT_ATTR = "nbtest_affected"  # the report attribute carrying a run's fingerprint
 WORKER_KEY = "nbtest_affected"  # in workeroutput: the worker's decisions, for the summary
+
+AFFECTED_PLUGIN = "nbtest-affected"  # the AffectedSession of --nbtest-affected, when on
 
 
 class AffectedSession:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def add_parser(commands: Any) -> None:
@@ -37,7 +37,7 @@ class _Decisions:
 
     def pytest_collection_finish(self, session: Any) -> None:
         """Take the decisions of nbtest's affected session."""
-        from .plugin import AFFECTED_PLUGIN
+        from .session import AFFECTED_PLUGIN
 
         plugin = session.config.pluginmanager.get_plugin(AFFECTED_PLUGIN)
         self.root = str(session.config.rootpath)

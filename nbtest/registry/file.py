@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RegistryError
-from .files import write_atomic
+from ..errors import RegistryError
+from ..files import write_atomic
 
 Entry = dict[str, Any]
 
@@ -95,7 +95,7 @@ def update_registry_file(path: str | Path, new: Registry, ran: Iterable[tuple[st
 
 def find_registry_path(start: Path | None = None) -> Path | None:
     """The registry file named by `[tool.nbtest] registry` of the nearest pyproject.toml."""
-    from .config import read_pyproject
+    from ..config import read_pyproject
 
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):

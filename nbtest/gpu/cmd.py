@@ -12,9 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .config import NbTestConfig, parse_size, project_layer
-from .errors import ConfigError
-from .gpu import PreflightReport, format_report, preflight
+from ..config import NbTestConfig, parse_size, project_layer
+from ..errors import ConfigError
+from .probe import PreflightReport, format_report, preflight
 
 
 def add_parser(commands: Any) -> None:

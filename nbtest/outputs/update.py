@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import NbTestError
-from .files import write_atomic
-from .results import NotebookResult
+from ..errors import NbTestError
+from ..files import write_atomic
+from ..results import NotebookResult
 
 # (indent, ensure_ascii) tried in turn to reproduce the file's own formatting.
 _FORMATS = ((1, False), (1, True), (2, False), (2, True), (4, False), (4, True))

@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .errors import ConfigError, PreflightError
+from ..errors import ConfigError, PreflightError
 from .nvidia import MIB, Gpu, GpuProcess, read_nvml, read_smi
 
 __all__ = ["Gpu", "GpuProcess", "Probe", "PreflightReport", "probe", "cuda_available",

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .errors import ThisTestsError
+from ..errors import ThisTestsError
 
 NOT_APPLICABLE = "na"
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -193,7 +193,7 @@ def _ipython() -> Any:
 
 def show_tests(func: Any, registry: str | None = None) -> Any:
     """Show (Markdown in a notebook) the tests that exercise `func`, with commands to run them."""
-    from .registry_file import Registry, find_registry_path, format_entries
+    from .file import Registry, find_registry_path, format_entries
 
     name = qualified_name(func)
     path = registry or find_registry_path()

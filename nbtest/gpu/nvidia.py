@@ -1,7 +1,7 @@
 """Reading NVIDIA GPUs: NVML values and `nvidia-smi` CSV into Gpu / GpuProcess records.
 
 The parsers are pure (text or plain values in, records out) so they are tested with recorded
-output; `read_nvml` and `read_smi` do the I/O and raise on any failure, for nbtest.gpu's probe
+output; `read_nvml` and `read_smi` do the I/O and raise on any failure, for nbtest.gpu.probe's probe
 to fall to the next backend. Indices here are physical: nvidia-smi's (PCI bus) numbering.
 """
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from .errors import NbTestError
-from .registry import TestRecorder, set_recorder
-from .registry_file import Registry, update_registry_file
+from ..errors import NbTestError
+from .api import TestRecorder, set_recorder
+from .file import Registry, update_registry_file
 
 WORKER_KEY = "nbtest_registry"
 

@@ -9,7 +9,7 @@ before (no stored outputs and no execution count) is never compared.
 Outputs are compared as nbval does it, key by key: each stream (`stdout`, `stderr`, joined),
 each mime type of results and displays, and `error` (name and value, not the traceback); the
 order of different keys does not matter, the order within one key does. Text is sanitized
-first (nbtest.sanitize); numbers inside text may differ by a relative tolerance. Raster images
+first (sanitize.py); numbers inside text may differ by a relative tolerance. Raster images
 are compared for presence and type, or by decoded pixels with `compare_images` (Pillow).
 """
 
@@ -26,8 +26,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UsageError
-from .notebook import cell_tags, marker_comments
+from ..errors import UsageError
+from ..notebook import cell_tags, marker_comments
 from .sanitize import SanitizerSet
 
 CHECK_TAGS = frozenset({"nbtest-check-output", "nbval-check-output"})

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UsageError
-from .report import strip_ansi
-from .utils.text import apply_print_resets
+from ..errors import UsageError
+from ..report import strip_ansi
+from ..utils.text import apply_print_resets
 
 if TYPE_CHECKING:
-    from .config import NbTestConfig
+    from ..config import NbTestConfig
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,10 @@ from typing import Any
 
 import psutil
 
-from .errors import KernelStartError, NbTestError, NoSuchKernelError
+from ..errors import KernelStartError, NbTestError, NoSuchKernelError
+from .environment import FORK_PROVISIONER, kernel_environment
 
 TOKEN_VAR = "NBTEST_KERNEL_TOKEN"
-_INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
-_NON_GUI_BACKENDS = {"agg", "pdf", "ps", "svg", "cairo", "pgf", "template"}
 _zmq_context: Any = None
 RECONNECT_IVL_MS = 5
 
@@ -100,18 +99,6 @@ def _in_jupyter_folders(name: str) -> Any:
     except NoSuchKernel:
         return None
     return spec if os.path.dirname(spec.resource_dir) in manager.kernel_dirs else None
-
-
-def kernel_environment(extra: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment for a kernel, with nbtest's variables and a non-GUI backend."""
-    env = dict(os.environ)
-    backend = env.get("MPLBACKEND", "")
-    if not backend.startswith("module://") and backend.lower() not in _NON_GUI_BACKENDS:
-        env["MPLBACKEND"] = _INLINE_BACKEND
-    env["NBTEST"] = "1"
-    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # debugpy's frozen-modules warning is noise
-    env.update(extra)
-    return env
 
 
 def _ipc_available() -> bool:
@@ -320,8 +307,6 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
     """
     import zmq
     from jupyter_client.manager import AsyncKernelManager
-
-    from .provisioner import NAME as FORK_PROVISIONER
 
     spec = copy.deepcopy(kernel_spec(name, notebook))
     spec.metadata["kernel_provisioner"] = {"provisioner_name": FORK_PROVISIONER}

@@ -12,10 +12,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .config import NbTestConfig, project_layer
-from .errors import ThisTestsError, UsageError
-from .registry import qualified_name
-from .registry_file import Registry, format_entries
+from ..config import NbTestConfig, project_layer
+from ..errors import ThisTestsError, UsageError
+from .api import qualified_name
+from .file import Registry, format_entries
 
 
 def add_parser(commands: Any) -> None:

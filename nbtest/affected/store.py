@@ -59,7 +59,7 @@ class Store:
 
     def save(self, entry: Mapping[str, Any]) -> None:
         """Write the entry of `entry["notebook"]` atomically (a temporary file renamed)."""
-        from .files import write_atomic
+        from ..files import write_atomic
 
         text = json.dumps(entry, indent=1, sort_keys=True) + "\n"
         write_atomic(self.path_for(entry["notebook"]), text)

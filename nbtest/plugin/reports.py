@@ -12,10 +12,8 @@ from typing import Any
 
 import pytest
 
-from .config import NbTestConfig
-
-KERNEL_START = "nbtest kernel start"  # the user property naming how a kernel started
-EXPORTS_NOT_RUN = "nbtest nbdev exports not run"  # cells calling nbdev_export(), left out
+from ..config import NbTestConfig
+from .state import EXPORTS_NOT_RUN, KERNEL_START
 
 
 def _notebook_path(nodeid: str) -> str | None:
@@ -112,9 +110,9 @@ class NotebookReports:
             terminalreporter.write_line(
                 f"nbtest: nbdev: {self.exports_not_run} cell(s) calling nbdev_export() or "
                 "notebook2script() were not run: they would rewrite the library's source")
-        forkserver = sys.modules.get("nbtest.forkserver")
+        forkserver = sys.modules.get("nbtest.kernel.forkserver")
         if forkserver is not None:  # what the fork template could not preload, once
-            from .preload import report_lines
+            from ..kernel.preload import report_lines
 
             for server in forkserver.ForkServer.owned_servers():
                 for line in report_lines(server.preload_status()):

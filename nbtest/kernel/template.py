@@ -1,0 +1,225 @@
+"""The fork template's side: a process that has imported the kernel machinery forks kernels.
+
+`python -m nbtest.kernel.template SOCKET` imports ipykernel, IPython, zmq and tornado (plus
+the user's preload modules, see preload.py) and creates no thread and no zmq context, so
+forking it is safe. Per request it forks a child that becomes a fresh kernel exactly as
+`python -m ipykernel_launcher -f FILE` would: new session (its own process group, so
+interrupts and the kill of the whole tree work as for a spawned kernel), the notebook's cwd,
+environment, `sys.argv`, `sys.path[0]`, a reseeded RNG, and `ipykernel_launcher` run as
+`__main__`. The template reports each child's exit status back over the request's socket,
+which is how kernel death is detected and explained. The harness's side is forkserver.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+# The template's environment protocol (forkserver.py sets it). Nothing of nbtest is imported
+# here: a forked kernel has only the packages `python -m nbtest.kernel.template` needs.
+PRELOAD_VAR = "NBTEST_PRELOAD"  # JSON list: the user's modules the template imports
+DROPPED_VAR = "NBTEST_PRELOAD_DROPPED"  # JSON mapping: modules found unsafe, and why
+
+# What a fresh ipykernel imports before the first cell (found by comparing sys.modules):
+# none of these starts a thread or creates a zmq context at import.
+PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
+           "ipykernel.debugger", "IPython.core.completer", "IPython.core.history",
+           "IPython.core.debugger", "sqlite3", "pdb", "pydoc", "code", "gzip", "mimetypes",
+           "xmlrpc.client", "http.server", "email.parser", "faulthandler", "unicodedata",
+           # ... and what the kernel imports while it initializes, after the fork
+           "runpy", "tornado.platform.asyncio", "IPython.core.oinspect", "IPython.core.logger",
+           "IPython.core.completerlib", "IPython.extensions.storemagic", "IPython.utils.wildcard")
+
+
+def _preload() -> None:
+    """Import the kernel machinery once, so forked kernels skip it."""
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional piece missing here is imported (or not) by the kernel
+            pass
+
+
+def fork_safety_problems() -> list[str]:
+    """Why forking this process now would be unsafe (threads, a zmq context), if it would."""
+    problems = []
+    if threading.active_count() != 1:
+        problems.append(f"{threading.active_count()} threads are running")
+    zmq = sys.modules.get("zmq")
+    if zmq is not None and getattr(zmq.Context, "_instance", None) is not None:
+        problems.append("a zmq context exists")
+    return problems
+
+
+
+
+def _preload_user_modules(path: str) -> dict[str, Any]:
+    """Import the modules of PRELOAD_VAR; if one makes forking unsafe, start this template
+    again (same pid: adopters keep it) without it. Returns the status, also written to
+    preload.json beside the socket."""
+    names = json.loads(os.environ.get(PRELOAD_VAR) or "[]")
+    if not names:
+        return {}
+    from .preload import STATUS_FILE, preload_modules, safe_subset
+
+    status = preload_modules(names)
+    if status["unsafe"]:
+        dropped = {**json.loads(os.environ.get(DROPPED_VAR) or "{}"), **status["unsafe"]}
+        os.environ[PRELOAD_VAR] = json.dumps(safe_subset(names, status))
+        os.environ[DROPPED_VAR] = json.dumps(dropped)
+        argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, "-m",
+                                                         "nbtest.kernel.template", path]
+        os.execv(sys.executable, argv)
+    status["unsafe"] = json.loads(os.environ.get(DROPPED_VAR) or "{}")
+    with open(os.path.join(os.path.dirname(path), STATUS_FILE), "w", encoding="utf-8") as fh:
+        json.dump(status, fh)
+    return status
+
+
+def _become_kernel(request: Mapping[str, Any], preloaded: Mapping[str, Any]) -> None:
+    """In the forked child: turn into `python -m ipykernel_launcher ARGS` and never return."""
+    import random
+    import runpy
+
+    code = 0
+    try:
+        os.setsid()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, default)
+        signal.set_wakeup_fd(-1)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.path[0] = os.getcwd()  # as `python -m` sets it
+        random.seed()  # the template's RNG state must not be shared by every kernel
+        if preloaded:
+            from .preload import after_fork
+
+            after_fork(preloaded)
+        sys.argv = ["ipykernel_launcher", *request["argv"]]
+        runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def serve(path: str) -> None:
+    """The template's loop: accept requests, fork kernels, report their exits."""
+    before = dict(os.environ)
+    _preload()
+    preloaded = _preload_user_modules(path)
+    # Variables the imports set (debugpy's PYDEVD_USE_FRAME_EVAL, ...): a spawned kernel has
+    # them, so each forked kernel gets them too, unless its own environment says otherwise.
+    added = {k: v for k, v in os.environ.items() if before.get(k) != v}
+    parent = os.getppid()
+    _die_with_parent()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the selector via the pipe
+    # SIGTERM (the owner's stop) also arrives through the pipe: the kernels go with us.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, "accept")
+    selector.register(wake_r, selectors.EVENT_READ, "child")
+    children: dict[int, socket.socket] = {}
+    while True:
+        for key, _ in selector.select(timeout=1.0):
+            if key.data == "accept":
+                conn, _ = listener.accept()
+                request = json.loads(conn.makefile("r").readline())
+                problems = fork_safety_problems()
+                if preloaded:
+                    from .preload import fork_problems
+
+                    problems += fork_problems(preloaded)
+                if problems:
+                    conn.sendall((json.dumps({"error": "; ".join(problems)}) + "\n").encode())
+                    conn.close()
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    selector.close()
+                    listener.close()
+                    for other in children.values():
+                        other.close()
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    conn.close()
+                    _become_kernel({**request, "env": {**added, **request["env"]}}, preloaded)
+                children[pid] = conn
+                conn.sendall((json.dumps({"pid": pid}) + "\n").encode())
+            elif signal.SIGTERM in os.read(wake_r, 4096):
+                _exit_with_kernels(children)
+        _reap(children)
+        if os.getppid() != parent:  # the harness is gone: so are we, and our kernels
+            _exit_with_kernels(children)
+
+
+def _exit_with_kernels(children: dict[int, socket.socket]) -> None:
+    """Kill every kernel still running (a crashed xdist worker's, say), then exit."""
+    for pid in children:
+        _kill_group(pid)
+    os._exit(0)
+
+
+def _reap(children: dict[int, socket.socket]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = children.pop(pid, None)
+        if conn is not None:
+            try:
+                code = os.waitstatus_to_exitcode(status)
+                conn.sendall((json.dumps({"exit": code}) + "\n").encode())
+            except OSError:
+                pass
+            conn.close()
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends us SIGKILL when the harness dies, however it dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # the getppid() check in the loop still ends us within a second
+
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
