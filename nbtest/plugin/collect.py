@@ -72,7 +72,7 @@ class NotebookFile(pytest.File):
                 return
             flags = notebook_flags([c for c in nb.cells if c.cell_type == "code"],
                                    config.tst_flags)
-        items: list[pytest.Item]
+        items: list[NotebookItem | CellItem]
         if config.cells:
             numbers = [i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "code"]
             # An explicit node id: pytest 9 parses the cached ids of --lf / --sw / --deselect,

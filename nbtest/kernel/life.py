@@ -1,0 +1,117 @@
+"""One notebook's kernel from launch to kill: the GPU it is given, its start and startup code,
+the interrupt after a timeout, the last look callbacks take, and what its death looked like.
+
+NotebookSession (execute.py) owns one; cells never reach the kernel through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from ..errors import KernelStartError
+from .launch import Kernel, launch_kernel
+from .preload import env_set_before_import
+from .startup import startup_code
+
+INTERRUPT_GRACE = 0.2  # seconds a timed-out kernel gets to react to SIGINT before SIGKILL
+
+
+class NotebookKernel:
+    """The kernel of one notebook run. `run_info` is the callbacks' NotebookRun (its
+    kernel_env and startup settings shape the kernel); `dispatcher` sends kernel events."""
+
+    def __init__(self, path: Path, kernel_name: str, cwd: Path, config: Any, sources: list[str],
+                 run_info: Any, dispatcher: Any) -> None:
+        self.path, self.kernel_name, self.cwd, self.config = path, kernel_name, cwd, config
+        self.sources = sources  # the code that will run: what decides fork or spawn
+        self.run_info, self.dispatcher = run_info, dispatcher
+        self.kernel: Kernel | None = None
+        self.stop_announced = False  # before_kernel_stop went out (once per kernel)
+
+    async def launch(self) -> None:
+        """Start the kernel process, without waiting for it: pre-warming for a later start()."""
+        if self.kernel is not None:
+            return
+        config, info = self.config, self.run_info
+        info.kernel_env["NBTEST_NOTEBOOK"] = str(self.path.resolve())
+        info.startup["seed"] = config.seed
+        # this_tests in the kernel checks names against the API even when nothing records.
+        info.startup["api"] = list(config.api)
+        from ..gpu.probe import kernel_gpu_env, probe
+
+        # With several GPUs, the kernel gets the one with most free memory right now; the
+        # cards' use now is the baseline of the memory callback's card-delta figure.
+        seen = probe(processes=False)
+        info.kernel_env.update(kernel_gpu_env(config.gpu_min_free, seen))
+        info.cards_before = {g.uuid: g.used_mib for g in seen.gpus}
+        self.dispatcher.before_kernel_start(info)
+        self.kernel = await launch_kernel(
+            self.kernel_name, self.cwd, info.kernel_env, self.path, fork=config.fork,
+            spawn_if=lambda preloaded: env_set_before_import(self.sources, preloaded))
+        info.kernel_pid = self.kernel.pid
+        info.extras["kernel_start"] = self.kernel.start_method
+
+    async def start(self) -> Kernel:
+        """Launch (unless done), wait until the kernel answers, run the startup code."""
+        await self.launch()
+        assert self.kernel is not None
+        await self.kernel.wait_ready(self.config.startup_timeout, self.path)
+        code = startup_code(self.run_info.startup)
+        reply = await self.kernel.kc.execute_interactive(
+            code, silent=True, store_history=False, timeout=self.config.startup_timeout,
+            output_hook=lambda msg: None)
+        content = reply["content"]
+        if content["status"] != "ok":
+            raise KernelStartError(
+                f"{self.path}: nbtest's startup code failed in kernel "
+                f"{self.kernel_name!r}: {content.get('ename')}: {content.get('evalue')}. "
+                "Is it a Python kernel? Choose another with --kernel NAME.",
+                path=str(self.path))
+        return self.kernel
+
+    def stop(self, last_look: bool) -> None:
+        """Kill the kernel's whole process tree, if one is running; with `last_look`,
+        callbacks first look at the kernel, still alive and answering (before_kernel_stop)."""
+        if self.kernel is None:
+            return
+        if last_look and not self.stop_announced:
+            self.stop_announced = True
+            self.dispatcher.kernel_stop(self.run_info)
+        self.kernel.kill(self.run_info.stop_grace)
+
+    async def stop_after_timeout(self) -> None:
+        """Interrupt, give the cell a moment, then kill: whatever SIGINT did, a cell may
+        ignore it."""
+        assert self.kernel is not None
+        await self.kernel.interrupt()
+        await asyncio.sleep(INTERRUPT_GRACE)
+        self.kernel.kill(self.run_info.stop_grace)
+
+    def death_detail(self) -> str:
+        """How the kernel died, from its exit status."""
+        assert self.kernel is not None
+        status = None
+        process = getattr(self.kernel.km.provisioner, "process", None)
+        if process is not None:
+            try:
+                status = process.wait(timeout=2)
+            except Exception:
+                status = process.poll()
+        return describe_exit(status)
+
+
+def describe_exit(status: int | None) -> str:
+    """`kernel died (exit code 3)` or `kernel died (killed by SIGKILL)`."""
+    import signal
+
+    if status is None:
+        return "kernel died"
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"kernel died (killed by {name})"
+    return f"kernel died (exit code {status})"
