@@ -7,6 +7,11 @@ option table in config.py as `--nbtest-<name>` and ini keys `nbtest_<name>`; the
 The entry point loads this plugin into every pytest session of the environment, so it stays
 inert unless the session opts in (see `nbtest_active`): then every hook gives what pytest
 gives without nbtest, and a project's own `--runslow` (the seed's conftest) keeps working.
+
+The hooks are here; what they use lives beside them: state (stash keys, whether nbtest acts),
+session (the resolved options, session-wide callbacks), switches (the seed's markers),
+collect and items (the nodes), templates (fork templates, preloading), preflight (the GPU
+check), reports (what pytest prints), cell_order, timeout_bridge, locations.
 """
 
 from __future__ import annotations
