@@ -2,9 +2,15 @@
 
 - `make_notebook(name, cells, metadata=None, kernel="python3")` writes a notebook under the
   test's tmp_path (modelled on nbmake's pytester helper);
+- `stored(source, outputs, count)`, `stream(text)`, `result_output(text, count)`,
+  `error_output(ename, evalue)`: cells and outputs as a notebook saved after a run holds them;
+- `pytester_notebook(name, cells, ...)`: make_notebook writing into the pytester folder;
 - `run_cli(*args)` / `start_cli(*args)` run the real `nbtest` console script in a subprocess;
 - `no_kernel_left()` fails when a kernel, or any process of a kernel's tree, started by the
-  current test is still alive, and kills what it finds so one leak does not spread.
+  current test is still alive, and kills what it finds so one leak does not spread;
+- `acme_project`, `acme_notebooks(*names)`, `acme_imported`: the registry tests' acmelib project
+  (tests/registry_helpers.py) in the pytester folder;
+- `FORK` (a config that forks every kernel) and `template_of(pid)`: the fork tests' helpers.
 
 Every process started by these tests inherits a variable naming this pytest process (set in
 `pytest_configure`, fresh per process, so each xdist worker judges only its own kernels).
@@ -29,7 +35,10 @@ from typing import Any, Union
 import nbformat
 import psutil
 import pytest
+from registry_helpers import NOTEBOOKS, make_project
 
+from nbtest.config import NbTestConfig
+from nbtest.kernel.forkserver import ForkServer
 from nbtest.kernel.launch import TOKEN_VAR
 
 SESSION_VAR = "NBTEST_TESTS_SESSION"
@@ -102,6 +111,13 @@ def make_notebook(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture
+def pytester_notebook(pytester: pytest.Pytester, make_notebook: Callable[..., Path]
+                      ) -> Callable[..., Path]:
+    """make_notebook writing into the pytester folder."""
+    return lambda name, cells, **kw: make_notebook(pytester.path / name, cells, **kw)
+
+
 def read_notebook(path: str | Path) -> nbformat.NotebookNode:
     """The notebook at `path`, as nbformat reads it."""
     return nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
@@ -118,6 +134,30 @@ def cell_text(cell: Any) -> str:
         elif output.get("output_type") == "error":
             parts.append(f"{output['ename']}: {output['evalue']}\n")
     return "".join(parts)
+
+
+def error_output(ename: str, evalue: str) -> dict[str, Any]:
+    """An `error` output as Jupyter stores it."""
+    return {"output_type": "error", "ename": ename, "evalue": evalue,
+            "traceback": [f"\x1b[0;31m{ename}\x1b[0m: {evalue}"]}
+
+
+def stream(text: str) -> dict[str, Any]:
+    """A stdout output as Jupyter stores it."""
+    return {"output_type": "stream", "name": "stdout", "text": text}
+
+
+def result_output(text: str, count: int) -> dict[str, Any]:
+    """An execute_result output as Jupyter stores it."""
+    return {"output_type": "execute_result", "execution_count": count, "metadata": {},
+            "data": {"text/plain": text}}
+
+
+def stored(source: str, outputs: list[dict[str, Any]], count: int | None,
+           tags: list[str] | None = None) -> dict[str, Any]:
+    """A code cell as a notebook saved after an earlier run holds it."""
+    return {"source": source, "outputs": [nbformat.from_dict(o) for o in outputs],
+            "execution_count": count, "tags": tags}
 
 
 def kernel_processes(kernels_only: bool = False) -> list[psutil.Process]:
@@ -302,3 +342,43 @@ def pid_gone(pid: int, timeout: float = 10.0) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+
+
+# -- the registry tests' project (tests/test_registry_*.py) ----------------------------------
+
+
+@pytest.fixture
+def acme_project(pytester: pytest.Pytester, make_notebook: Callable[..., Path],
+                 monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The acmelib project in the pytester folder, without notebooks (add them with
+    `acme_notebooks(...)`); kernels (started in docs/) import acmelib through PYTHONPATH."""
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    monkeypatch.delenv("NBTEST", raising=False)
+    return make_project(pytester.path, make_notebook, notebooks={})
+
+
+@pytest.fixture
+def acme_notebooks(pytester: pytest.Pytester, make_notebook: Callable[..., Path]
+                   ) -> Callable[..., None]:
+    """`acme_notebooks(*names)`: write these notebooks of NOTEBOOKS under docs/."""
+
+    def write(*names: str) -> None:
+        make_project(pytester.path, make_notebook, {name: NOTEBOOKS[name] for name in names})
+
+    return write
+
+
+@pytest.fixture
+def acme_imported(pytester: pytest.Pytester, acme_project: Path) -> None:
+    """acmelib importable in this process (pytester restores sys.path and sys.modules)."""
+    pytester.syspathinsert()
+
+
+# -- the fork tests' helpers (tests/test_fork_*.py) -------------------------------------------
+
+FORK = NbTestConfig.of(fork="yes")
+
+
+def template_of(pid: int) -> ForkServer | None:
+    """This process's warm template whose process is `pid`, if any."""
+    return next((s for s in ForkServer._instances.values() if s.process.pid == pid), None)

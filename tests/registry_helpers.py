@@ -14,12 +14,21 @@
     docs/*.ipynb          NOTEBOOKS below
 
 Line numbers matter: the expected registry names the `def` lines of the tests below.
+
+Also the helpers of the registry tests (tests/test_registry_*.py): the expected registry of a
+full run, the registry file of the project, `nbtest` and pytest in a subprocess.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from nbtest.registry.file import Registry
 
 PYPROJECT = """\
 [tool.pytest.ini_options]
@@ -234,3 +243,171 @@ def make_project(root: Path, make_notebook: Callable[..., Path],
     for name, cells in (NOTEBOOKS if notebooks is None else notebooks).items():
         make_notebook(root / "docs" / name, cells)
     return root
+
+
+# -- the registry tests' helpers ------------------------------------------------------------
+
+REGISTRY = "acmelib/test_registry.json"
+
+
+# Hang guard for a subprocess (seconds); never a speed assertion.
+HANG = 180
+
+
+# What `pytest tests docs` writes for the project: keys sorted, entries sorted, indent 2.
+EXPECTED = r"""{
+  "acmelib.core.Learner": [
+    {
+      "cell": 1,
+      "file": "docs/x'); import os; os._exit(3); ('.ipynb",
+      "test": "x'); import os; os._exit(3); ('.ipynb"
+    },
+    {
+      "file": "tests/test_core.py",
+      "line": 36,
+      "test": "test_several_and_duplicates"
+    }
+  ],
+  "acmelib.core.Learner.fit": [
+    {
+      "cell": 3,
+      "file": "docs/uses.ipynb",
+      "test": "uses.ipynb"
+    },
+    {
+      "file": "tests/test_core.py",
+      "line": 14,
+      "test": "test_fit"
+    },
+    {
+      "file": "tests/test_core.py",
+      "line": 20,
+      "test": "test_unbound_and_property"
+    }
+  ],
+  "acmelib.core.Learner.predict": [
+    {
+      "file": "tests/test_core.py",
+      "line": 29,
+      "test": "test_strings"
+    }
+  ],
+  "acmelib.core.Learner.size": [
+    {
+      "cell": 5,
+      "file": "docs/uses.ipynb",
+      "test": "uses.ipynb"
+    },
+    {
+      "file": "tests/test_core.py",
+      "line": 20,
+      "test": "test_unbound_and_property"
+    }
+  ],
+  "acmelib.core.add": [
+    {
+      "cell": 3,
+      "file": "docs/uses.ipynb",
+      "test": "uses.ipynb"
+    },
+    {
+      "file": "tests/test_core.py",
+      "line": 9,
+      "test": "test_add"
+    },
+    {
+      "file": "tests/test_core.py",
+      "line": 36,
+      "test": "test_several_and_duplicates"
+    },
+    {
+      "file": "tests/test_core.py",
+      "line": 29,
+      "test": "test_strings"
+    },
+    {
+      "file": "tests/test_more.py",
+      "line": 13,
+      "test": "test_errors_at_once"
+    }
+  ],
+  "acmelib.core.mul": [
+    {
+      "cell": 1,
+      "file": "docs/dies.ipynb",
+      "test": "dies.ipynb"
+    },
+    {
+      "file": "tests/test_more.py",
+      "line": 8,
+      "test": "test_mul"
+    }
+  ],
+  "acmelib.core.scaled": [
+    {
+      "cell": 2,
+      "file": "docs/it's \"q\".ipynb",
+      "test": "it's \"q\".ipynb"
+    },
+    {
+      "file": "tests/test_core.py",
+      "line": 24,
+      "test": "test_wrapped"
+    }
+  ],
+  "acmelib.extra.helper": [
+    {
+      "cell": 5,
+      "file": "docs/uses.ipynb",
+      "test": "uses.ipynb"
+    },
+    {
+      "file": "tests/test_core.py",
+      "line": 29,
+      "test": "test_strings"
+    }
+  ]
+}
+"""
+
+
+def child_env() -> dict[str, str]:
+    """Our environment for a pytest or nbtest subprocess, without the outer session's
+    pytest or nbtest variables."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("PYTEST_") and k != "NBTEST"}
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_pytest(root: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                            cwd=root, env=child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
+
+
+def nbtest_cmd(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m nbtest.cli ARGS` in the project folder."""
+    return subprocess.run([sys.executable, "-m", "nbtest.cli", *args], cwd=root,
+                          env=child_env(), capture_output=True, text=True, timeout=HANG,
+                          preexec_fn=_default_sigint)
+
+
+def registry_text(root: Path) -> str:
+    return (root / REGISTRY).read_text()
+
+
+def write_registry(root: Path, data: dict) -> str:
+    """Write `data` as the project's registry, in the file's own format; return the text."""
+    registry = Registry({name: list(items) for name, items in data.items()})
+    text = registry.to_json()
+    (root / REGISTRY).write_text(text)
+    return text
+
+
+def entry(file: str, test: str, line: int | None = None, cell: int | None = None) -> dict:
+    found = {"file": file, "test": test}
+    found.update({"line": line} if line is not None else {"cell": cell})
+    return found

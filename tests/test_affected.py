@@ -247,8 +247,8 @@ def test_changed_nbtest_interpreter_or_kernelspec_runs_everything(
         pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch,
         no_kernel_left) -> None:
     """Another nbtest version, Python or kernelspec: nothing is reused."""
-    this_tests(nbtest.affected.fingerprint.kernelspec_identity, nbtest.affected.fingerprint.interpreter,
-               nbtest.affected.fingerprint.nbtest_version)
+    this_tests(nbtest.affected.fingerprint.kernelspec_identity,
+               nbtest.affected.fingerprint.interpreter, nbtest.affected.fingerprint.nbtest_version)
     kernels = pytester.path.parent / "jupyter" / "kernels" / "python3"
     kernels.mkdir(parents=True)
     spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],

@@ -14,7 +14,7 @@ from conftest import cell_text
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.errors import NoSuchKernelError
-from nbtest.execute import describe_exit
+from nbtest.kernel.life import describe_exit
 from nbtest.kernel.startup import startup_code
 from nbtest.report import failure_text
 from nbtest.results import DIED, FAILED, NOT_RUN, PASSED, SKIPPED, TIMEOUT

@@ -90,7 +90,8 @@ def _has_nvml() -> bool:
 
 
 def test_nvml_and_nvidia_smi_agree_on_free_memory() -> None:
-    this_tests("nbtest.gpu.probe.probe", "nbtest.gpu.nvidia.read_nvml", "nbtest.gpu.nvidia.read_smi")
+    this_tests("nbtest.gpu.probe.probe", "nbtest.gpu.nvidia.read_nvml",
+               "nbtest.gpu.nvidia.read_smi")
     if not _has_nvml() or shutil.which("nvidia-smi") is None:
         pytest.skip("needs both NVML and nvidia-smi")
     nvml, smi = free_mib("nvml"), free_mib("smi")

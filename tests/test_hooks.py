@@ -70,7 +70,8 @@ def test_hookspecs_are_typed_and_documented() -> None:
 
 def test_hooks_called_for_each_notebook_and_cell(pytester: pytest.Pytester, nb,
                                                  no_kernel_left) -> None:
-    this_tests(*(getattr(nbtest.hookspecs, name) for name in HOOKS), "nbtest.plugin.items.HookCallback")
+    this_tests(*(getattr(nbtest.hookspecs, name) for name in HOOKS),
+               "nbtest.plugin.items.HookCallback")
     pytester.makeconftest(LOGGING_CONFTEST)
     nb("good.ipynb", [("markdown", "# good"), "x = 1", "assert x == 1"])
     nb("sums.ipynb", ["total = 41", ("markdown", "check"), "assert total == 42, 'sum is 42'",

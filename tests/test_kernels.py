@@ -57,8 +57,8 @@ print(same.pid, away.pid)
 
 def test_kernel_talks_ipc_in_a_private_folder_and_kill_leaves_nothing(tmp_path: Path,
                                                                       no_kernel_left) -> None:
-    this_tests(start_kernel, "nbtest.kernel.launch.launch_kernel", "nbtest.kernel.launch.Kernel.kill",
-               processes_with_token)
+    this_tests(start_kernel, "nbtest.kernel.launch.launch_kernel",
+               "nbtest.kernel.launch.Kernel.kill", processes_with_token)
     # Spawned on purpose: a kernel forked from a template that the xdist controller started
     # (and this worker adopted) carries the controller's environment in /proc/PID/environ,
     # so the leak detector's per-process tag would not match it, whichever template was warm.

@@ -38,7 +38,7 @@ UNREADABLE = {
     "not-json": ('{"cells": [\n  {"a": 1,}\n]}', "line 2, column 11"),
     "json-list": ("[1, 2, 3]", "not a Jupyter notebook"),
     "json-no-nbformat": ('{"cells": []}', "not a Jupyter notebook"),
-    # nbformat 3 is converted in memory now (tests/test_peer_compat.py); a newer one is not.
+    # nbformat 3 is converted in memory now (tests/test_peer_notebook_files.py); a newer one is not.
     "nbformat-5": (json.dumps({"nbformat": 5, "nbformat_minor": 0, "metadata": {},
                                "cells": []}), "nbformat 5"),
     "empty": ("", "is empty"),

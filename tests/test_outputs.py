@@ -340,7 +340,8 @@ def test_disk_outputs_split_lines_like_nbformat() -> None:
 
 def test_compare_images_without_pillow_is_a_clear_usage_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    this_tests("nbtest.callbacks.outputs.OutputCheck.from_config", "nbtest.outputs.compare.require_pillow")
+    this_tests("nbtest.callbacks.outputs.OutputCheck.from_config",
+               "nbtest.outputs.compare.require_pillow")
     from nbtest.callbacks.outputs import OutputCheck
     from nbtest.config import NbTestConfig
     from nbtest.errors import UsageError

@@ -90,7 +90,8 @@ def test_unreadable_notebook_is_an_error_for_that_file_alone(pytester: pytest.Py
     """pytest's default for a collection error would stop the whole session (exit 2, nothing
     run); an unreadable notebook is instead an error of that file alone, with the loader's
     message naming the file and the place: the other notebooks run and the exit code is 1."""
-    this_tests("nbtest.plugin.collect.NotebookFile.collect", "nbtest.plugin.collect.UnreadableNotebook.runtest")
+    this_tests("nbtest.plugin.collect.NotebookFile.collect",
+               "nbtest.plugin.collect.UnreadableNotebook.runtest")
     nb("good.ipynb")
     (pytester.path / "conflict.ipynb").write_text('{\n  "cells": [\n<<<<<<< HEAD\n')
     (pytester.path / "notanotebook.ipynb").write_text('{"hello": 1}\n')
@@ -149,7 +150,8 @@ def test_unknown_notebook_marker_fails_under_strict_markers(pytester: pytest.Pyt
 
 
 def test_selection_with_m_and_k(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.plugin.collect.NotebookFile.collect", "nbtest.plugin.pytest_collection_modifyitems")
+    this_tests("nbtest.plugin.collect.NotebookFile.collect",
+               "nbtest.plugin.pytest_collection_modifyitems")
     nb("train_fast.ipynb")
     nb("train_slow.ipynb", nbtest={"markers": ["slow"]})
     nb("data.ipynb", nbtest={"markers": ["integration"]})

@@ -72,7 +72,8 @@ def no_name_errors(text: str) -> None:
 def test_reruns_rerun_a_failed_cell_in_a_fresh_kernel_and_never_hide_a_failure(
         pytester: pytest.Pytester, project: Path, no_kernel_left) -> None:
     """Case 1: `--reruns 2` ends exit 1 with cell 3 failed; the flaky cell passes on rerun."""
-    this_tests("nbtest.plugin.items.CellItem.setup", "nbtest.plugin.collect.NotebookFile.kernel_before")
+    this_tests("nbtest.plugin.items.CellItem.setup",
+               "nbtest.plugin.collect.NotebookFile.kernel_before")
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "--reruns", "2", "-rA",
                         "--junitxml=junit.xml")
     text = output(result)
@@ -122,7 +123,8 @@ def test_randomly_shuffles_notebooks_but_keeps_each_notebooks_cells_in_order(
 def test_split_keeps_each_notebook_in_one_group(pytester: pytest.Pytester, project: Path,
                                                 algorithm: str) -> None:
     """Case 3: every cell item lands in exactly one group, with its notebook's other cells."""
-    this_tests("nbtest.plugin.cell_order.reunite_split_notebooks", "nbtest.plugin.cell_order.SplitWatch")
+    this_tests("nbtest.plugin.cell_order.reunite_split_notebooks",
+               "nbtest.plugin.cell_order.SplitWatch")
     everything = run_pytest(pytester, "--nbtest", "--nbtest-cells", "--collect-only", "-q",
                             "-p", "no:cacheprovider")
     ids = [line for line in everything.stdout.lines if "::" in line]
@@ -150,7 +152,8 @@ def test_split_keeps_each_notebook_in_one_group(pytester: pytest.Pytester, proje
 def test_last_failed_failed_first_stepwise_and_node_ids(pytester: pytest.Pytester,
                                                         project: Path) -> None:
     """Case 4: the cached ids round-trip; a cell run alone gets its earlier cells as setup."""
-    this_tests("nbtest.plugin.collect.NotebookFile.collect", "nbtest.plugin.collect.NotebookFile.kernel_before")
+    this_tests("nbtest.plugin.collect.NotebookFile.collect",
+               "nbtest.plugin.collect.NotebookFile.kernel_before")
     first = run_pytest(pytester, "--nbtest", "--nbtest-cells", "nbs")
     assert first.ret == pytest.ExitCode.TESTS_FAILED
     cached = json.loads((pytester.path / ".pytest_cache/v/cache/lastfailed").read_text())

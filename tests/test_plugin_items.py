@@ -57,7 +57,8 @@ def test_passed_and_failed_with_the_failing_cell_line(pytester: pytest.Pytester,
 
 
 def test_skipped_by_metadata_with_its_reason(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.plugin.items.NotebookItem.runtest", "nbtest.plugin.collect.NotebookFile.collect")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest",
+               "nbtest.plugin.collect.NotebookFile.collect")
     nb("later.ipynb", nbtest={"skip": True})
     nb("nodata.ipynb", nbtest={"skip": "needs the penguins dataset"})
     nb("runs.ipynb", nbtest={"skip": False})
@@ -97,7 +98,8 @@ def test_marker_switches_on_py_tests(pytester: pytest.Pytester,
 
 def test_runslow_and_runcpp_run_marked_notebooks(pytester: pytest.Pytester, nb,
                                                  no_kernel_left) -> None:
-    this_tests("nbtest.plugin.pytest_collection_modifyitems", "nbtest.plugin.items.NotebookItem.runtest")
+    this_tests("nbtest.plugin.pytest_collection_modifyitems",
+               "nbtest.plugin.items.NotebookItem.runtest")
     nb("train.ipynb", nbtest={"markers": ["slow"]})
     nb("kernels.ipynb", nbtest={"markers": ["cpp"]})
     nb("data.ipynb", nbtest={"markers": ["integration"]})
@@ -189,7 +191,8 @@ def test_ctrl_c_while_a_cell_runs_leaves_no_kernel(pytester: pytest.Pytester, nb
 
 
 def test_junit_durations_and_last_failed(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.plugin.items.NotebookItem.runtest", "nbtest.plugin.items.NotebookItem.record")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest",
+               "nbtest.plugin.items.NotebookItem.record")
     nb("good.ipynb", ["x = 1", ("markdown", "then"), "assert x == 1"])
     nb("sums.ipynb", FAILING)
 

@@ -84,7 +84,8 @@ def test_timeout_precedence(pytester: pytest.Pytester, nb, no_kernel_left) -> No
 def test_notebook_timeout(pytester: pytest.Pytester, nb) -> None:
     """The whole-notebook limit (which counts the kernel's start too) stops the sleeping
     cell with what was left of it."""
-    this_tests("nbtest.plugin.items.NotebookItem.runtest", "nbtest.execute.NotebookSession.run_cell")
+    this_tests("nbtest.plugin.items.NotebookItem.runtest",
+               "nbtest.execute.NotebookSession.run_cell")
     nb("steps.ipynb", ["import time", "time.sleep(60)", "print('never')"])
     result = run_pytest(pytester, "--nbtest", "-ra", "--nbtest-notebook-timeout", "3")
     result.assert_outcomes(failed=1)
@@ -93,8 +94,8 @@ def test_notebook_timeout(pytester: pytest.Pytester, nb) -> None:
 
 
 def test_save_failed_writes_the_executed_copy(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.plugin.items.NotebookItem.save_failed", "nbtest.plugin.items.NotebookItem.runtest",
-               "nbtest.plugin.items.CellItem.runtest")
+    this_tests("nbtest.plugin.items.NotebookItem.save_failed",
+               "nbtest.plugin.items.NotebookItem.runtest", "nbtest.plugin.items.CellItem.runtest")
     nb("nbs/good.ipynb")
     nb("nbs/sums.ipynb", [("markdown", "# sums"), "total = 41\nprint('total', total)",
                           "assert total == 42, 'sum is 42'", "print('never')"])
@@ -119,7 +120,8 @@ def test_save_failed_writes_the_executed_copy(pytester: pytest.Pytester, nb) -> 
 
 def test_saved_copies_are_not_collected_by_the_next_run(pytester: pytest.Pytester,
                                                         nb) -> None:
-    this_tests("nbtest.plugin.pytest_ignore_collect", "nbtest.plugin.items.NotebookItem.save_failed")
+    this_tests("nbtest.plugin.pytest_ignore_collect",
+               "nbtest.plugin.items.NotebookItem.save_failed")
     nb("sums.ipynb", ["assert 41 == 42, 'sum is 42'"])
     pytester.makeini("[pytest]\nnbtest = true\nnbtest_save_failed = failed_notebooks\n")
     run_pytest(pytester).assert_outcomes(failed=1)

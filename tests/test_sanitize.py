@@ -134,7 +134,8 @@ def test_nbval_sanitize_file_format(tmp_path: Path) -> None:
 
 
 def test_user_rules_run_before_builtins_and_are_counted() -> None:
-    this_tests(SanitizerSet.apply, SanitizerSet.unmatched, "nbtest.outputs.sanitize.Sanitizer.describe")
+    this_tests(SanitizerSet.apply, SanitizerSet.unmatched,
+               "nbtest.outputs.sanitize.Sanitizer.describe")
     rules = parse_sanitize_file(NBVAL_FILE, "sanitize.cfg")
     sanitizers = SanitizerSet(rules)
     # regex2 sees the raw clock time: the built-in clock rule runs after it.
