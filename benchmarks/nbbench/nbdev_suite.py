@@ -1,0 +1,41 @@
+"""bench_nbdev.py: the nbdev-like project (sets.py) under nbdev-test, nbtest and nbmake
+(tools.py), each timed --runs times (auto preload after a first session that learns)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from . import sections
+from .markdown import emit
+from .runner import timed
+from .sets import make_nbdev_project
+from .tools import nbdev_tools
+from .venv import in_bench_venv
+
+
+def main(script: str, doc: str) -> int:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    in_bench_venv(script, sys.argv[1:])
+    root = Path(tempfile.mkdtemp(prefix="nbtest-bench-nbdev-"))
+    project = make_nbdev_project(root)
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PYTHONPATH": str(project), "PYTEST_ADDOPTS": "-p no:randomly",
+           "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    results: dict[str, list[float]] = {}
+    try:
+        for tool, cmd in nbdev_tools(sys.executable).items():
+            if "auto" in tool:
+                shutil.rmtree(project / ".pytest_cache", ignore_errors=True)
+                timed(cmd, project, env)  # the session that learns
+            results[tool] = [timed(cmd, project, env)[0] for _ in range(args.runs)]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return emit(sections.nbdev_suite(args.runs, results), args.out)

@@ -1,0 +1,57 @@
+"""The sections bench_preload.py and bench_nbdev.py print (and write to --out); they go below
+KEEP_MARKER at the end of RESULTS.md, where bench.py keeps them."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+from .markdown import row
+
+MODES = ("serial", "-n 2")
+
+
+def preload_header(runs: int) -> list[str]:
+    return ["## Preloading: sets H and H' (issue 16)", "",
+            f"`benchmarks/bench_preload.py --runs {runs}`, {time.strftime('%Y-%m-%d')}, "
+            f"{os.cpu_count()} cores; wall seconds, median of {runs} runs, all tools side "
+            "by side in one run; ratio = tool / nbmake in the same mode.", ""]
+
+
+def preload_set(name: str, modules: list[str], results: dict[tuple[str, str], list[float]],
+                uss: dict[str, int], floors: tuple[float, float, float, float]) -> list[str]:
+    """One set's table (tools in the order measured) and its floors: the import's seconds,
+    the fork floor's, the template's start seconds and its RSS (MiB)."""
+    lines = [f"### Set {name}: 10 notebooks importing {', '.join(modules)}", "",
+             "| tool | serial s | ratio | -n 2 s | ratio | kernels' peak summed USS |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    base = {m: statistics.median(results[("nbmake", m)]) for m in MODES}
+    for tool in dict.fromkeys(t for t, _ in results):
+        cells = []
+        for mode in MODES:
+            value = statistics.median(results[(tool, mode)])
+            cells += [f"{value:.2f}", f"{value / base[mode]:.2f}"]
+        lines.append(row(tool, *cells, f"{uss.get(tool, 0) / 2**20:.0f} MiB"))
+    imp, fork, start, rss = floors
+    return lines + ["", f"- `python -c \"import {', '.join(modules)}\"`: {imp:.2f} s "
+                    "(what each spawned kernel pays again)",
+                    f"- physical floor per notebook (fork of a preloaded process + the cells): "
+                    f"{fork * 1000:.0f} ms",
+                    f"- template preloading them: ready after {start:.2f} s, RSS {rss:.0f} MiB",
+                    ""]
+
+
+def nbdev_suite(runs: int, results: dict[str, list[float]]) -> list[str]:
+    med = {tool: statistics.median(times) for tool, times in results.items()}
+    lines = ["## An nbdev-like docs suite (issue 19)", "",
+             f"`benchmarks/bench_nbdev.py --runs {runs}`, {time.strftime('%Y-%m-%d')}, "
+             f"{os.cpu_count()} cores: 20 notebooks of an nbdev project importing a local "
+             "package, numpy, pandas and matplotlib (every 4th with heavier pandas/plot cells); "
+             "wall seconds, median, all side by side in one run.", "",
+             "| tool | wall s | vs nbdev_test serial | vs nbdev_test parallel |",
+             "| --- | --- | --- | --- |"]
+    for tool, value in med.items():
+        lines.append(row(tool, f"{value:.2f}", f"{value / med['nbdev_test serial']:.2f}",
+                         f"{value / med['nbdev_test parallel']:.2f}"))
+    return lines
