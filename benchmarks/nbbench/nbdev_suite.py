@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import sections
 from .markdown import emit
-from .runner import timed
+from .runner import timed, warm_up, with_bytecode
 from .sets import make_nbdev_project
 from .tools import nbdev_tools
 from .venv import in_bench_venv
@@ -27,11 +27,15 @@ def main(script: str, doc: str) -> int:
     root = Path(tempfile.mkdtemp(prefix="nbtest-bench-nbdev-"))
     project = make_nbdev_project(root)
     bindir = Path(sys.executable).parent
-    env = {**os.environ, "PYTHONPATH": str(project), "PYTEST_ADDOPTS": "-p no:randomly",
-           "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = with_bytecode({**os.environ, "PYTHONPATH": str(project),
+                         "PYTEST_ADDOPTS": "-p no:randomly",
+                         "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"})
     results: dict[str, list[float]] = {}
+    tools = nbdev_tools(sys.executable)
     try:
-        for tool, cmd in nbdev_tools(sys.executable).items():
+        warm_up(list(tools.values()), ["numpy", "pandas", "matplotlib.pyplot", "nbdev"],
+                project, env)
+        for tool, cmd in tools.items():
             if "auto" in tool:
                 shutil.rmtree(project / ".pytest_cache", ignore_errors=True)
                 timed(cmd, project, env)  # the session that learns

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import probes, sections
 from .markdown import emit
-from .runner import timed
+from .runner import timed, warm_up, with_bytecode
 from .sets import PRELOAD_SETS, make_preload_set
 from .tools import preload_tools
 from .venv import in_bench_venv
@@ -23,7 +23,7 @@ def environment(cmd: list[str]) -> dict[str, str]:
     """Auto preload learns into pytest's cache: only its runs keep the cache provider."""
     addopts = "-p no:randomly" if "--nbtest-preload=auto" in cmd else \
         "-p no:randomly -p no:cacheprovider"
-    return {**os.environ, "PYTEST_ADDOPTS": addopts}
+    return with_bytecode({**os.environ, "PYTEST_ADDOPTS": addopts})
 
 
 def measure_set(folder: Path, modules: list[str], runs: int
@@ -31,6 +31,8 @@ def measure_set(folder: Path, modules: list[str], runs: int
     """Wall seconds by (tool, mode), and the kernels' peak summed USS by tool (serial)."""
     results: dict[tuple[str, str], list[float]] = {}
     uss: dict[str, int] = {}
+    serial = preload_tools(sys.executable, modules, [])
+    warm_up(list(serial.values()), modules, folder, environment([]))
     for mode, workers in zip(sections.MODES, ([], ["-n", "2"])):
         for tool, cmd in preload_tools(sys.executable, modules, workers).items():
             if tool.endswith("auto)"):

@@ -10,13 +10,15 @@ import time
 from .markdown import row
 
 MODES = ("serial", "-n 2")
+CONDITIONS = ("Each pytest tool runs with the other notebook plugins off (`-p no:...`), and "
+              "with the bytecode cache on and warmed first (untimed), as users have them.")
 
 
 def preload_header(runs: int) -> list[str]:
     return ["## Preloading: sets H and H' (issue 16)", "",
             f"`benchmarks/bench_preload.py --runs {runs}`, {time.strftime('%Y-%m-%d')}, "
             f"{os.cpu_count()} cores; wall seconds, median of {runs} runs, all tools side "
-            "by side in one run; ratio = tool / nbmake in the same mode.", ""]
+            f"by side in one run; ratio = tool / nbmake in the same mode. {CONDITIONS}", ""]
 
 
 def preload_set(name: str, modules: list[str], results: dict[tuple[str, str], list[float]],
@@ -48,7 +50,7 @@ def nbdev_suite(runs: int, results: dict[str, list[float]]) -> list[str]:
              f"`benchmarks/bench_nbdev.py --runs {runs}`, {time.strftime('%Y-%m-%d')}, "
              f"{os.cpu_count()} cores: 20 notebooks of an nbdev project importing a local "
              "package, numpy, pandas and matplotlib (every 4th with heavier pandas/plot cells); "
-             "wall seconds, median, all side by side in one run.", "",
+             f"wall seconds, median, all side by side in one run. {CONDITIONS}", "",
              "| tool | wall s | vs nbdev_test serial | vs nbdev_test parallel |",
              "| --- | --- | --- | --- |"]
     for tool, value in med.items():

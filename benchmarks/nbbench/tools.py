@@ -169,12 +169,13 @@ def preload_tools(py: str, modules: list[str], workers: list[str]) -> dict[str, 
     declared = f"--nbtest-preload={','.join(modules)}"
     # nbval's cells must stay on one worker.
     nbval_dist = ["--dist", "loadfile"] if workers else []
+    nbtest = [*pt, *NO_PEERS["nbtest"], "--nbtest"]
     return {
-        "nbmake": [*pt, "--nbmake", *workers],
-        "nbval-lax": [*pt, "--nbval-lax", *nbval_dist, *workers],
-        "nbtest (no preload)": [*pt, "--nbtest", *workers],
-        "nbtest (preload declared)": [*pt, "--nbtest", declared, *workers],
-        "nbtest (preload auto)": [*pt, "--nbtest", "--nbtest-preload=auto", *workers],
+        "nbmake": [*pt, *NO_PEERS["nbmake"], "--nbmake", *workers],
+        "nbval-lax": [*pt, *NO_PEERS["nbval"], "--nbval-lax", *nbval_dist, *workers],
+        "nbtest (no preload)": [*nbtest, *workers],
+        "nbtest (preload declared)": [*nbtest, declared, *workers],
+        "nbtest (preload auto)": [*nbtest, "--nbtest-preload=auto", *workers],
     }
 
 
@@ -182,13 +183,15 @@ def nbdev_tools(py: str) -> dict[str, list[str]]:
     """bench_nbdev.py's tools, run in the nbdev project (nbdev-test is in py's bin folder)."""
     bindir = Path(py).parent
     pt = [py, "-m", "pytest", "-q", "nbs"]
+    nbtest = [*pt, *NO_PEERS["nbtest"], "--nbtest"]
+    nbmake = [*pt, *NO_PEERS["nbmake"], "--nbmake"]
     return {
         "nbdev_test serial": [str(bindir / "nbdev-test"), "--n-workers", "0"],
         "nbdev_test parallel": [str(bindir / "nbdev-test")],
-        "nbtest serial, no preload": [*pt, "--nbtest"],
-        "nbtest serial, preload auto": [*pt, "--nbtest", "--nbtest-preload=auto"],
-        "nbtest -n 2, no preload": [*pt, "--nbtest", "-n", "2"],
-        "nbtest -n 2, preload auto": [*pt, "--nbtest", "--nbtest-preload=auto", "-n", "2"],
-        "nbmake serial": [*pt, "--nbmake"],
-        "nbmake -n 2": [*pt, "--nbmake", "-n", "2"],
+        "nbtest serial, no preload": nbtest,
+        "nbtest serial, preload auto": [*nbtest, "--nbtest-preload=auto"],
+        "nbtest -n 2, no preload": [*nbtest, "-n", "2"],
+        "nbtest -n 2, preload auto": [*nbtest, "--nbtest-preload=auto", "-n", "2"],
+        "nbmake serial": nbmake,
+        "nbmake -n 2": [*nbmake, "-n", "2"],
     }
