@@ -21,7 +21,8 @@ def test_registry_file_format_and_merge(tmp_path: Path) -> None:
     this_tests(Registry, Registry.add, Registry.to_json, Registry.merged, Registry.load,
                Registry.save)
     (tmp_path / "tests").mkdir()
-    (tmp_path / "tests" / "test_x.py").write_text("")
+    (tmp_path / "tests" / "test_x.py").write_text(
+        "def test_a():\n    pass\n\n\ndef test_b():\n    pass\n\n\nasync def test_z():\n    pass\n")
     registry = Registry()
     registry.add("pkg.b", entry("tests/test_x.py", "test_b", line=12))
     registry.add("pkg.a", entry("tests/test_x.py", "test_z", line=3))
@@ -50,6 +51,15 @@ def test_registry_file_format_and_merge(tmp_path: Path) -> None:
     assert merged.entries == {"pkg.a": [entry("tests/test_x.py", "test_z", line=3)],
                               "pkg.b": [entry("tests/test_x.py", "test_b", line=12)],
                               "pkg.c": [entry("tests/test_x.py", "test_a", line=30)]}
+
+    # test_b moved to another file (its `def` is gone from test_x.py): its ghost is dropped;
+    # a test of a class keeps its entry while the method is there.
+    (tmp_path / "tests" / "test_x.py").write_text(
+        "def test_a():\n    pass\n\n\nclass TestK:\n    def test_z(self):\n        pass\n")
+    old = Registry({"pkg.b": [entry("tests/test_x.py", "test_b", line=12)],
+                    "pkg.k": [entry("tests/test_x.py", "TestK::test_z", line=6)]})
+    assert old.merged(Registry(), ran=set(), root=tmp_path).entries == {
+        "pkg.k": [entry("tests/test_x.py", "TestK::test_z", line=6)]}
 
 
 def _update_in_process(args: tuple[str, str, int]) -> None:

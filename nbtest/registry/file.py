@@ -4,13 +4,15 @@ Format (keys sorted, indent 2, entries sorted):
     {"pkg.mod.func": [{"file": "tests/test_x.py", "test": "test_name", "line": 12},
                       {"file": "docs_src/registry.ipynb", "test": "registry.ipynb", "cell": 5}]}
 Tests that ran this session replace their old entries; entries of tests that did not run are
-kept; entries whose file no longer exists are dropped. A file that cannot be parsed is never
+kept, unless their file no longer exists or (a `.py` file) no longer defines the test: a test
+renamed or moved to another file leaves no ghost behind. A file that cannot be parsed is never
 overwritten.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -59,10 +61,11 @@ class Registry:
     def merged(self, new: Registry, ran: Iterable[tuple[str, str]], root: Path) -> Registry:
         """This registry updated by a session: `ran` holds the (file, test) pairs that ran."""
         ran = set(ran)
+        texts: dict[str, str | None] = {}  # each file read once
         kept = Registry()
         for name, items in self.entries.items():
             for entry in items:
-                if (entry["file"], entry["test"]) not in ran and (root / entry["file"]).exists():
+                if (entry["file"], entry["test"]) not in ran and _still_there(root, entry, texts):
                     kept.add(name, entry)
         for name, items in new.entries.items():
             for entry in items:
@@ -78,6 +81,24 @@ class Registry:
     def save(self, path: str | Path) -> None:
         """Write atomically (temporary file + rename)."""
         write_atomic(path, self.to_json())
+
+
+def _still_there(root: Path, entry: Entry, texts: dict[str, str | None]) -> bool:
+    """Whether an entry's test may still exist: its file does and, for a `.py` test, still
+    has its `def` (a test made another way is kept while its file is unreadable)."""
+    path = root / entry["file"]
+    if entry["file"] not in texts:
+        try:
+            texts[entry["file"]] = path.read_text(encoding="utf-8") if path.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            texts[entry["file"]] = ""
+    text = texts[entry["file"]]
+    if text is None:
+        return False
+    if path.suffix != ".py" or not text:
+        return True
+    name = re.escape(entry["test"].split("::")[-1])
+    return re.search(rf"^\s*(async\s+)?def\s+{name}\s*\(", text, re.M) is not None
 
 
 def update_registry_file(path: str | Path, new: Registry, ran: Iterable[tuple[str, str]],
