@@ -258,3 +258,23 @@ def test_processes_with_token_finds_only_that_token() -> None:
 def test_processes_with_token_matches_the_whole_value() -> None:
     this_tests(processes_with_token)
     assert _token_sweep("{token}0") == (True, False)
+
+
+@pytest.mark.parametrize("fork", ["yes", "no"])
+def test_a_started_kernel_is_ready_with_only_the_channels_nbtest_uses(tmp_path: Path, fork: str,
+                                                                      no_kernel_left) -> None:
+    """The start skips jupyter_client's pause after start_kernel, yet its manager reads as
+    started (`ready` resolved); the client opens no stdin (allow_stdin is off) and no
+    heartbeat channel (the manager says whether the kernel lives)."""
+    this_tests(start_kernel, "nbtest.kernel.launch.launch_kernel")
+    kernel = run_sync(start_kernel)("python3", tmp_path, {}, 60, fork=fork)
+    try:
+        assert kernel.km.ready.done() and kernel.km.ready.exception() is None
+        assert kernel.km.has_kernel and run_sync(kernel.km.is_alive)()
+        assert kernel.kc._stdin_channel is None and kernel.kc._hb_channel is None
+        assert not kernel.kc.allow_stdin
+        assert _execute(kernel, "print(6 * 7)").strip() == "42"
+        assert run_sync(kernel.kc.is_alive)()
+    finally:
+        kernel.kill()
+    no_kernel_left()
