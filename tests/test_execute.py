@@ -288,7 +288,13 @@ def test_startup_code_takes_settings_as_data() -> None:
     code = startup_code({"seed": 3, "note": HOSTILE})
     tree = ast.parse(code)
     kinds = [type(node).__name__ for node in tree.body]
-    assert kinds == ["FunctionDef", "Expr", "Delete"]
+    assert kinds == ["Expr", "Expr", "Delete"]
+    # The function is defined by exec() of a constant: its source, none of the settings.
+    define = tree.body[0].value
+    assert isinstance(define, ast.Call) and ast.unparse(define.func) == "exec"
+    assert isinstance(define.args[0], ast.Constant) and HOSTILE not in define.args[0].value
+    (function,) = ast.parse(define.args[0].value).body
+    assert isinstance(function, ast.FunctionDef) and function.name == "_nbtest_startup"
     call = tree.body[1].value
     assert isinstance(call, ast.Call) and isinstance(call.args[0], ast.Constant)
     assert json.loads(call.args[0].value) == {"seed": 3, "note": HOSTILE}

@@ -1,11 +1,11 @@
 """The startup code: run silently in each kernel before the first cell.
 
-It is built from data: the source of `_nbtest_startup` below plus its settings as a JSON string
-literal (`repr` of `json.dumps`), so no path or metadata value can inject code. It imports
-nothing heavy: numpy only when a seed is asked for, torch never (a seed reaches torch through
-an import hook, if and when the notebook imports it), nbtest.registry.api only when this_tests
-calls are captured, nbtest.affected.tracker (standard library only) only under
---nbtest-affected.
+It is built from data: the source of `_nbtest_startup` below (a string literal exec() runs) plus
+its settings as a JSON string literal (`repr` of `json.dumps`), so no path or metadata value can
+inject code. It imports nothing heavy: numpy only when a seed is asked for, torch never (a seed
+reaches torch through an import hook, if and when the notebook imports it), nbtest.registry.api
+only when this_tests calls are captured, nbtest.affected.tracker (standard library only) only
+under --nbtest-affected.
 """
 
 from __future__ import annotations
@@ -95,6 +95,10 @@ def _source() -> str:
 
 
 def startup_code(settings: dict[str, Any]) -> str:
-    """The code to run in the kernel for these settings (JSON-serialisable data only)."""
+    """The code to run in the kernel for these settings (JSON-serialisable data only).
+
+    The function's source goes as one string literal to exec(): IPython transforms a cell
+    line by line and node by node before compiling it, which for ~80 lines costs a few
+    milliseconds per kernel; a one-line cell costs it next to nothing."""
     literal = repr(json.dumps(settings))
-    return f"{_source()}\n_nbtest_startup({literal})\ndel _nbtest_startup\n"
+    return f"exec({_source()!r})\n_nbtest_startup({literal})\ndel _nbtest_startup\n"
