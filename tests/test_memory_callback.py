@@ -15,6 +15,7 @@ from fake_nvidia_smi import app, gpu, install
 
 from nbtest import this_tests
 from nbtest.callback import Callback, NotebookRun
+from nbtest.callbacks import memory
 from nbtest.callbacks.memory import (
     MemoryCallback,
     TreeSampler,
@@ -150,3 +151,39 @@ def test_gpu_memory_of_the_kernel_by_pid(tmp_path: Path, monkeypatch: pytest.Mon
     install(tmp_path, monkeypatch, {"gpus": [gpu(0, free=41100, uuid=UUID)],
                                     "apps": [app(1, 500, UUID)]})
     assert gpu_memory_returned({child.pid}, wait=0) == (True, "")
+
+
+def test_cell_end_reads_the_maps_again_only_when_the_address_space_changed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether the kernel loaded libcuda is looked up in its maps; at a cell's end only when
+    its address space changed size since (loading a library grows it), on the slow cadence
+    always."""
+    this_tests(TreeSampler.sample)
+    reads: list[int] = []
+    monkeypatch.setattr(memory, "_uses_cuda", lambda pid: reads.append(pid) or False)
+    monkeypatch.setattr(memory, "SLOW_EVERY", 1e9)  # no slow-cadence look in between
+    # A stand-in kernel that maps 64 MiB more when told, as loading a library maps more.
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", "import mmap, sys\nprint('ready', flush=True)\n"
+         "sys.stdin.readline()\nm = mmap.mmap(-1, 64 * 2**20)\nprint('grown', flush=True)\n"
+         "sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert stand_in.stdin is not None and stand_in.stdout is not None
+    try:
+        assert stand_in.stdout.readline().strip() == "ready"
+        sampler = TreeSampler(stand_in.pid)
+        sampler.sample(full=True)
+        sampler.sample(full=True)
+        assert reads == [stand_in.pid]
+        stand_in.stdin.write("grow\n")
+        stand_in.stdin.flush()
+        assert stand_in.stdout.readline().strip() == "grown"
+        sampler.sample(full=True)
+        assert reads == [stand_in.pid] * 2
+        monkeypatch.setattr(memory, "SLOW_EVERY", 0.0)  # every sample is on the slow cadence
+        sampler.sample(full=True)
+        sampler.sample(full=True)
+        assert reads == [stand_in.pid] * 4
+    finally:
+        stand_in.kill()
+        stand_in.wait()

@@ -100,6 +100,8 @@ class TreeSampler:
         self.card_baseline = card_baseline or {}  # each card's used MiB at kernel start
         self.cuda = False
         self.pids: set[int] = {pid}  # every process of the tree seen, for the GPU lookups
+        self._vms: dict[int, int] = {}  # per process: its address space's size, last sampled
+        self._maps_read_at: dict[int, int | None] = {}  # ... when its maps were last read
         try:
             self._procs: dict[int, psutil.Process] = {pid: psutil.Process(pid)}
         except psutil.Error:
@@ -149,12 +151,15 @@ class TreeSampler:
             rss = 0
             for pid, proc in list(self._procs.items()):
                 try:
-                    rss += proc.memory_info().rss
+                    info = proc.memory_info()
                 except psutil.Error:
                     self._procs.pop(pid, None)
+                    continue
+                rss += info.rss
+                self._vms[pid] = info.vms
             self.peak_rss = max(self.peak_rss, rss)
             if slow:
-                self._slow_looks(gpu=refresh or gpu)
+                self._slow_looks(gpu=refresh or gpu, every=refresh)
             return self.pid in self._procs
 
     def _alive(self) -> bool:
@@ -176,14 +181,14 @@ class TreeSampler:
         self.pids.update(self._procs)
         return True
 
-    def _slow_looks(self, gpu: bool) -> None:
+    def _slow_looks(self, gpu: bool, every: bool = True) -> None:
         for pid in list(self._procs):
             self.peak_rss = max(self.peak_rss, _vm_hwm(pid))
         if not gpu:
             return
         framework = read_peak(self.framework_file) if self.framework_file else None
         if not self.cuda:
-            self.cuda = framework is not None or any(_uses_cuda(pid) for pid in list(self._procs))
+            self.cuda = framework is not None or self._loaded_cuda(every)
         if not self.cuda:
             return
         try:
@@ -201,6 +206,20 @@ class TreeSampler:
                 elif source == self.gpu_source:
                     self.peak_gpu_mib = max(self.peak_gpu_mib or 0, figure)
                 break
+
+
+    def _loaded_cuda(self, every: bool) -> bool:
+        """Whether a process of the tree has libcuda in its memory maps. Reading the maps is
+        the costly part of a cell's end: a process's are read again only when its address
+        space changed size since they were last read (loading a library grows it), except on
+        the slow cadence (`every`), which reads them all."""
+        for pid in list(self._procs):
+            size = self._vms.get(pid)
+            if every or size is None or self._maps_read_at.get(pid, -1) != size:
+                self._maps_read_at[pid] = size
+                if _uses_cuda(pid):
+                    return True
+        return False
 
 
 def read_budget(run: NotebookRun, name: str) -> int | None:
