@@ -19,6 +19,7 @@ from .callback import Callback, Dispatcher, NotebookRun
 from .config import NbTestConfig
 from .kernel.launch import Kernel
 from .kernel.life import NotebookKernel
+from .kernel.reaper import settle
 from .nbdev import calls_export
 from .notebook import directives, is_runnable
 from .plan import Plan, plan_notebook
@@ -63,6 +64,7 @@ def run_plan(plan: Plan, callbacks: Iterable[Callback] = ()) -> NotebookResult:
         return run_sync(session.run_all)()
     finally:
         session.close()  # also after KeyboardInterrupt / SIGTERM mid-cell
+        settle()  # the kernel's processes have exited and its folder is gone
 
 
 class NotebookSession:

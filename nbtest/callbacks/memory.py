@@ -32,6 +32,7 @@ import psutil
 
 from ..callback import Callback, NotebookRun
 from ..gpu.peak import read_peak
+from ..kernel.reaper import settle
 from ..results import CellResult, NotebookResult
 
 MIB = 2**20
@@ -280,6 +281,9 @@ class MemoryCallback(Callback):
             extras["peak_gpu_mib"] = sampler.peak_gpu_mib
             extras["peak_gpu_source"] = sampler.gpu_source
             figures["gpu_mem_max"] = sampler.peak_gpu_mib
+            # The kernel's tree was sent SIGKILL; the driver frees its memory once it exited,
+            # which the reaper thread waits for (kernel/reaper.py).
+            settle(RETURN_WAIT)
             returned, left = gpu_memory_returned(sampler.pids)
             extras["gpu_memory_returned"] = returned
             if left:

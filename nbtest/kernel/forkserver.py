@@ -31,6 +31,7 @@ class ForkedProcess:
         self.returncode: int | None = None
         self._conn = conn
         self._buffer = b""
+        self._lock = threading.Lock()  # the reaper thread may wait while another polls
 
     def poll(self) -> int | None:
         """The exit code once the template has reported it, else None."""
@@ -49,6 +50,15 @@ class ForkedProcess:
         return self.returncode
 
     def _read(self, block: bool, timeout: float | None = None) -> None:
+        if not self._lock.acquire(blocking=block):
+            return  # another thread is reading (the reaper's wait): poll() does not block
+        try:
+            if self.returncode is None:
+                self._read_locked(block, timeout)
+        finally:
+            self._lock.release()
+
+    def _read_locked(self, block: bool, timeout: float | None) -> None:
         self._conn.settimeout(timeout if block else 0.0)
         try:
             data = self._conn.recv(4096)

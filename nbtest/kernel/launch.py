@@ -24,6 +24,7 @@ import psutil
 
 from ..errors import KernelStartError, NbTestError, NoSuchKernelError
 from .environment import FORK_PROVISIONER, kernel_environment
+from .reaper import later, reap, wait_gone
 
 TOKEN_VAR = "NBTEST_KERNEL_TOKEN"
 _zmq_context: Any = None
@@ -206,15 +207,19 @@ class Kernel:
             "and check that kernel starts, or raise the start-up timeout (--startup-timeout).",
             kernel=self.name)
 
-    def kill(self, grace: float = 0.0) -> None:
+    def kill(self, grace: float = 0.0, wait: bool = True) -> None:
         """Stop: SIGKILL the whole process tree, reap, close sockets, remove the folder.
 
         With `grace`, the kernel first gets SIGTERM and that many seconds to exit on its own
         (coverage.py's `sigterm = true` saves its data then); the tree is killed regardless.
+        With `wait=False` (and no grace), it returns once every process of the tree has been
+        sent SIGKILL and the sockets are closed: waiting for the processes to exit, reaping
+        and removing the folder finish on the reaper thread (reaper.settle waits for them).
         """
         if self.stopped:
             return
         self.stopped = True
+        deferred = False
         try:
             if grace > 0 and self.pid is not None and self.exit_status() is None:
                 try:
@@ -234,38 +239,20 @@ class Kernel:
                     proc.kill()
                 except psutil.Error:
                     pass
-            wait_gone(victims, timeout=5)
             process = getattr(self.km.provisioner, "process", None)
-            if process is not None:
-                try:
-                    process.wait(timeout=5)  # reap our child so no zombie stays
-                except Exception:
-                    pass
+            if wait or grace > 0:
+                reap(victims, process)
+            else:
+                deferred = True
         finally:
             try:
                 if self.kc is not None:
                     self.kc.stop_channels()
             finally:
-                shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def wait_gone(procs: list[psutil.Process], timeout: float) -> None:
-    """Wait until each process has exited or is a zombie (dead, waiting for its new parent)."""
-    deadline = time.monotonic() + timeout
-    alive = list(procs)
-    delay = 0.001  # a killed process is usually gone within a millisecond: look soon, then less
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if _running(p)]
-        if alive:
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
-
-
-def _running(proc: psutil.Process) -> bool:
-    try:
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+                if deferred:
+                    later(lambda: reap(victims, process, self.folder))
+                else:
+                    shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def processes_with_token(token: str) -> list[psutil.Process]:

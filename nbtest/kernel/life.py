@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import KernelStartError
 from .launch import Kernel, launch_kernel
 from .preload import env_set_before_import
+from .reaper import settle
 from .startup import startup_code
 
 INTERRUPT_GRACE = 0.2  # seconds a timed-out kernel gets to react to SIGINT before SIGKILL
@@ -54,7 +55,8 @@ class NotebookKernel:
         info.extras["kernel_start"] = self.kernel.start_method
 
     async def start(self) -> Kernel:
-        """Launch (unless done), wait until the kernel answers, run the startup code."""
+        """Launch (unless done), wait until the kernel answers, run the startup code, and
+        wait for the end of the kernels stopped before (reaper.settle)."""
         await self.launch()
         assert self.kernel is not None
         await self.kernel.wait_ready(self.config.startup_timeout, self.path)
@@ -69,17 +71,23 @@ class NotebookKernel:
                 f"{self.kernel_name!r}: {content.get('ename')}: {content.get('evalue')}. "
                 "Is it a Python kernel? Choose another with --kernel NAME.",
                 path=str(self.path))
+        # The kernels stopped before this one finish exiting in the background, meanwhile;
+        # they are gone before this notebook's first cell, their memory (GPU too) free again.
+        settle()
         return self.kernel
 
     def stop(self, last_look: bool) -> None:
         """Kill the kernel's whole process tree, if one is running; with `last_look`,
-        callbacks first look at the kernel, still alive and answering (before_kernel_stop)."""
+        callbacks first look at the kernel, still alive and answering (before_kernel_stop).
+        Every process has been sent SIGKILL on return; their exit is awaited in the background
+        (kernel/reaper.py) while the next notebook's kernel answers and runs its startup code
+        (start() waits for it before the first cell)."""
         if self.kernel is None:
             return
         if last_look and not self.stop_announced:
             self.stop_announced = True
             self.dispatcher.kernel_stop(self.run_info)
-        self.kernel.kill(self.run_info.stop_grace)
+        self.kernel.kill(self.run_info.stop_grace, wait=False)
 
     async def stop_after_timeout(self) -> None:
         """Interrupt, give the cell a moment, then kill: whatever SIGINT did, a cell may
@@ -87,7 +95,7 @@ class NotebookKernel:
         assert self.kernel is not None
         await self.kernel.interrupt()
         await asyncio.sleep(INTERRUPT_GRACE)
-        self.kernel.kill(self.run_info.stop_grace)
+        self.kernel.kill(self.run_info.stop_grace, wait=False)
 
     def death_detail(self) -> str:
         """How the kernel died, from its exit status."""

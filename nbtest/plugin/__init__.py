@@ -290,9 +290,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Kill kernels of per-cell notebooks that never reached their last cell."""
+    """Kill kernels of per-cell notebooks that never reached their last cell, and wait for
+    the end of every kernel's stop (its processes gone, its folder removed)."""
     if "nbtest.plugin.items" not in sys.modules:
         return
+    from ..kernel.reaper import settle
     from .items import close_open_sessions
 
     close_open_sessions()
+    settle()  # the end of every kernel's stop (kernel/reaper.py): processes gone, folders too
