@@ -85,6 +85,25 @@ def test_nbdev_conventions_collect_skip_and_say_why(nbdev_project: pytest.Pytest
     no_kernel_left()
 
 
+def test_under_xdist_the_controller_says_what_was_left_out(nbdev_project: pytest.Pytester,
+                                                          no_kernel_left) -> None:
+    """-n 2 -v: the workers collect, the controller prints each left-out notebook once."""
+    this_tests("nbtest.plugin.reports.NotebookReports.pytest_testnodedown",
+               "nbtest.plugin.pytest_collection_finish")
+    result = run_pytest(nbdev_project, "-v", "-n", "2", "-p", "no:cacheprovider")
+    text = output(result)
+    assert result.ret == 0, text
+    result.assert_outcomes(passed=2, skipped=1)
+    for line in ("left out nbs/_private.ipynb: its name starts with _",
+                 "left out nbs/scratch/draft.ipynb: scratch/ holds a .notest file",
+                 "left out nbs/01_skipped.ipynb: its front matter says skip_exec: true",
+                 "left out nbs/02_yaml.ipynb: its front matter says skip_exec: true"):
+        assert text.count(line) == 1, line
+    quiet = output(run_pytest(nbdev_project, "-n", "2", "-p", "no:cacheprovider"))
+    assert "left out" not in quiet  # said under -v only, as serially
+    no_kernel_left()
+
+
 def test_without_settings_ini_nothing_changes(pytester: pytest.Pytester) -> None:
     this_tests("nbtest.nbdev.project_settings")
     pytester.makeini("[pytest]\nnbtest = true\n")

@@ -35,6 +35,7 @@ from .state import (
     CONFIG_KEY,
     FORK_TEMPLATES_KEY,
     LEFT_OUT_KEY,
+    LEFT_OUT_OUTPUT,
     SWITCHES_KEY,
     TEMPLATES_KEY,
     nbtest_active,
@@ -221,10 +222,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     pytest gets ready, if notebooks will fork kernels."""
     if not nbtest_active(session.config):
         return
+    left_out = [(os.path.relpath(path, session.config.invocation_params.dir), why)
+                for path, why in session.config.stash.get(LEFT_OUT_KEY, [])]
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller says it
+        session.config.workeroutput[LEFT_OUT_OUTPUT] = left_out  # type: ignore[attr-defined]
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and session.config.get_verbosity() > 0:
-        for path, why in session.config.stash.get(LEFT_OUT_KEY, []):
-            shown = os.path.relpath(path, session.config.invocation_params.dir)
+        for shown, why in left_out:
             reporter.write_line(f"nbtest: nbdev: left out {shown}: {why}")
     items: list[Any] = session.items
     if session.config.stash[CONFIG_KEY].cells:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ..config import NbTestConfig
-from .state import EXPORTS_NOT_RUN, KERNEL_START
+from .state import EXPORTS_NOT_RUN, KERNEL_START, LEFT_OUT_OUTPUT
 
 
 def _notebook_path(nodeid: str) -> str | None:
@@ -52,6 +52,7 @@ class NotebookReports:
         self.memory_rows: list[tuple[str, float, Any, Any]] = []  # on the controller
         self.exports_not_run = 0
         self.in_summary = False
+        self.left_out: list[tuple[str, str]] | None = None  # from the first xdist worker
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item,
@@ -102,10 +103,20 @@ class NotebookReports:
                 f"{word} (kernel: {start})", {"green": report.passed, "red": report.failed})
         return None
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Under xdist: the notebooks an nbdev project leaves out, as a worker collected them
+        (each worker collects them all: the first one that reports is enough)."""
+        if self.left_out is None and LEFT_OUT_OUTPUT in getattr(node, "workeroutput", {}):
+            self.left_out = [tuple(pair) for pair in node.workeroutput[LEFT_OUT_OUTPUT]]
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """The --nbtest-mem-report table: notebook, wall, peak RSS, peak GPU. (pytest writes
         its short summary after this hook: from here on, status words are plain.)"""
         self.in_summary = True
+        if self.left_out and self.config.get_verbosity() > 0:
+            for shown, why in self.left_out:
+                terminalreporter.write_line(f"nbtest: nbdev: left out {shown}: {why}")
         if self.exports_not_run:
             terminalreporter.write_line(
                 f"nbtest: nbdev: {self.exports_not_run} cell(s) calling nbdev_export() or "

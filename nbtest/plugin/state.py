@@ -35,6 +35,7 @@ def nbtest_active(config: pytest.Config) -> bool:
     return config.stash.get(ACTIVE_KEY, False)
 
 LEFT_OUT_KEY = pytest.StashKey[list]()  # (path, why) of notebooks an nbdev project leaves out
+LEFT_OUT_OUTPUT = "nbtest_left_out"  # in an xdist worker's output: those, for the controller
 
 def note_left_out(config: pytest.Config, path: Path, why: str) -> None:
     """Remember a notebook nbdev_test would not test, to say why under -v."""
