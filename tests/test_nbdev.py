@@ -25,6 +25,11 @@ nbs_path = nbs
 tst_flags = slow
 """
 FAIL = "raise RuntimeError('must not run')"
+# What -v says of the notebooks nbdev_test would not run, in the project below.
+LEFT_OUT = ("left out nbs/_private.ipynb: its name starts with _",
+            "left out nbs/scratch/draft.ipynb: scratch/ holds a .notest file",
+            "left out nbs/01_skipped.ipynb: its front matter says skip_exec: true",
+            "left out nbs/02_yaml.ipynb: its front matter says skip_exec: true")
 
 
 @pytest.fixture
@@ -67,11 +72,7 @@ def test_nbdev_conventions_collect_skip_and_say_why(nbdev_project: pytest.Pytest
     text = output(result)
     assert result.ret == 0, text
     result.assert_outcomes(passed=2, skipped=1)
-    for line in ("left out nbs/_private.ipynb: its name starts with _",
-                 "left out nbs/scratch/draft.ipynb: scratch/ holds a .notest file",
-                 "left out nbs/01_skipped.ipynb: its front matter says skip_exec: true",
-                 "left out nbs/02_yaml.ipynb: its front matter says skip_exec: true",
-                 "every cell is flagged slow: give --nbtest-flags slow",
+    for line in (*LEFT_OUT, "every cell is flagged slow: give --nbtest-flags slow",
                  "2 cell(s) calling nbdev_export() or notebook2script() were not run"):
         assert line in text, line
     assert "must not run" not in text
@@ -94,10 +95,7 @@ def test_under_xdist_the_controller_says_what_was_left_out(nbdev_project: pytest
     text = output(result)
     assert result.ret == 0, text
     result.assert_outcomes(passed=2, skipped=1)
-    for line in ("left out nbs/_private.ipynb: its name starts with _",
-                 "left out nbs/scratch/draft.ipynb: scratch/ holds a .notest file",
-                 "left out nbs/01_skipped.ipynb: its front matter says skip_exec: true",
-                 "left out nbs/02_yaml.ipynb: its front matter says skip_exec: true"):
+    for line in LEFT_OUT:
         assert text.count(line) == 1, line
     quiet = output(run_pytest(nbdev_project, "-n", "2", "-p", "no:cacheprovider"))
     assert "left out" not in quiet  # said under -v only, as serially
