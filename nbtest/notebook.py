@@ -7,13 +7,13 @@ import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import nbformat
-from nbformat import NotebookNode
+from typing import TYPE_CHECKING, Any
 
 from .config import METADATA, parse_layer
 from .errors import NotebookLoadError
+
+if TYPE_CHECKING:  # nbformat imports jsonschema (~50 ms): a session without notebooks never pays
+    from nbformat import NotebookNode
 
 SKIP_TAGS = frozenset({"skip-execution", "nbval-skip"})
 RAISES_TAGS = frozenset({"raises-exception", "nbval-raises-exception"})
@@ -69,6 +69,7 @@ def notebook_from_dict(data: Any, path: Path) -> NotebookNode:
     if not isinstance(data.get("cells"), list):
         raise _fail(path, "is JSON but not a Jupyter notebook (no 'cells' list)",
                     "Give a .ipynb file saved by Jupyter.")
+    import nbformat
     from nbformat.v4.rwbase import rejoin_lines, strip_transient
 
     nb = nbformat.from_dict(data)

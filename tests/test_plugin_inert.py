@@ -8,6 +8,7 @@ loaded plugins and the timings are set aside.
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 
@@ -180,3 +181,29 @@ def test_the_seeds_switches_defer_to_a_conftest_that_declares_them(
     default.stdout.fnmatch_lines(["*project: give --runslow*"])
     given = run_pytest(pytester, "--runslow", "--runcpp", "-p", "no:randomly")
     given.assert_outcomes(passed=2)
+
+
+RECORD_MODULES = """
+import json, os, sys
+
+def pytest_unconfigure(config):
+    with open(os.environ["NBTEST_MODULES_OUT"], "w") as fh:
+        json.dump(sorted(sys.modules), fh)
+"""
+
+
+def test_a_plain_session_imports_no_notebook_machinery(pytester: pytest.Pytester,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loaded into every session, nbtest must cost it nothing heavy: nbformat (jsonschema),
+    nbclient, jupyter_client, zmq and psutil come in only with notebooks."""
+    this_tests("nbtest.plugin.state.nbtest_active")
+    pytester.makeconftest(RECORD_MODULES)
+    pytester.makepyfile(test_ok="def test_ok():\n    pass\n")
+    added = {}
+    for label, extra in (("with", []), ("without", ["-p", "no:nbtest"])):
+        out = pytester.path / f"modules-{label}.json"
+        monkeypatch.setenv("NBTEST_MODULES_OUT", str(out))
+        result = run_pytest(pytester, "-p", "no:cacheprovider", "-p", "no:randomly", *extra)
+        assert result.ret == 0, output(result)
+        added[label] = set(json.loads(out.read_text()))
+    assert {name.split(".")[0] for name in added["with"] - added["without"]} == {"nbtest"}
