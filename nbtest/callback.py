@@ -35,6 +35,9 @@ class NotebookRun:
     startup: dict[str, Any] = field(default_factory=dict)  # JSON data for the startup code
     stop_grace: float = 0.0  # seconds between SIGTERM and SIGKILL at the end (coverage needs it)
     cards_before: dict[str, int] = field(default_factory=dict)  # used MiB per GPU uuid at start
+    # The kernel's private folder (0700), removed with the kernel however its run ends: where
+    # a callback keeps a file the kernel writes (from before_kernel_start on).
+    kernel_folder: str | None = None
 
 
 class Callback:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fake_nvidia_smi import app, gpu, install
+from pytester_helpers import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.callback import Callback, NotebookRun
@@ -26,6 +27,8 @@ from nbtest.callbacks.memory import (
 from nbtest.errors import ConfigError
 from nbtest.execute import run_notebook
 from nbtest.results import CellResult
+
+pytest_plugins = ["pytester"]
 
 ALLOCATE_200MB = "b = bytearray(200 * 2**20)\nb[::4096] = b'x' * len(b[::4096])"
 UUID = "GPU-00000000-aaaa-bbbb-cccc"
@@ -187,3 +190,23 @@ def test_cell_end_reads_the_maps_again_only_when_the_address_space_changed(
     finally:
         stand_in.kill()
         stand_in.wait()
+
+
+def test_a_session_leaves_no_file_behind(pytester: pytest.Pytester,
+                                         pytester_notebook: Callable[..., Path],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a notebook's run comes to (passed, failed, a kernel that cannot start, a
+    pre-warmed kernel that `-x` leaves unused), nothing of nbtest stays in the temp folder."""
+    this_tests(MemoryCallback.before_kernel_start, "nbtest.kernel.launch.private_folder")
+    tmp = pytester.path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    pytester_notebook("a_passes.ipynb", ["x = 1"])
+    pytester_notebook("b_fails.ipynb", ["raise ValueError('no')"])
+    pytester_notebook("c_passes.ipynb", ["y = 2"])
+    pytester_notebook("d_no_kernel.ipynb", ["z = 3"], kernel="no-such-kernel-xyz")
+    for options in ([], ["-x"]):
+        result = run_pytest(pytester, "--nbtest", "-p", "no:randomly", "-p", "no:cacheprovider",
+                            *options)
+        assert result.ret == pytest.ExitCode.TESTS_FAILED, output(result)
+        assert sorted(p.name for p in tmp.iterdir()) == [], options

@@ -24,7 +24,6 @@ notebook with.
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 
@@ -238,10 +237,10 @@ class MemoryCallback(Callback):
         self.sampler: TreeSampler | None = None
 
     def before_kernel_start(self, run: NotebookRun) -> None:
-        """A private file for the kernel's own GPU peak (torch's counters)."""
-        fd, path = tempfile.mkstemp(prefix="nbtest-gpu-peak-", suffix=".jsonl")
-        os.close(fd)
-        run.startup["gpu_peak_file"] = path
+        """A file for the kernel's own GPU peak (torch's counters), in its private folder:
+        it goes with the kernel, whether or not the notebook reaches its end."""
+        if run.kernel_folder:
+            run.startup["gpu_peak_file"] = os.path.join(run.kernel_folder, "gpu-peak.jsonl")
 
     def on_notebook_start(self, run: NotebookRun) -> None:
         """Start sampling the kernel's process tree."""
@@ -271,12 +270,6 @@ class MemoryCallback(Callback):
         extras = result.extras
         extras["peak_rss_mib"] = round(sampler.peak_rss / MIB, 1)
         figures: dict[str, float | None] = {"mem_max": extras["peak_rss_mib"]}
-        path = run.startup.get("gpu_peak_file")
-        if path:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
         if sampler.cuda:
             extras["peak_gpu_mib"] = sampler.peak_gpu_mib
             extras["peak_gpu_source"] = sampler.gpu_source

@@ -285,9 +285,12 @@ async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
 
 async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
                         notebook: str | Path | None = None, fork: str = "auto",
-                        spawn_if: Callable[[Sequence[str]], str | None] | None = None
-                        ) -> Kernel:
+                        spawn_if: Callable[[Sequence[str]], str | None] | None = None,
+                        folder: str | None = None) -> Kernel:
     """Start the kernel process of `name` in `cwd` without waiting for it to answer.
+
+    `folder` (from `private_folder()`): the kernel's private folder, if the caller made it
+    first; it is the kernel's from here on, removed with it.
 
     `fork` ("auto", "yes", "no"; see the option): a Python kernel of this interpreter may be
     forked from nbtest's warm template (forkserver.py); `kernel.start_method` says which.
@@ -297,7 +300,7 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
 
     spec = copy.deepcopy(kernel_spec(name, notebook))
     spec.metadata["kernel_provisioner"] = {"provisioner_name": FORK_PROVISIONER}
-    folder = tempfile.mkdtemp(prefix="nbtest-")  # mkdtemp makes it 0700
+    folder = folder or private_folder()
     token = uuid.uuid4().hex
     transport = "ipc" if _ipc_available() else "tcp"
     km = AsyncKernelManager(kernel_name=name, transport=transport, context=_shared_context(),
@@ -322,6 +325,11 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
     except BaseException as exc:
         raise kernel.start_failed(exc, notebook) from None
     return kernel
+
+
+def private_folder() -> str:
+    """A new private (0700) folder for one kernel's connection file, sockets and files."""
+    return tempfile.mkdtemp(prefix="nbtest-")
 
 
 async def _start_without_pause(km: Any, **kwargs: Any) -> None:

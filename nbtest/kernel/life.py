@@ -7,11 +7,12 @@ NotebookSession (execute.py) owns one; cells never reach the kernel through here
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 from typing import Any
 
 from ..errors import KernelStartError
-from .launch import Kernel, launch_kernel
+from .launch import Kernel, launch_kernel, private_folder
 from .preload import env_set_before_import
 from .reaper import settle
 from .startup import startup_code
@@ -47,10 +48,17 @@ class NotebookKernel:
         seen = probe(processes=False)
         info.kernel_env.update(kernel_gpu_env(config.gpu_min_free, seen))
         info.cards_before = {g.uuid: g.used_mib for g in seen.gpus}
-        self.dispatcher.before_kernel_start(info)
-        self.kernel = await launch_kernel(
-            self.kernel_name, self.cwd, info.kernel_env, self.path, fork=config.fork,
-            spawn_if=lambda preloaded: env_set_before_import(self.sources, preloaded))
+        # The folder first, so what callbacks put in it goes with the kernel, however it ends.
+        info.kernel_folder = private_folder()
+        try:
+            self.dispatcher.before_kernel_start(info)
+            self.kernel = await launch_kernel(
+                self.kernel_name, self.cwd, info.kernel_env, self.path, fork=config.fork,
+                spawn_if=lambda preloaded: env_set_before_import(self.sources, preloaded),
+                folder=info.kernel_folder)
+        except BaseException:  # no kernel (unknown name, failed start): the folder goes now
+            shutil.rmtree(info.kernel_folder, ignore_errors=True)
+            raise
         info.kernel_pid = self.kernel.pid
         info.extras["kernel_start"] = self.kernel.start_method
 
