@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from . import probes, sections
+from .cpu import cpu_by_kind
 from .markdown import emit
 from .runner import timed, warm_up, with_bytecode
 from .sets import PRELOAD_SETS, make_preload_set
@@ -46,6 +47,13 @@ def measure_set(folder: Path, modules: list[str], runs: int
     return results, uss
 
 
+def cpu_split(folder: Path, modules: list[str]) -> dict[str, tuple[float, dict[str, float]]]:
+    """CPU by process of nbmake's and nbtest's (preload declared) `-n 2` runs."""
+    tools = preload_tools(sys.executable, modules, ["-n", "2"])
+    return {f"{tool} -n 2": cpu_by_kind(tools[tool], folder, environment(tools[tool]))
+            for tool in ("nbmake", "nbtest (preload declared)")}
+
+
 def main(script: str, doc: str) -> int:
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -58,10 +66,12 @@ def main(script: str, doc: str) -> int:
     try:
         for name in args.sets.split(","):
             modules = PRELOAD_SETS[name]
-            results, uss = measure_set(make_preload_set(root, name), modules, args.runs)
+            folder = make_preload_set(root, name)
+            results, uss = measure_set(folder, modules, args.runs)
             imp = statistics.median(probes.floor_import(modules) for _ in range(3))
             floors = (imp, probes.floor_fork(modules), *probes.template_cost(modules))
             lines += sections.preload_set(name, modules, results, uss, floors)
+            lines += sections.cpu_split(f"Set {name}, `-n 2`", cpu_split(folder, modules))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return emit(lines, args.out)

@@ -57,3 +57,19 @@ def nbdev_suite(runs: int, results: dict[str, list[float]]) -> list[str]:
         lines.append(row(tool, f"{value:.2f}", f"{value / med['nbdev_test serial']:.2f}",
                          f"{value / med['nbdev_test parallel']:.2f}"))
     return lines
+
+
+def cpu_split(title: str, split: dict[str, tuple[float, dict[str, float]]]) -> list[str]:
+    """Where each run's CPU went (cpu.py), and the wall time it implies at the least."""
+    from .cpu import KINDS
+
+    cores = os.cpu_count() or 1
+    lines = [f"#### {title}: CPU seconds by process (one sampled run each)", "",
+             row("run", "wall s", *KINDS, "total CPU s", f"total / {cores} cores"),
+             row(*["---"] * (len(KINDS) + 4))]
+    for name, (wall, cpu) in split.items():
+        total = sum(cpu.values())
+        lines.append(row(name, f"{wall:.2f}", *(f"{cpu[k]:.2f}" for k in KINDS),
+                         f"{total:.2f}", f"{total / cores:.2f}"))
+    return lines + ["", "Sampling every 3 ms costs a little CPU of its own (wall times here are "
+                    "not the table's above); a process's last milliseconds can be missed.", ""]
