@@ -118,10 +118,13 @@ def test_template_and_its_kernels_die_with_the_harness(tmp_path: Path,
                                                        no_kernel_left: Callable[[], None]
                                                        ) -> None:
     """SIGKILL the process that owns the template while a forked kernel runs a cell: neither
-    the template nor the kernel outlives it."""
+    the template nor the kernel outlives it, nor do their folders."""
     this_tests("nbtest.kernel.template.serve", "nbtest.kernel.template._die_with_parent")
     path = make_notebook("sleeps.ipynb", [
         "import os, time\n"
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        "with open('folder.txt', 'w') as fh:\n"
+        "    fh.write(os.path.dirname(IPKernelApp.instance().connection_file))\n"
         "open('kernel.txt', 'w').write(f'{os.getpid()} {os.getppid()}')\n"
         "time.sleep(600)"])
     harness = ("import sys\nfrom nbtest.config import NbTestConfig\n"
@@ -133,6 +136,9 @@ def test_template_and_its_kernels_die_with_the_harness(tmp_path: Path,
     try:
         kernel, template = map(int, wait_for_file(tmp_path / "kernel.txt", 120, proc).split())
         assert "nbtest.kernel.template" in " ".join(psutil.Process(template).cmdline())
+        folders = [Path((tmp_path / "folder.txt").read_text()),
+                   Path(psutil.Process(template).cmdline()[-1]).parent]
+        assert all(folder.is_dir() for folder in folders), folders
         assert psutil.Process(template).ppid() == proc.pid
         proc.kill()
         proc.communicate(timeout=30)
@@ -142,4 +148,5 @@ def test_template_and_its_kernels_die_with_the_harness(tmp_path: Path,
             proc.communicate()
     assert pid_gone(template, timeout=10), f"the template (pid {template}) outlived its harness"
     assert pid_gone(kernel, timeout=10), f"the forked kernel (pid {kernel}) outlived its harness"
+    assert not [folder for folder in folders if folder.exists()]
     no_kernel_left()

@@ -247,8 +247,9 @@ class ForkServer:
             server.stop()
 
     def spawn(self, args: Sequence[str], env: Mapping[str, str], cwd: str,
-              timeout: float = 30.0) -> ForkedProcess:
-        """Fork a kernel with launcher arguments `args` in `cwd` with `env`."""
+              timeout: float = 30.0, folder: str | None = None) -> ForkedProcess:
+        """Fork a kernel with launcher arguments `args` in `cwd` with `env`; `folder`, the
+        kernel's private one, is removed by the template if the harness dies first."""
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         deadline = time.monotonic() + timeout
         while True:
@@ -265,7 +266,7 @@ class ForkServer:
         parent = str(self.process.pid)
         env = {**env, "JPY_PARENT_PID": parent}
         args = [*args, f"--IPKernelApp.parent_handle={parent}"]
-        request = {"argv": list(args), "env": env, "cwd": cwd}
+        request = {"argv": list(args), "env": env, "cwd": cwd, "folder": folder}
         conn.sendall((json.dumps(request) + "\n").encode())
         conn.settimeout(timeout)
         buffer = b""

@@ -9,6 +9,7 @@ is spawned as usual.
 
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Any
 
@@ -46,8 +47,10 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
                 self.start_method = f"spawn, {why}"
             elif server is not None and (wait or server.ready()):
                 cwd = str(kwargs.get("cwd") or pathlib.Path.cwd())
+                # The kernel's private folder holds its connection file.
+                folder = os.path.dirname(getattr(self.parent, "connection_file", "") or "")
                 try:
-                    forked = server.spawn(args, env, cwd)
+                    forked = server.spawn(args, env, cwd, folder=folder or None)
                 except (RuntimeError, OSError) as exc:  # template unsafe or gone: spawn
                     self.log.warning("nbtest: cannot fork a kernel (%s); spawning it", exc)
                     return await super().launch_kernel(cmd, **kwargs)

@@ -26,6 +26,9 @@ from typing import Any
 # here: a forked kernel has only the packages `python -m nbtest.kernel.template` needs.
 PRELOAD_VAR = "NBTEST_PRELOAD"  # JSON list: the user's modules the template imports
 DROPPED_VAR = "NBTEST_PRELOAD_DROPPED"  # JSON mapping: modules found unsafe, and why
+# A client that connects must send its request at once (the harness does): a silent one must
+# not hold the loop, which also hears of the harness's death.
+REQUEST_TIMEOUT_S = 10.0
 
 # What a fresh ipykernel imports before the first cell (found by comparing sys.modules):
 # none of these starts a thread or creates a zmq context at import.
@@ -144,11 +147,19 @@ def serve(path: str) -> None:
     selector.register(listener, selectors.EVENT_READ, "accept")
     selector.register(wake_r, selectors.EVENT_READ, "child")
     children: dict[int, socket.socket] = {}
+    folders: dict[int, str] = {}  # each running kernel's private folder, made by the harness
+    own = os.path.dirname(path)
     while True:
         for key, _ in selector.select(timeout=1.0):
             if key.data == "accept":
                 conn, _ = listener.accept()
-                request = json.loads(conn.makefile("r").readline())
+                conn.settimeout(REQUEST_TIMEOUT_S)
+                try:
+                    request = json.loads(conn.makefile("r").readline())
+                except (OSError, ValueError):  # silent, gone, or not a request
+                    conn.close()
+                    continue
+                conn.settimeout(None)
                 problems = fork_safety_problems()
                 if preloaded:
                     from .preload import fork_problems
@@ -169,22 +180,29 @@ def serve(path: str) -> None:
                     conn.close()
                     _become_kernel({**request, "env": {**added, **request["env"]}}, preloaded)
                 children[pid] = conn
+                if request.get("folder"):
+                    folders[pid] = request["folder"]
                 conn.sendall((json.dumps({"pid": pid}) + "\n").encode())
-            elif signal.SIGTERM in os.read(wake_r, 4096):
-                _exit_with_kernels(children)
-        _reap(children)
+            elif signal.SIGTERM in os.read(wake_r, 4096):  # the owner's stop, or its death
+                _exit_with_kernels(children, [*folders.values(), own])
+        _reap(children, folders)
         if os.getppid() != parent:  # the harness is gone: so are we, and our kernels
-            _exit_with_kernels(children)
+            _exit_with_kernels(children, [*folders.values(), own])
 
 
-def _exit_with_kernels(children: dict[int, socket.socket]) -> None:
-    """Kill every kernel still running (a crashed xdist worker's, say), then exit."""
+def _exit_with_kernels(children: dict[int, socket.socket], folders: list[str]) -> None:
+    """Kill every kernel still running (a crashed xdist worker's, say), remove their
+    folders and ours (a harness killed outright cannot), then exit."""
+    import shutil  # here, not at the top: a forked kernel imports what a spawned one does
+
     for pid in children:
         _kill_group(pid)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
     os._exit(0)
 
 
-def _reap(children: dict[int, socket.socket]) -> None:
+def _reap(children: dict[int, socket.socket], folders: dict[int, str]) -> None:
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -192,6 +210,7 @@ def _reap(children: dict[int, socket.socket]) -> None:
             return
         if pid == 0:
             return
+        folders.pop(pid, None)  # the harness removes the folder of a kernel it stopped
         conn = children.pop(pid, None)
         if conn is not None:
             try:
@@ -210,12 +229,13 @@ def _kill_group(pid: int) -> None:
 
 
 def _die_with_parent() -> None:
-    """Linux: the kernel sends us SIGKILL when the harness dies, however it dies."""
+    """Linux: the kernel sends us SIGTERM when the harness dies, however it dies; the loop
+    then kills our kernels, removes their folders and ours, and exits."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # the getppid() check in the loop still ends us within a second
 
