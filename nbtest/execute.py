@@ -104,8 +104,13 @@ class NotebookSession:
         return [i for i, c in enumerate(self.plan.notebook.cells) if c.cell_type == "code"]
 
     def close(self) -> None:
-        """Kill the kernel's whole process tree, if one is running; callbacks first take a
-        last look at a kernel still alive and answering (before_kernel_stop)."""
+        """Kill the kernel's whole process tree, if one is running, and remove its folder:
+        the run is over, finished or abandoned. Callbacks first take a last look at a kernel
+        still alive and answering (before_kernel_stop)."""
+        self._stop()
+        self.life.release()
+
+    def _stop(self) -> None:
         self.life.stop(last_look=self.client is not None and (
             self.failed_cell is None or self.failed_cell.status == FAILED))
     def skipped(self, reason: str) -> NotebookResult:
@@ -129,8 +134,9 @@ class NotebookSession:
                 await after_start()
             for index in self.code_cells:
                 await self.run_cell(index)
-        finally:
-            self.close()  # finish() has taken its last look at the kernel by then
+        except BaseException:
+            self.close()
+            raise
         return self.finish()
 
     async def launch(self) -> None:
@@ -151,8 +157,15 @@ class NotebookSession:
         self.client.kc = kernel.kc
         self.dispatcher.notebook_start(self.run_info)
     def finish(self) -> NotebookResult:
-        """Stop the kernel and build the result; notebook-end goes out."""
-        self.close()
+        """Stop the kernel and build the result; notebook-end goes out, then the kernel's
+        folder goes (callbacks read what they kept there at notebook-end)."""
+        self._stop()
+        try:
+            return self._result()
+        finally:
+            self.life.release()
+
+    def _result(self) -> NotebookResult:
         for index in self.code_cells:  # cells never reached (an interrupted session)
             if index not in self.cells:
                 self.cells[index] = self._not_reached(index)

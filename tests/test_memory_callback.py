@@ -197,10 +197,14 @@ def test_a_session_leaves_no_file_behind(pytester: pytest.Pytester,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever a notebook's run comes to (passed, failed, a kernel that cannot start, a
     pre-warmed kernel that `-x` leaves unused), nothing of nbtest stays in the temp folder."""
-    this_tests(MemoryCallback.before_kernel_start, "nbtest.kernel.launch.private_folder")
+    this_tests(MemoryCallback.before_kernel_start, "nbtest.kernel.launch.private_folder",
+               "nbtest.callbacks.registry.RegistryCapture.before_kernel_start",
+               "nbtest.kernel.life.NotebookKernel.release")
     tmp = pytester.path / "tmp"
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))
+    # `api` turns the registry on: its capture keeps a file per kernel too.
+    pytester.makepyprojecttoml('[tool.nbtest]\napi = ["json"]\nregistry = "registry.json"\n')
     pytester_notebook("a_passes.ipynb", ["x = 1"])
     pytester_notebook("b_fails.ipynb", ["raise ValueError('no')"])
     pytester_notebook("c_passes.ipynb", ["y = 2"])

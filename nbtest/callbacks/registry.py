@@ -26,10 +26,15 @@ class RegistryCapture(Callback):
         self.api = list(api)
 
     def before_kernel_start(self, run: NotebookRun) -> None:
-        """Make the private file and tell the startup code about it and the cells."""
+        """Name the kernel's file (in its private folder: it goes with the kernel, however
+        the run ends) and tell the startup code about it and the cells."""
         # The file's path travels in run.startup, so one instance serves overlapping runs.
-        fd, path = tempfile.mkstemp(prefix="nbtest-this-tests-", suffix=".jsonl")
-        os.close(fd)
+        if run.kernel_folder:
+            path = os.path.join(run.kernel_folder, "this-tests.jsonl")
+            open(path, "w").close()
+        else:  # a run driven by hand, without a kernel's folder
+            fd, path = tempfile.mkstemp(prefix="nbtest-this-tests-", suffix=".jsonl")
+            os.close(fd)
         cells = [[run.numbers[i], source_digest(cell.source)]
                  for i, cell in enumerate(run.notebook.cells) if is_runnable(cell)]
         run.startup["registry"] = {"file": path, "api": self.api, "cells": cells}

@@ -207,8 +207,9 @@ class Kernel:
             "and check that kernel starts, or raise the start-up timeout (--startup-timeout).",
             kernel=self.name)
 
-    def kill(self, grace: float = 0.0, wait: bool = True) -> None:
-        """Stop: SIGKILL the whole process tree, reap, close sockets, remove the folder.
+    def kill(self, grace: float = 0.0, wait: bool = True, keep_folder: bool = False) -> None:
+        """Stop: SIGKILL the whole process tree, reap, close sockets, remove the folder (or,
+        with `keep_folder`, leave that to remove_folder(), once what is in it has been read).
 
         With `grace`, the kernel first gets SIGTERM and that many seconds to exit on its own
         (coverage.py's `sigterm = true` saves its data then); the tree is killed regardless.
@@ -249,10 +250,15 @@ class Kernel:
                 if self.kc is not None:
                     self.kc.stop_channels()
             finally:
+                folder = None if keep_folder else self.folder
                 if deferred:
-                    later(lambda: reap(victims, process, self.folder))
-                else:
-                    shutil.rmtree(self.folder, ignore_errors=True)
+                    later(lambda: reap(victims, process, folder))
+                elif folder is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_folder(self) -> None:
+        """Remove the folder kill(keep_folder=True) kept, on the reaper thread (after reaping)."""
+        later(lambda: shutil.rmtree(self.folder, ignore_errors=True))
 
 
 def processes_with_token(token: str) -> list[psutil.Process]:
@@ -287,10 +293,8 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
                         notebook: str | Path | None = None, fork: str = "auto",
                         spawn_if: Callable[[Sequence[str]], str | None] | None = None,
                         folder: str | None = None) -> Kernel:
-    """Start the kernel process of `name` in `cwd` without waiting for it to answer.
-
-    `folder` (from `private_folder()`): the kernel's private folder, if the caller made it
-    first; it is the kernel's from here on, removed with it.
+    """Start the kernel process of `name` in `cwd` without waiting for it to answer; in
+    `folder` (from private_folder()), if the caller made it first: it goes with the kernel.
 
     `fork` ("auto", "yes", "no"; see the option): a Python kernel of this interpreter may be
     forked from nbtest's warm template (forkserver.py); `kernel.start_method` says which.

@@ -31,6 +31,7 @@ class NotebookKernel:
         self.run_info, self.dispatcher = run_info, dispatcher
         self.kernel: Kernel | None = None
         self.stop_announced = False  # before_kernel_stop went out (once per kernel)
+        self.released = False  # the kernel's folder is gone (release())
 
     async def launch(self) -> None:
         """Start the kernel process, without waiting for it: pre-warming for a later start()."""
@@ -95,7 +96,14 @@ class NotebookKernel:
         if last_look and not self.stop_announced:
             self.stop_announced = True
             self.dispatcher.kernel_stop(self.run_info)
-        self.kernel.kill(self.run_info.stop_grace, wait=False)
+        # The folder stays until release(): notebook-end reads what callbacks kept there.
+        self.kernel.kill(self.run_info.stop_grace, wait=False, keep_folder=True)
+
+    def release(self) -> None:
+        """Remove the kernel's private folder (stop() first): the run is over."""
+        if self.kernel is not None and not self.released:
+            self.released = True
+            self.kernel.remove_folder()
 
     async def stop_after_timeout(self) -> None:
         """Interrupt, give the cell a moment, then kill: whatever SIGINT did, a cell may
@@ -103,7 +111,7 @@ class NotebookKernel:
         assert self.kernel is not None
         await self.kernel.interrupt()
         await asyncio.sleep(INTERRUPT_GRACE)
-        self.kernel.kill(self.run_info.stop_grace, wait=False)
+        self.kernel.kill(self.run_info.stop_grace, wait=False, keep_folder=True)
 
     def death_detail(self) -> str:
         """How the kernel died, from its exit status."""
