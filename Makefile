@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml constraints-dev.txt | $(PYTHON)
 	@# A venv made before the rename to pytest-nbtest holds the old dist: two would load the plugin twice.
 	$(PYTHON) -m pip uninstall -q -y nbtest 2>/dev/null || true
 	$(PYTHON) -m pip install -q -c constraints-dev.txt -e '.[dev]'
-	$(PYTHON) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (nbtest)" >/dev/null
+	@# ipykernel stages the spec in a temporary folder and leaves that folder behind: ours goes.
+	tmp=$$(mktemp -d) && TMPDIR=$$tmp $(PYTHON) -m ipykernel install --sys-prefix --name python3 \
+	  --display-name "Python 3 (nbtest)" >/dev/null; rc=$$?; rm -rf "$$tmp"; exit $$rc
 	touch $@
 
 dev: $(STAMP)
