@@ -3,6 +3,7 @@ a real child process standing in for a kernel and the stand-in nvidia-smi listin
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -190,6 +191,21 @@ def test_cell_end_reads_the_maps_again_only_when_the_address_space_changed(
     finally:
         stand_in.kill()
         stand_in.wait()
+
+
+def test_no_card_visible_at_the_kernels_start_means_no_maps_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no GPU seen when the kernel started, its maps are never read for libcuda."""
+    this_tests(TreeSampler.sample)
+    reads: list[int] = []
+    monkeypatch.setattr(memory, "_uses_cuda", lambda pid: reads.append(pid) or False)
+    monkeypatch.setattr(memory, "SLOW_EVERY", 0.0)  # every sample is on the slow cadence
+    sampler = TreeSampler(os.getpid(), cuda_possible=False)
+    for _ in range(3):
+        sampler.sample(full=True)
+    assert reads == [] and not sampler.cuda
+    TreeSampler(os.getpid()).sample(full=True)
+    assert reads == [os.getpid()]
 
 
 def test_a_session_leaves_no_file_behind(pytester: pytest.Pytester,
