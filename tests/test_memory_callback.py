@@ -204,8 +204,8 @@ def test_no_card_visible_at_the_kernels_start_means_no_maps_read(
     for _ in range(3):
         sampler.sample(full=True)
     assert reads == [] and not sampler.cuda
-    TreeSampler(os.getpid()).sample(full=True)
-    assert reads == [os.getpid()]
+    TreeSampler(os.getpid()).sample(full=True)  # this process's children are looked at too
+    assert os.getpid() in reads
 
 
 def test_a_session_leaves_no_file_behind(pytester: pytest.Pytester,
