@@ -200,7 +200,7 @@ def test_no_card_visible_at_the_kernels_start_means_no_maps_read(
     reads: list[int] = []
     monkeypatch.setattr(memory, "_uses_cuda", lambda pid: reads.append(pid) or False)
     monkeypatch.setattr(memory, "SLOW_EVERY", 0.0)  # every sample is on the slow cadence
-    sampler = TreeSampler(os.getpid(), cuda_possible=False)
+    sampler = TreeSampler(os.getpid(), card_baseline={})
     for _ in range(3):
         sampler.sample(full=True)
     assert reads == [] and not sampler.cuda

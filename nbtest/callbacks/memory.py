@@ -90,8 +90,7 @@ class TreeSampler:
 
     def __init__(self, pid: int, interval: float = SAMPLE_EVERY,
                  framework_file: str | None = None,
-                 card_baseline: dict[str, int] | None = None,
-                 cuda_possible: bool = True) -> None:
+                 card_baseline: dict[str, int] | None = None) -> None:
         self.pid = pid
         self.interval = interval
         self.peak_rss = 0  # bytes
@@ -100,9 +99,10 @@ class TreeSampler:
         self.framework_file = framework_file  # where the kernel writes torch's peak
         self.card_baseline = card_baseline or {}  # each card's used MiB at kernel start
         self.cuda = False
-        # No card was visible when the kernel started: its maps are not read for libcuda (a
-        # look that costs ~1 ms per cell with numpy and pandas loaded, and could find no card).
-        self.cuda_possible = cuda_possible
+        # No card was visible when the kernel started (an empty baseline, not an unknown one):
+        # its maps are not read for libcuda (a look that costs ~1 ms per cell with numpy and
+        # pandas loaded, and could find no card).
+        self.cuda_possible = card_baseline is None or bool(card_baseline)
         self.pids: set[int] = {pid}  # every process of the tree seen, for the GPU lookups
         self._vms: dict[int, int] = {}  # per process: its address space's size, last sampled
         self._maps_read_at: dict[int, int | None] = {}  # ... when its maps were last read
@@ -252,8 +252,7 @@ class MemoryCallback(Callback):
         self.close()
         if run.kernel_pid is not None:
             self.sampler = TreeSampler(run.kernel_pid, self.interval,
-                                       run.startup.get("gpu_peak_file"), run.cards_before,
-                                       cuda_possible=bool(run.cards_before))
+                                       run.startup.get("gpu_peak_file"), run.cards_before)
             self.sampler.sample(full=True)
             self.sampler.start()
 
