@@ -169,13 +169,13 @@ def write_html(notebook: Any, path: Path) -> None:
 def _start_preloaded_template(plan: Any) -> None:
     """`--preload`: the template imports those modules ("auto": what this notebook imports)."""
     from .kernel.forkserver import warm_up
-    from .kernel.launch import kernel_spec
     from .kernel.preload import AUTO, NEVER, notebook_imports
+    from .kernel.specs import kernel_argv
 
     sources = [c.source for c in plan.notebook.cells if c.cell_type == "code"]
     preload = list(plan.config.preload) if plan.config.preload != AUTO else \
         [name for name in notebook_imports(sources) if name.partition(".")[0] not in NEVER]
-    warm_up(kernel_spec(plan.kernel_name).argv, preload, str(Path.cwd()))
+    warm_up(kernel_argv(plan.kernel_name), preload, str(Path.cwd()))
 
 
 def cmd_execute(args: argparse.Namespace) -> int:

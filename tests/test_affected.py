@@ -26,7 +26,7 @@ import nbtest.affected.session
 import nbtest.affected.store
 import nbtest.affected.tracker
 import nbtest.callbacks.affected
-import nbtest.kernel.launch
+import nbtest.kernel.specs
 from nbtest import NbTestConfig, this_tests
 from nbtest.affected.fingerprint import static_fingerprint
 from nbtest.affected.store import Store
@@ -444,13 +444,13 @@ def test_kernelspec_identity_survives_a_move(tmp_path: Path,
     folder = tmp_path / "kernels" / "k"
     folder.mkdir(parents=True)
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
-    monkeypatch.setattr(nbtest.kernel.launch, "_specs", {})
+    monkeypatch.setattr(nbtest.kernel.specs, "_specs", {})
 
     def identity(argv0: str, root: Path = tmp_path, **env: str) -> str:
         spec = {"argv": [argv0, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                 "display_name": "k", "language": "python", "env": env}
         (folder / "kernel.json").write_text(json.dumps(spec))
-        nbtest.kernel.launch._specs.clear()
+        nbtest.kernel.specs._specs.clear()
         nbtest.affected.fingerprint.kernelspec_identity.cache_clear()
         return nbtest.affected.fingerprint.kernelspec_identity("k", str(root))
 

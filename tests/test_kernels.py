@@ -21,15 +21,8 @@ from jupyter_core.utils import run_sync
 from nbtest import this_tests
 from nbtest.errors import KernelStartError, NoSuchKernelError
 from nbtest.kernel.environment import kernel_environment
-from nbtest.kernel.launch import (
-    RECONNECT_IVL_MS,
-    TOKEN_VAR,
-    check_kernel_name,
-    installed_kernels,
-    kernel_spec,
-    processes_with_token,
-    start_kernel,
-)
+from nbtest.kernel.launch import RECONNECT_IVL_MS, TOKEN_VAR, processes_with_token, start_kernel
+from nbtest.kernel.specs import check_kernel_name, installed_kernels, kernel_argv, kernel_spec
 
 HANG_GUARD = 60
 
@@ -151,7 +144,7 @@ def test_kernelspec_lookup_order_is_jupyters_own(tmp_path: Path, monkeypatch) ->
     this_tests(kernel_spec)
     # Jupyter's folders are searched first, IPython's legacy `kernels` folder last, as the
     # default search does; the legacy folder is still found, when nothing else has the name.
-    monkeypatch.setattr("nbtest.kernel.launch._specs", {})
+    monkeypatch.setattr("nbtest.kernel.specs._specs", {})
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     _fake_kernelspec(tmp_path / "share", "both", ["jupyter-folder"])
@@ -163,12 +156,39 @@ def test_kernelspec_lookup_order_is_jupyters_own(tmp_path: Path, monkeypatch) ->
         kernel_spec("nowhere")
 
 
+def test_the_quick_argv_lookup_agrees_with_the_full_one(tmp_path: Path, monkeypatch) -> None:
+    this_tests(kernel_argv, kernel_spec)
+    # The fork template's early start reads kernel.json itself; what it finds must be what a
+    # kernel then starts from, and what it cannot find goes through the full lookup.
+    monkeypatch.setattr("nbtest.kernel.specs._specs", {})
+    monkeypatch.setenv("JUPYTER_PATH", f"{tmp_path / 'first'}{os.pathsep}{tmp_path / 'second'}")
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    _fake_kernelspec(tmp_path / "first", "both", ["first-folder"])
+    _fake_kernelspec(tmp_path / "second", "both", ["second-folder"])
+    _fake_kernelspec(tmp_path / "second", "late", ["second-folder"])
+    _fake_kernelspec(tmp_path / "ipython", "legacy", ["ipython-folder"])
+    broken = tmp_path / "first" / "kernels" / "late"
+    broken.mkdir()
+    (broken / "kernel.json").write_text("{not json")
+    for name in ("both", "legacy", "python"):
+        assert kernel_argv(name) == list(kernel_spec(name).argv), name
+    assert kernel_argv("both") == ["first-folder"]
+    assert kernel_argv("late") == ["second-folder"]  # a broken spec is passed over
+    with pytest.raises(NoSuchKernelError, match="no kernel named 'nowhere'"):
+        kernel_argv("nowhere")
+    out = subprocess.run(  # and it needs no jupyter_client, which the template must not wait for
+        [sys.executable, "-c", "import sys; from nbtest.kernel.specs import kernel_argv; "
+         "print(kernel_argv('both'), 'jupyter_client' in sys.modules)"],
+        capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['first-folder'] False"
+
+
 def test_a_legacy_python3_kernelspec_beats_ipykernels_builtin(tmp_path: Path,
                                                               monkeypatch) -> None:
     this_tests(kernel_spec)
     # With no `python3` in any Jupyter folder, jupyter_client takes IPython's legacy folder
     # before ipykernel's built-in spec; nbtest's quicker lookup must not change that.
-    monkeypatch.setattr("nbtest.kernel.launch._specs", {})
+    monkeypatch.setattr("nbtest.kernel.specs._specs", {})
     only_ours = lambda *parts: [str(tmp_path.joinpath("share", *parts))]  # noqa: E731
     monkeypatch.setattr("jupyter_core.paths.jupyter_path", only_ours)
     monkeypatch.setattr("jupyter_client.kernelspec.jupyter_path", only_ours)

@@ -15,7 +15,7 @@ from conftest import read_notebook
 from pytester_helpers import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
-from nbtest.kernel.launch import kernel_spec, resolve_kernel_name
+from nbtest.kernel.specs import kernel_spec, resolve_kernel_name
 from nbtest.report import failure_text
 from nbtest.results import FAILED, NOT_RUN, PASSED, SKIPPED
 
@@ -89,7 +89,7 @@ def test_cli_execute_fails_a_cell_whose_hook_raised(make_notebook, run_cli,
 def test_kernel_name_python_is_the_native_kernel(make_notebook, run_cli, monkeypatch,
                                                  no_kernel_left) -> None:
     this_tests(kernel_spec, resolve_kernel_name, run_notebook, "nbtest.cli.cmd_execute")
-    monkeypatch.setattr("nbtest.kernel.launch._specs", {})  # a fresh lookup, not a cached python3
+    monkeypatch.setattr("nbtest.kernel.specs._specs", {})  # a fresh lookup, not a cached python3
     # jupyter_client's KernelManager starts `python3` for `python`; other names are kept.
     assert resolve_kernel_name("python") == "python3"
     assert resolve_kernel_name("python3") == "python3"

@@ -144,7 +144,7 @@ def kernelspec_identity(name: str, root: str) -> str:
     elsewhere, or `python`, which jupyter_client starts as it) as `<python>`: the interpreter
     and the distributions are compared on their own."""
     from ..errors import NbTestError
-    from ..kernel.launch import kernel_spec
+    from ..kernel.specs import kernel_spec
 
     try:
         spec = kernel_spec(name)

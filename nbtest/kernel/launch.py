@@ -22,9 +22,10 @@ from typing import Any
 
 import psutil
 
-from ..errors import KernelStartError, NbTestError, NoSuchKernelError
+from ..errors import KernelStartError, NbTestError
 from .environment import FORK_PROVISIONER, kernel_environment
 from .reaper import later, reap, wait_gone
+from .specs import kernel_spec
 
 TOKEN_VAR = "NBTEST_KERNEL_TOKEN"
 _zmq_context: Any = None
@@ -39,67 +40,6 @@ def _shared_context() -> Any:
 
         _zmq_context = zmq.asyncio.Context()
     return _zmq_context
-
-
-def installed_kernels() -> dict[str, str]:
-    """Installed kernelspec names mapped to their resource folders."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    return dict(KernelSpecManager().find_kernel_specs())
-
-
-def check_kernel_name(name: str, notebook: str | Path | None = None) -> None:
-    """Raise NoSuchKernelError listing the installed kernelspecs when `name` is unknown."""
-    kernel_spec(name, notebook)
-
-
-_specs: dict[str, Any] = {}
-
-
-def resolve_kernel_name(name: str) -> str:
-    """The kernelspec name jupyter_client starts for `name`: its KernelManager takes `python`
-    as the native kernel, `python3` (notebooks of papermill and old Jupyters ask for it)."""
-    from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
-
-    return NATIVE_KERNEL_NAME if name == "python" else name
-
-
-def kernel_spec(name: str, notebook: str | Path | None = None) -> Any:
-    """The kernelspec `name` (looked up once per process: a lookup scans every kernel folder),
-    or NoSuchKernelError listing the installed kernelspecs."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    asked, name = name, resolve_kernel_name(name)
-    if name not in _specs:
-        try:
-            _specs[name] = _in_jupyter_folders(name) or KernelSpecManager().get_kernel_spec(name)
-        except NoSuchKernel:
-            known = ", ".join(sorted(installed_kernels())) or "none"
-            where = f"{notebook}: " if notebook else ""
-            raise NoSuchKernelError(
-                f"{where}no kernel named {asked!r} is installed (installed: {known}). "
-                "Install it, or choose one with --kernel NAME or metadata.nbtest.kernel.",
-                kernel=asked, installed=known) from None
-    return _specs[name]
-
-
-def _in_jupyter_folders(name: str) -> Any:
-    """The kernelspec `name` when one of Jupyter's own folders holds it, else None.
-
-    The default search looks in these folders first too; its last folder, IPython's legacy
-    `kernels`, costs an import of IPython to locate (about a tenth of a second, and more
-    objects to sweep at exit) and rarely holds one, so it is left to the default search, as is
-    ipykernel's built-in `python3`, which jupyter_client offers only after every folder.
-    """
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    from jupyter_core.paths import jupyter_path
-
-    manager = KernelSpecManager(kernel_dirs=jupyter_path("kernels"))
-    try:
-        spec = manager.get_kernel_spec(name)
-    except NoSuchKernel:
-        return None
-    return spec if os.path.dirname(spec.resource_dir) in manager.kernel_dirs else None
 
 
 def _ipc_available() -> bool:

@@ -251,12 +251,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     names = {nbconfig.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
              for nbconfig, nb in forking}
     from ..kernel.forkserver import warm_up
-    from ..kernel.launch import kernel_spec
+    from ..kernel.specs import kernel_argv
 
     preload = preload_for(session.config, session.config.stash[CONFIG_KEY], imports)
     for name in sorted(names)[:3]:
         try:
-            warm_up(kernel_spec(name).argv, preload, str(session.config.rootpath))
+            warm_up(kernel_argv(name), preload, str(session.config.rootpath))
         except NbTestError:
             pass  # an unknown kernel is reported by its notebook
 

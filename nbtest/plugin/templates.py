@@ -35,10 +35,10 @@ class XdistForkTemplate:
     def pytest_sessionstart(self) -> None:
         """Start the template (after every plugin's configure: pytest's cache is there)."""
         from ..kernel.forkserver import warm_up
-        from ..kernel.launch import kernel_spec
+        from ..kernel.specs import kernel_argv
 
         try:  # no collection yet: "auto" preloads what the last session's notebooks imported
-            warm_up(kernel_spec(self.nbconfig.kernel or "python3").argv,
+            warm_up(kernel_argv(self.nbconfig.kernel or "python3"),
                     preload_for(self.config, self.nbconfig), str(self.config.rootpath))
         except NbTestError:
             pass  # no such kernel here: each notebook reports its own
