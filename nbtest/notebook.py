@@ -164,14 +164,31 @@ def is_runnable(cell: Mapping[str, Any]) -> bool:
 def notebook_settings(nb: NotebookNode, path: Path) -> dict[str, Any]:
     """The parsed `metadata.nbtest` layer, with nbmake's `metadata.execution` keys and
     pytest-notebook's `metadata.nbreg.skip` honoured."""
+    return metadata_settings(nb.metadata, path)
+
+
+def read_metadata(path: Path) -> Mapping[str, Any]:
+    """A notebook's top-level metadata, read without the notebook's validation (nor the import
+    of nbformat): enough for the xdist controller, whose workers load and check the notebook."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _fail(path, f"cannot be read as a notebook ({exc})",
+                    "Its worker reports what is wrong with it.") from None
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def metadata_settings(metadata: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """notebook_settings from the notebook's metadata alone."""
     raw: dict[str, Any] = {}
-    execution = nb.metadata.get("execution", {})
+    execution = metadata.get("execution", {})
     if isinstance(execution, Mapping):
         raw.update({k: execution[k] for k in ("timeout", "allow_errors") if k in execution})
-    nbreg = nb.metadata.get("nbreg", {})  # pytest-notebook's
+    nbreg = metadata.get("nbreg", {})  # pytest-notebook's
     if isinstance(nbreg, Mapping) and nbreg.get("skip"):
         raw["skip"] = nbreg.get("skip_reason") or "metadata.nbreg.skip"
-    own = nb.metadata.get("nbtest", {})
+    own = metadata.get("nbtest", {})
     if not isinstance(own, Mapping):
         raise NotebookLoadError(f"{path}: metadata.nbtest must be a mapping, not {own!r}. "
                                 "Fix it in Edit > Notebook Metadata.", path=str(path))

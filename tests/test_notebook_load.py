@@ -18,7 +18,9 @@ from nbtest.notebook import (
     is_skipped,
     kernel_name,
     load_notebook,
+    metadata_settings,
     notebook_settings,
+    read_metadata,
 )
 
 V4 = {"nbformat": 4, "nbformat_minor": 4, "metadata": {}}
@@ -126,6 +128,19 @@ def test_notebook_settings_read_nbtest_and_nbmake_metadata(tmp_path: Path) -> No
                         "kernel": "k2"}
     nb.metadata.pop("nbtest")
     assert notebook_settings(nb, tmp_path / "x.ipynb")["timeout"] == 5.0
+
+
+def test_metadata_alone_is_read_without_the_notebooks_validation(tmp_path: Path) -> None:
+    this_tests(read_metadata, metadata_settings)
+    # The xdist controller's preflight: a notebook its worker will reject still has metadata.
+    path = _write(tmp_path, "x.ipynb", json.dumps(
+        {**V4, "cells": "not a list", "metadata": {"nbtest": {"timeout": 7}}}))
+    assert metadata_settings(read_metadata(path), path) == {"timeout": 7.0}
+    assert read_metadata(_write(tmp_path, "list.ipynb", "[1, 2]")) == {}
+    with pytest.raises(NotebookLoadError, match="broken.ipynb: cannot be read as a notebook"):
+        read_metadata(_write(tmp_path, "broken.ipynb", "{not json"))
+    with pytest.raises(NotebookLoadError, match="metadata.nbtest must be a mapping"):
+        metadata_settings({"nbtest": [1]}, path)
 
 
 def test_notebook_settings_reject_bad_metadata(tmp_path: Path) -> None:

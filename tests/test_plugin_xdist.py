@@ -4,6 +4,8 @@ under -n 2, three times), the cells of one notebook kept on one worker, no kerne
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pytester_helpers import (
     junit_outcomes,
@@ -88,4 +90,33 @@ def test_cells_of_a_notebook_stay_on_one_worker(pytester: pytest.Pytester, nb,
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-rA", "-p", "no:cacheprovider",
                         "-n", "2", *dist)
     result.assert_outcomes(passed=10)
+    no_kernel_left()
+
+
+RECORD_CONTROLLER_MODULES = """
+import json, os, sys
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        with open(os.environ["NBTEST_MODULES_OUT"], "w") as fh:
+            json.dump(sorted(sys.modules), fh)
+"""
+
+
+def test_the_controller_reads_metadata_only(pytester: pytest.Pytester, nb, monkeypatch,
+                                            no_kernel_left) -> None:
+    """Under xdist the controller runs no notebook: while the fork template imports, the
+    controller's own CPU is taken from it, so it reads notebooks' metadata without nbformat
+    and starts the template without jupyter_client."""
+    this_tests("nbtest.plugin.preflight.XdistPreflight.pytest_xdist_node_collection_finished",
+               "nbtest.plugin.templates.XdistForkTemplate.pytest_sessionstart")
+    nb("a.ipynb")
+    nb("b.ipynb", nbtest={"timeout": 30})
+    pytester.makeconftest(RECORD_CONTROLLER_MODULES)
+    monkeypatch.setenv("NBTEST_MODULES_OUT", str(pytester.path / "modules.json"))
+    result = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=2)
+    loaded = {name.split(".")[0] for name in
+              json.loads((pytester.path / "modules.json").read_text())}
+    assert loaded.isdisjoint({"nbformat", "jsonschema", "jupyter_client", "zmq"}), loaded
     no_kernel_left()

@@ -60,10 +60,10 @@ class XdistPreflight:
     def _need(self, path: Path) -> int:
         """The GPU memory notebook `path` asks for; 0 if it will be skipped or is unreadable
         (its worker reports that)."""
-        from ..notebook import load_notebook, notebook_settings
+        from ..notebook import metadata_settings, read_metadata
 
-        try:
-            settings = notebook_settings(load_notebook(path), path)
+        try:  # the metadata is enough: the controller neither validates nor imports nbformat
+            settings = metadata_settings(read_metadata(path), path)
         except NbTestError:
             return 0
         nbconfig = self.config.stash[CONFIG_KEY].with_notebook(settings)
