@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,10 +54,11 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Never leave the kernel behind, even when no notebook was run."""
+    """Never leave the kernel behind, even when no notebook was run, nor its folder."""
     if KERNEL.poll() is None:
         os.killpg(KERNEL.pid, signal.SIGKILL)
         KERNEL.wait()
+    shutil.rmtree(os.path.dirname(CONNECTION_FILE), ignore_errors=True)
 
 
 class FloorNotebook(pytest.File):

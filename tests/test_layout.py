@@ -156,3 +156,15 @@ def test_each_module_imports_alone(name: str) -> None:
     proc = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True,
                           text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_benchmarks_import_with_the_standard_library_alone() -> None:
+    """`python3 benchmarks/bench_*.py` runs under any Python and re-executes itself in
+    .venv-bench: everything it imports before that must be the standard library's."""
+    this_tests("na")  # the benchmark scripts' structure, not one API function
+    names = sorted(f"nbbench.{p.stem}" for p in (REPO / "benchmarks" / "nbbench").glob("*.py")
+                   if p.stem != "__init__")
+    code = f"import sys; sys.path.insert(0, 'benchmarks'); import {', '.join(names)}"
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)  # -S: no site-packages, no psutil
+    assert proc.returncode == 0, proc.stderr

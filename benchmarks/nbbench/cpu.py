@@ -12,8 +12,10 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # psutil is in .venv-bench: the scripts import this before re-executing there
+    import psutil
 
 SAMPLE_S = 0.003
 KINDS = ("controller", "xdist workers", "fork template", "kernels", "other")
@@ -39,6 +41,8 @@ def _kind(proc: psutil.Process, root: int, templates: set[int]) -> str:
 
 def cpu_by_kind(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
     """Wall seconds of `cmd` and its CPU seconds by kind of process (KINDS)."""
+    import psutil
+
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -55,7 +59,9 @@ def cpu_by_kind(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, 
                 times = p.cpu_times()
                 key = (p.pid, p.create_time())
                 if key not in seen:
-                    seen[key] = [_kind(p, proc.pid, templates), 0.0]
+                    seen[key] = ["other", 0.0]
+                if seen[key][0] == "other":  # seen between fork and exec, it looked like its parent
+                    seen[key][0] = _kind(p, proc.pid, templates)
                 seen[key][1] = times.user + times.system
             except psutil.Error:
                 continue
