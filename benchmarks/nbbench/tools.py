@@ -163,8 +163,17 @@ def comparison(py: str, venv: Path,
 # ----------------------------------------------------------------------------- the others
 
 
+FLOOR_KERNELS = str(REPO / "benchmarks" / "floor_kernels.py")
+
+
+def floor_cmd(py: str, folder: str, preload: str, jobs: int) -> list[str]:
+    """floor_kernels.py: a fresh kernel per notebook, `jobs` at a time, and no pytest."""
+    return [py, FLOOR_KERNELS, folder, "--preload", preload, "--jobs", str(jobs)]
+
+
 def preload_tools(py: str, modules: list[str], workers: list[str]) -> dict[str, list[str]]:
-    """bench_preload.py's tools, serial (`workers` empty) or with `workers` (`-n 2`)."""
+    """bench_preload.py's tools, serial (`workers` empty) or with `workers` (`-n 2`), and the
+    floor: one kernel at a time beside the serial runs, two beside `-n 2`."""
     pt = [py, "-m", "pytest", "-q"]
     declared = f"--nbtest-preload={','.join(modules)}"
     # nbval's cells must stay on one worker.
@@ -176,6 +185,8 @@ def preload_tools(py: str, modules: list[str], workers: list[str]) -> dict[str, 
         "nbtest (no preload)": [*nbtest, *workers],
         "nbtest (preload declared)": [*nbtest, declared, *workers],
         "nbtest (preload auto)": [*nbtest, "--nbtest-preload=auto", *workers],
+        "floor: a kernel per notebook, no pytest": floor_cmd(py, ".", ",".join(modules),
+                                                             2 if workers else 1),
     }
 
 
@@ -194,4 +205,6 @@ def nbdev_tools(py: str) -> dict[str, list[str]]:
         "nbtest -n 2, preload auto": [*nbtest, "--nbtest-preload=auto", "-n", "2"],
         "nbmake serial": nbmake,
         "nbmake -n 2": [*nbmake, "-n", "2"],
+        "floor: a kernel per notebook, no pytest, 1 at a time": floor_cmd(py, "nbs", "auto", 1),
+        "floor: a kernel per notebook, no pytest, 2 at a time": floor_cmd(py, "nbs", "auto", 2),
     }
