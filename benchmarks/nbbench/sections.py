@@ -10,12 +10,16 @@ import time
 from .markdown import row
 
 MODES = ("serial", "-n 2")
-FLOOR = ("The floor row is not a tool: `benchmarks/floor_kernels.py`, one process and no pytest, "
-         "starts nbtest's fork template with the same preload, forks a fresh ipykernel per "
-         "notebook (one at a time beside the serial runs, two beside `-n 2`), runs the code "
+FLOOR = ("The floor rows are not tools. \"no pytest\": `benchmarks/floor_kernels.py`, one "
+         "process, starts nbtest's fork template with the same preload, forks a fresh ipykernel "
+         "per notebook (one at a time beside the serial runs, two beside `-n 2`), runs the code "
          "cells over a bare blocking client and kills the kernel. A pytest plugin that gives "
          "every notebook a fresh kernel pays all of that, plus pytest's own start, collection "
          "and exit, and with `-n 2` the xdist workers'.")
+FLOOR_IN_PYTEST = ("\"in pytest\": `benchmarks/floor_xdist.py`, a bare plugin doing the same "
+                   "per notebook, which starts the template the moment pytest imports it (before "
+                   "options, configuration or collection: sooner than a real plugin can know the "
+                   "session runs notebooks), with pytest and xdist as they are.")
 CONDITIONS = ("Each pytest tool runs with the other notebook plugins off (`-p no:...`), and "
               "with the bytecode cache on and warmed first (untimed), as users have them.")
 
@@ -42,7 +46,7 @@ def preload_set(name: str, modules: list[str], results: dict[tuple[str, str], li
             cells += [f"{value:.2f}", f"{value / base[mode]:.2f}"]
         lines.append(row(tool, *cells, f"{uss.get(tool, 0) / 2**20:.0f} MiB"))
     imp, fork, start, rss = floors
-    return lines + ["", FLOOR, "", f"- `python -c \"import {', '.join(modules)}\"`: {imp:.2f} s "
+    return lines + ["", f"{FLOOR} {FLOOR_IN_PYTEST}", "", f"- `python -c \"import {', '.join(modules)}\"`: {imp:.2f} s "
                     "(what each spawned kernel pays again)",
                     f"- physical floor per notebook (fork of a preloaded process + the cells): "
                     f"{fork * 1000:.0f} ms",

@@ -171,9 +171,17 @@ def floor_cmd(py: str, folder: str, preload: str, jobs: int) -> list[str]:
     return [py, FLOOR_KERNELS, folder, "--preload", preload, "--jobs", str(jobs)]
 
 
+def floor_in_pytest_cmd(py: str, modules: list[str], workers: list[str]) -> list[str]:
+    """floor_xdist.py: a fresh kernel per notebook in pytest, its template started at plugin
+    import (`env` passes the preload: the plugin acts before pytest reads any option)."""
+    return ["env", f"PYTHONPATH={REPO / 'benchmarks'}", f"NBTEST_FLOOR_PRELOAD={','.join(modules)}",
+            *pytest_cmd(py, "plain", "-q", "-p", "floor_xdist", *workers)]
+
+
 def preload_tools(py: str, modules: list[str], workers: list[str]) -> dict[str, list[str]]:
     """bench_preload.py's tools, serial (`workers` empty) or with `workers` (`-n 2`), and the
-    floor: one kernel at a time beside the serial runs, two beside `-n 2`."""
+    floors: one kernel at a time beside the serial runs, two beside `-n 2`, without pytest
+    and inside it."""
     pt = [py, "-m", "pytest", "-q"]
     declared = f"--nbtest-preload={','.join(modules)}"
     # nbval's cells must stay on one worker.
@@ -187,6 +195,7 @@ def preload_tools(py: str, modules: list[str], workers: list[str]) -> dict[str, 
         "nbtest (preload auto)": [*nbtest, "--nbtest-preload=auto", *workers],
         "floor: a kernel per notebook, no pytest": floor_cmd(py, ".", ",".join(modules),
                                                              2 if workers else 1),
+        "floor: a kernel per notebook, in pytest": floor_in_pytest_cmd(py, modules, workers),
     }
 
 
