@@ -46,7 +46,8 @@ def preload_set(name: str, modules: list[str], results: dict[tuple[str, str], li
             cells += [f"{value:.2f}", f"{value / base[mode]:.2f}"]
         lines.append(row(tool, *cells, f"{uss.get(tool, 0) / 2**20:.0f} MiB"))
     imp, fork, start, rss = floors
-    return lines + ["", f"{FLOOR} {FLOOR_IN_PYTEST}", "", f"- `python -c \"import {', '.join(modules)}\"`: {imp:.2f} s "
+    return lines + ["", f"{FLOOR} {FLOOR_IN_PYTEST}", "",
+                    f"- `python -c \"import {', '.join(modules)}\"`: {imp:.2f} s "
                     "(what each spawned kernel pays again)",
                     f"- physical floor per notebook (fork of a preloaded process + the cells): "
                     f"{fork * 1000:.0f} ms",
