@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # psutil is in .venv-bench: the scripts import this before re
     import psutil
 
 SAMPLE_S = 0.003
+EXEC_WINDOW_S = 0.5  # a young process is classified again at each sample: it may not have exec'd
 KINDS = ("controller", "xdist workers", "fork template", "kernels", "other")
 # The command line execnet gives a `popen` gateway, i.e. an xdist worker.
 EXECNET_BOOTSTRAP = "import sys;exec(eval(sys.stdin.readline()))"
@@ -58,10 +59,9 @@ def cpu_by_kind(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, 
             try:
                 times = p.cpu_times()
                 key = (p.pid, p.create_time())
-                if key not in seen:
-                    seen[key] = ["other", 0.0]
-                if seen[key][0] == "other":  # seen between fork and exec, it looked like its parent
-                    seen[key][0] = _kind(p, proc.pid, templates)
+                if key not in seen or time.time() - key[1] < EXEC_WINDOW_S:
+                    # Seen between fork and exec, a process has its parent's command line.
+                    seen[key] = [_kind(p, proc.pid, templates), 0.0]
                 seen[key][1] = times.user + times.system
             except psutil.Error:
                 continue
