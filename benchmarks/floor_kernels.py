@@ -19,7 +19,6 @@ status 1 if a cell failed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -27,7 +26,6 @@ import signal
 import sys
 import tempfile
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,18 +58,25 @@ def handshake(client: Any) -> None:
     raise RuntimeError("the kernel did not answer")
 
 
-def run_notebook(server: Any, path: Path, sources: list[str]) -> str | None:
-    """Fork a kernel, execute the cells over a blocking client, SIGKILL it; the first error."""
-    import zmq
-    from jupyter_client import BlockingKernelClient
-
-    folder = tempfile.mkdtemp(prefix="nbtest-floor-")
+def ipc_connection_file(folder: str) -> str:
+    """A connection file in `folder` for private IPC sockets (no port to race for); its path.
+    floor_plugin.py uses it too: standard library only, nothing here is imported at the top."""
     connection_file = os.path.join(folder, "kernel.json")
     info = {"transport": "ipc", "ip": os.path.join(folder, "kernel"), "shell_port": 1,
             "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5,
             "key": uuid.uuid4().hex, "signature_scheme": "hmac-sha256",
             "kernel_name": "python3"}
     Path(connection_file).write_text(json.dumps(info))
+    return connection_file
+
+
+def run_notebook(server: Any, path: Path, sources: list[str]) -> str | None:
+    """Fork a kernel, execute the cells over a blocking client, SIGKILL it; the first error."""
+    import zmq
+    from jupyter_client import BlockingKernelClient
+
+    folder = tempfile.mkdtemp(prefix="nbtest-floor-")
+    connection_file = ipc_connection_file(folder)
     env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     kernel = server.spawn(["-f", connection_file, "--HistoryManager.hist_file=:memory:"], env,
                           str(path.parent), folder=folder)
@@ -94,6 +99,9 @@ def run_notebook(server: Any, path: Path, sources: list[str]) -> str | None:
 
 
 def main() -> int:
+    import argparse
+    from concurrent.futures import ThreadPoolExecutor
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
     parser.add_argument("--preload", default="")

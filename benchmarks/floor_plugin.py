@@ -17,24 +17,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from floor_kernels import ipc_connection_file  # this folder is on PYTHONPATH, as for -p
 
 KERNEL_ARGV = ["-Xfrozen_modules=off", "-m", "ipykernel_launcher"]  # ipykernel's own spec
 
 
 def _spawn() -> tuple[subprocess.Popen[bytes], str]:
     """Start a kernel in the current folder over private IPC sockets; no port to race for."""
-    folder = tempfile.mkdtemp(prefix="nbtest-floor-")
-    connection_file = os.path.join(folder, "kernel.json")
-    info = {"transport": "ipc", "ip": os.path.join(folder, "kernel"), "shell_port": 1,
-            "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5,
-            "key": uuid.uuid4().hex, "signature_scheme": "hmac-sha256",
-            "kernel_name": "python3"}
-    Path(connection_file).write_text(json.dumps(info))
+    connection_file = ipc_connection_file(tempfile.mkdtemp(prefix="nbtest-floor-"))
     process = subprocess.Popen(
         [sys.executable, *KERNEL_ARGV, "-f", connection_file,
          "--HistoryManager.hist_file=:memory:"],
