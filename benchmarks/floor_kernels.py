@@ -38,6 +38,16 @@ def code_cells(path: Path) -> list[str]:
     return ["".join(cell["source"]) for cell in cells if cell["cell_type"] == "code"]
 
 
+def fast_reconnect() -> None:
+    """As nbtest's clients (one zmq context, shared): a kernel not yet listening is retried
+    after 5 ms, not zmq's default 100 ms."""
+    import zmq
+
+    from nbtest.kernel.launch import RECONNECT_IVL_MS
+
+    zmq.Context.instance().setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+
+
 def handshake(client: Any) -> None:
     """kernel_info until the kernel answers on shell and IOPub is seen connected: as nbtest,
     without jupyter_client's wait_for_ready's closing 0.2 s of IOPub silence."""
@@ -119,13 +129,7 @@ def main() -> int:
         preload = notebook_imports(s for cells in sources.values() for s in cells)
     server = ForkServer(KERNEL_FLAGS, preload=preload, root=str(root))  # first: it takes longest
     try:
-        import zmq
-
-        from nbtest.kernel.launch import RECONNECT_IVL_MS
-
-        # As nbtest's clients (one context, shared): a kernel not yet listening is retried
-        # after 5 ms, not zmq's default 100 ms.
-        zmq.Context.instance().setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+        fast_reconnect()
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             errors = [e for e in pool.map(lambda p: run_notebook(server, p, sources[p]),
                                           notebooks) if e]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from floor_kernels import KERNEL_FLAGS, code_cells, run_notebook
+from floor_kernels import KERNEL_FLAGS, code_cells, fast_reconnect, run_notebook
 
 from nbtest.kernel.forkserver import ForkServer
 
@@ -41,11 +41,7 @@ TEMPLATE = _template()
 
 def pytest_configure(config: pytest.Config) -> None:
     """As nbtest's clients: a kernel not yet listening is retried after 5 ms, not 100 ms."""
-    import zmq
-
-    from nbtest.kernel.launch import RECONNECT_IVL_MS
-
-    zmq.Context.instance().setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+    fast_reconnect()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
