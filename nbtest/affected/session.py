@@ -161,6 +161,7 @@ class AffectedSession:
                   if k not in ("notebook", "result", "complete", "why", "interpreter")}
         return new_entry(notebook, "passed", self.commit, **fields)
 
+    @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Controller: the first worker's decisions are everyone's (all read the same cache)."""
         payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)

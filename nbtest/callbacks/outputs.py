@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pluggy
+
 from ..callback import Callback, NotebookRun
 from ..outputs.compare import compare_outputs, is_compared, require_pillow
 from ..outputs.sanitize import Sanitizer, SanitizerSet, user_sanitizers
@@ -125,6 +127,8 @@ def find_output_check(callbacks: Sequence[Callback]) -> OutputCheck | None:
 
 
 WORKER_KEY = "nbtest_output_check"
+# pytest's hook marker, without importing pytest into the engine.
+_hookimpl = pluggy.HookimplMarker("pytest")
 
 
 class SanitizerSummary:
@@ -140,6 +144,13 @@ class SanitizerSummary:
         if workeroutput is not None:
             workeroutput[WORKER_KEY] = self.check.payload()
 
+    @_hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Controller: add a worker's counts."""
+        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        if payload:
+            self.check.merge(payload)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """The session's report, once every worker's counts are in."""
         lines = self.check.unmatched_report()
@@ -150,16 +161,7 @@ class SanitizerSummary:
                 terminalreporter.write_line(f"  {line}")
 
 
-class _XdistSanitizerSummary(SanitizerSummary):
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        """Controller: add a worker's counts."""
-        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
-        if payload:
-            self.check.merge(payload)
-
-
 def register_summary(config: Any, check: OutputCheck) -> None:
-    """Register the session report on a pytest config (xdist's hook only where xdist is)."""
-    xdist = config.pluginmanager.hasplugin("xdist")
-    summary = (_XdistSanitizerSummary if xdist else SanitizerSummary)(check, config)
+    """Register the session report on a pytest config."""
+    summary = SanitizerSummary(check, config)
     config.pluginmanager.register(summary, "nbtest-sanitizer-summary")

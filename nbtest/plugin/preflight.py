@@ -48,6 +48,7 @@ class XdistPreflight:
         self.config = config
         self.done = False
 
+    @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         """Check once, as soon as notebooks are known to be in the session."""
         paths = {nodeid.split("::")[0] for nodeid in ids if ".ipynb" in nodeid}

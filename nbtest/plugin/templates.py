@@ -43,6 +43,7 @@ class XdistForkTemplate:
         except NbTestError:
             pass  # no such kernel here: each notebook reports its own
 
+    @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_configure_node(self, node: Any) -> None:
         """Pass the running templates to a worker about to start."""
         from ..kernel.forkserver import ForkServer

@@ -93,6 +93,7 @@ class RegistrySession:
         return json.dumps({"entries": self.new.entries, "ran": sorted(self.ran),
                            "missing": self.missing})
 
+    @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Controller: merge what a worker captured."""
         payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
