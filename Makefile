@@ -7,7 +7,8 @@ STAMP := $(VENV)/.nbtest-dev-installed
 PYTEST_ARGS ?= -n 2
 LOGDIR ?= .ci-logs
 
-.PHONY: dev test test-gpu test-fast coverage bench lint clean
+.PHONY: dev test test-install test-install-minimal test-install-lowest test-gpu test-fast coverage bench \
+	lint clean
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -30,6 +31,17 @@ test: $(STAMP)
 	@rc=0; $(PYTHON) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): nothing was tested" >&2; exit 0; fi; \
 	exit $$rc
+
+# The installs users get (.ci/check_install.sh): the sdist and wheel built and checked, then the
+# wheel in clean venvs with its required dependencies only (no extras, no xdist) and at the
+# lowest versions pyproject.toml allows, each running one notebook and a focused subset of the
+# suite. The two installs run side by side (mostly one core each).
+test-install: $(STAMP)
+	DEV_PYTHON=$(PYTHON) .ci/check_install.sh build
+	$(MAKE) -j2 --output-sync=target test-install-minimal test-install-lowest
+
+test-install-minimal test-install-lowest: $(STAMP)
+	DEV_PYTHON=$(PYTHON) .ci/check_install.sh $(@:test-install-%=%)
 
 # The real-GPU tests, then the docs notebooks, on a GPU machine where torch and pytest exist
 # and the project is installed already (nothing is installed: such machines may be offline).
@@ -69,4 +81,4 @@ lint: $(STAMP)
 	$(PYTHON) -m mypy
 
 clean:
-	rm -rf .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.* $(LOGDIR)
+	rm -rf .venv-minimal .venv-lowest build/dist .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.* $(LOGDIR)

@@ -22,6 +22,7 @@ test's (or an earlier test's) leak.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -44,6 +45,18 @@ from nbtest.kernel.launch import TOKEN_VAR
 SESSION_VAR = "NBTEST_TESTS_SESSION"
 NO_RANDOMLY = "-p no:randomly"  # PYTEST_ADDOPTS of the pytest sessions the tests start
 REPO = Path(__file__).resolve().parent.parent
+
+
+def needs(module: str, extra: str) -> pytest.MarkDecorator:
+    """Skip unless `module` can be imported: it comes with an extra, not with the install that
+    has only nbtest's required dependencies (`make test-install` runs the suite there too)."""
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None,
+                              reason=f"needs {module} (pip install 'pytest-nbtest[{extra}]')")
+
+
+NEEDS_XDIST = needs("xdist", "compat")
+NEEDS_NUMPY = needs("numpy", "examples")
+NEEDS_NBCONVERT = needs("nbconvert", "html")
 _SCRIPT = Path(sys.executable).parent / "nbtest"
 # The real console script where it is installed beside this interpreter.
 NBTEST_CMD: list[str] = ([str(_SCRIPT)] if _SCRIPT.exists()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import read_notebook, write_notebook
+from conftest import NEEDS_XDIST, read_notebook, write_notebook
 from pytester_helpers import SESSION_TIMEOUT, junit_outcomes, output, run_pytest
 
 import nbtest.affected.cmd
@@ -133,7 +133,8 @@ def edit_steps(pytester: pytest.Pytester, root: Path, *args: str) -> None:
 
 
 @pytest.mark.parametrize("workers", [pytest.param([], id="serial"),
-                                     pytest.param(["-n", "2"], id="xdist")])
+                                     pytest.param(["-n", "2"], id="xdist",
+                                                  marks=NEEDS_XDIST)])
 def test_acceptance(pytester: pytest.Pytester, project: Path, workers: list[str],
                     no_kernel_left) -> None:
     """Issue 17's scenario: only what an edit can affect runs, and what failed."""
@@ -152,6 +153,7 @@ def git(*args: str, cwd: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+@NEEDS_XDIST
 def test_fresh_clone_with_the_cache_copied(pytester: pytest.Pytester, project: Path,
                                            tmp_path_factory: pytest.TempPathFactory,
                                            no_kernel_left) -> None:

@@ -16,7 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cell_text, cli_env, pid_gone, read_notebook, wait_for_file
+from conftest import (
+    NEEDS_NBCONVERT,
+    NEEDS_NUMPY,
+    cell_text,
+    cli_env,
+    pid_gone,
+    read_notebook,
+    wait_for_file,
+)
 
 import nbtest
 from nbtest import this_tests
@@ -289,6 +297,7 @@ class Recorder(Callback):
 '''
 
 
+@NEEDS_NBCONVERT
 def test_output_elsewhere_html_and_callback(make_notebook, run_cli, tmp_path: Path) -> None:
     this_tests("nbtest.cli.cmd_execute", "nbtest.cli.output_path", "nbtest.cli.write_html",
                "nbtest.cli.load_callback")
@@ -366,6 +375,7 @@ def test_allow_errors_flag(make_notebook, run_cli, tmp_path: Path) -> None:
     assert cell_text(nb.cells[1]) == "after\n"
 
 
+@NEEDS_NUMPY
 def test_seed_flag_reaches_the_kernel(make_notebook, run_cli) -> None:
     this_tests("nbtest.cli.cmd_execute", "nbtest.kernel.startup.startup_code")
     path = make_notebook("seed.ipynb", [

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cell_text
+from conftest import NEEDS_NUMPY, cell_text
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.errors import NoSuchKernelError
@@ -243,6 +243,7 @@ SEED_CELLS = [
 ]
 
 
+@NEEDS_NUMPY
 def test_seed_makes_random_and_numpy_reproducible(make_notebook) -> None:
     this_tests(run_notebook, startup_code)
     path = make_notebook("seed.ipynb", SEED_CELLS)

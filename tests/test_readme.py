@@ -54,18 +54,29 @@ def check_nbtest(command: str) -> None:
 
 
 def check_pip_install(command: str) -> None:
-    """`pip install pytest-nbtest`: the distribution name (`nbtest` on the index is another
-    project), a pytest plugin's classifier, and the extras the README names exist."""
+    """`pip install` of a clone or of the built wheel (pytest-nbtest is not on the package
+    index yet, and `nbtest` there is another project): the distribution name, the wheel's
+    file name as `python -m build` writes it, a pytest plugin's classifier, and the extras
+    the README names exist."""
     text = (REPO / "pyproject.toml").read_text()
     assert 'name = "pytest-nbtest"' in text and '"Framework :: Pytest"' in text
-    assert "pip install pytest-nbtest" in command
-    assert "pip install nbtest" not in README
+    assert "pip install nbtest" not in README and "pip install pytest-nbtest" not in README
+    target = shlex.split(command)[2]
+    version = re.search(r'^version = "(.+)"', text, re.M).group(1)
+    assert target in ("./nbtest", f"build/dist/pytest_nbtest-{version}-py3-none-any.whl"), target
     for extra in re.findall(r"\[(\w+)\]", command.split("#", 1)[-1]):
         assert re.search(rf"^{extra} = \[", text, re.M), extra
 
 
-RULES = {"make test": check_make_test, "./run_tests.sh": check_run_tests,
-         "nbtest ": check_nbtest, "pip install": check_pip_install}
+def check_make_test_install(command: str) -> None:
+    """`make test-install`: the target exists and runs the install checks."""
+    dry = run(["make", "-n", "test-install"])
+    assert dry.returncode == 0 and "check_install.sh" in dry.stdout, dry.stdout + dry.stderr
+
+
+RULES = {"make test-install": check_make_test_install, "make test": check_make_test,
+         "./run_tests.sh": check_run_tests, "nbtest ": check_nbtest,
+         ".venv/bin/nbtest ": check_nbtest, "pip install": check_pip_install}
 
 
 @pytest.mark.parametrize("command", shell_commands())
@@ -79,6 +90,7 @@ def test_readme_command(command: str) -> None:
 def test_first_screen_shows_the_three_commands() -> None:
     this_tests("na")
     first = "\n".join(README.splitlines()[:30])
-    for command in ("make test", "./run_tests.sh", "nbtest execute examples/tabular.ipynb"):
-        assert command in first
+    for command in ("make test", "./run_tests.sh",
+                    ".venv/bin/nbtest execute examples/tabular.ipynb"):
+        assert command in first  # as written: a fresh clone has .venv after `make test`
     assert sys.version_info >= (3, 9)

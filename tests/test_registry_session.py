@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from conftest import NEEDS_XDIST
 from pytester_helpers import output, run_pytest
 from registry_helpers import (
     EXPECTED,
@@ -52,6 +53,7 @@ def attention(result: pytest.RunResult) -> list[str]:
 # -- the full run: serial, -n 2, the commands on its file ----------------------------------
 
 
+@NEEDS_XDIST
 def test_full_run_serial_then_xdist(pytester: pytest.Pytester, acme_project: Path,
                                     acme_notebooks, no_kernel_left) -> None:
     """`pytest tests docs`: .py entries with file/test/line, notebook entries with

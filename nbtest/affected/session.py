@@ -187,7 +187,7 @@ class AffectedSession:
         terminalreporter.write_line(
             f"nbtest: {len(unchanged)} of {len(self.decisions)} notebooks unchanged since "
             f"their last pass{since}, not run")
-        if self.config.get_verbosity() > 0:
+        if self.config.getoption("verbose") > 0:
             for decision in sorted(unchanged, key=lambda d: d.notebook):
                 terminalreporter.write_line(f"  {decision.notebook}: {decision.describe()}")
 

@@ -16,6 +16,11 @@ from typing import Any
 
 from ..errors import NoSuchKernelError
 
+# jupyter_client's kernelspec lookup imports ipykernel, which (6.20 and the like, on Python
+# 3.11+) imports debugpy into the harness, and debugpy prints a frozen-modules warning on our
+# stderr at import unless this is set. Kernels get it from kernel_environment; the harness
+# gets it here, before any lookup, unless the user set it.
+os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 _specs: dict[str, Any] = {}
 # What jupyter_client finds by file name alone (its names are matched lower-cased; "python"
 # is its alias of the native kernel, left to the full lookup).

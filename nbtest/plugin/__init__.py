@@ -227,7 +227,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller says it
         session.config.workeroutput[LEFT_OUT_OUTPUT] = left_out  # type: ignore[attr-defined]
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and session.config.get_verbosity() > 0:
+    if reporter is not None and session.config.getoption("verbose") > 0:
         for shown, why in left_out:
             reporter.write_line(f"nbtest: nbdev: left out {shown}: {why}")
     items: list[Any] = session.items

@@ -96,7 +96,7 @@ class NotebookReports:
         """With -v, the progress line says how each kernel started: `PASSED (kernel: fork)`;
         the short summary keeps pytest's plain word."""
         start = dict(getattr(report, "user_properties", ())).get(KERNEL_START)
-        if (start and report.when == "call" and self.config.get_verbosity() > 0
+        if (start and report.when == "call" and self.config.getoption("verbose") > 0
                 and not self.in_summary):
             word = report.outcome.upper()
             return report.outcome, word[0] if word != "PASSED" else ".", (
@@ -114,7 +114,7 @@ class NotebookReports:
         """The --nbtest-mem-report table: notebook, wall, peak RSS, peak GPU. (pytest writes
         its short summary after this hook: from here on, status words are plain.)"""
         self.in_summary = True
-        if self.left_out and self.config.get_verbosity() > 0:
+        if self.left_out and self.config.getoption("verbose") > 0:
             for shown, why in self.left_out:
                 terminalreporter.write_line(f"nbtest: nbdev: left out {shown}: {why}")
         if self.exports_not_run:
