@@ -46,7 +46,10 @@ def app(pid: int, used: int, gpu_uuid: str, name: str = "python") -> dict[str, A
 
 
 def install(folder: Path, monkeypatch: Any, scene: dict[str, Any]) -> Path:
-    """Put a fake nvidia-smi answering `scene` first on PATH; return the scene file."""
+    """Put a fake nvidia-smi answering `scene` first on PATH; return the scene file.
+
+    The stand-in's cards are all visible whatever CUDA_VISIBLE_DEVICES the suite was started
+    with (a CI machine may set it to "" or "0"): a test that hides some sets it afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
     scene_file = folder / "scene.json"
     scene_file.write_text(json.dumps(scene))
@@ -57,6 +60,7 @@ def install(folder: Path, monkeypatch: Any, scene: dict[str, Any]) -> Path:
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv(SCENE_VAR, str(scene_file))
     monkeypatch.setenv("NBTEST_GPU_BACKEND", "smi")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return scene_file
 
 
