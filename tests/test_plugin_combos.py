@@ -126,3 +126,27 @@ def test_split_groups_verdicts_are_the_full_runs(pytester: pytest.Pytester,
         union.update(outcomes)
     assert union == expected
     no_kernel_left()
+
+
+# -- pytest-repeat --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [[], ["--nbtest-cells"], ["-n", "2"]],
+                         ids=["notebook", "cells", "xdist"])
+def test_repeat_count_is_refused_for_notebooks(pytester: pytest.Pytester, args: list[str],
+                                               no_kernel_left) -> None:
+    """`--count 3` would run each notebook once: a usage error naming the notebook, before any
+    kernel starts; `.py` tests alone are repeated as pytest-repeat does."""
+    this_tests("nbtest.plugin.repeat_guard.RepeatGuard.refusal",
+               "nbtest.plugin.repeat_guard.RepeatGuard.pytest_collection_modifyitems",
+               "nbtest.plugin.repeat_guard.RepeatGuard.pytest_xdist_node_collection_finished")
+    write_notebook(pytester.path / "nb.ipynb", ["x = 1", "assert x == 1"])
+    pytester.makepyfile(test_plain="def test_one():\n    pass\n")
+    result = run_pytest(pytester, "--nbtest", "--count", "3", *args, "-p", "no:cacheprovider")
+    text = output(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert "--count 3 cannot repeat notebook tests (nb.ipynb)" in text
+    assert "passed" not in text
+    plain = run_pytest(pytester, "--nbtest", "--count", "3", *args, "test_plain.py")
+    plain.assert_outcomes(passed=3)
+    no_kernel_left()
