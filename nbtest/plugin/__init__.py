@@ -11,7 +11,7 @@ gives without nbtest, and a project's own `--runslow` (the seed's conftest) keep
 The hooks are here; what they use lives beside them: state (stash keys, whether nbtest acts),
 session (the resolved options, session-wide callbacks), switches (the seed's markers),
 collect and items (the nodes), templates (fork templates, preloading), preflight (the GPU
-check), reports (what pytest prints), cell_order, timeout_bridge, locations.
+check), reports (what pytest prints), cell_order, timeout_bridge, repeat_guard, locations.
 """
 
 from __future__ import annotations
@@ -129,6 +129,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from .timeout_bridge import TimeoutBridge
 
         config.pluginmanager.register(TimeoutBridge(), "nbtest-timeout-bridge")
+    if config.pluginmanager.hasplugin("repeat"):
+        from .repeat_guard import RepeatGuard
+
+        config.pluginmanager.register(RepeatGuard(config), "nbtest-repeat-guard")
     try:
         # A session that collects no notebook pays nothing for the notebook-side callbacks.
         config.stash[CALLBACKS_KEY] = session_callbacks(config, nbconfig) if enabled else []
