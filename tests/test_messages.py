@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pytest
 from conftest import FORK
+from fake_nvidia_smi import gpu, install
+from pytester_helpers import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.config import NbTestConfig
 from nbtest.execute import run_notebook
+from nbtest.plugin.preflight import PREFLIGHT_EXIT
 from nbtest.report import failure_text
 from nbtest.results import NOT_RUN, PASSED, TIMEOUT
+
+pytest_plugins = ["pytester"]
 
 
 def test_input_in_a_cell_says_notebooks_run_without_stdin(
@@ -66,3 +71,27 @@ def test_timeout_of_a_cell_ignoring_sigint_still_reports(
     assert result.cells[0].traceback == ()
     assert failure_text(result).splitlines()[0].startswith("cell 1: timed out after ")
     no_kernel_left()
+
+
+@pytest.mark.parametrize("flags", [["-q"], ["-qq"], [], ["-n", "2", "-q"]],
+                         ids=["q", "qq", "default", "xdist-q"])
+def test_preflight_refusal_is_printed_cleanly_in_every_verbosity(
+        pytester: pytest.Pytester, make_notebook: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, flags: list[str]) -> None:
+    this_tests("nbtest.plugin.preflight.run_preflight",
+               "nbtest.plugin.preflight._Refusal.pytest_keyboard_interrupt")
+    for var in ("CUDA_VISIBLE_DEVICES", "PYTEST_XDIST_WORKER"):
+        monkeypatch.delenv(var, raising=False)
+    install(tmp_path / "smi", monkeypatch, {"gpus": [gpu(0, free=4000, total=81920)]})
+    make_notebook(pytester.path / "a.ipynb", ["open('ran.txt', 'w').write('ran')"])
+    result = run_pytest(pytester, "--nbtest", "-p", "no:cacheprovider", *flags)
+    text = output(result)
+    assert result.ret == PREFLIGHT_EXIT, text
+    assert "_pytest.outcomes.Exit" not in text and "Exit:" not in text, text
+    lines = text.splitlines()
+    starts = [n for n, line in enumerate(lines)
+              if line.startswith("nbtest: GPU preflight refused to run: GPU 0 has only 4000 MiB")]
+    assert len(starts) == 1, text
+    assert lines[starts[0] + 1].startswith("  GPU 0: "), text
+    assert "nbtest preflight --min-free" in text
+    assert not (pytester.path / "ran.txt").exists()
