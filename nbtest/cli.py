@@ -2,7 +2,8 @@
 
 Exit codes: 0 passed; 1 the notebook failed; 2 usage error or unreadable input; 3 the GPU
 preflight refused; 4 the notebook ran (and did not fail) but its executed copy could not be
-written. Expected errors print one paragraph, never a traceback of nbtest's code.
+written; 141 stdout was closed (`nbtest affected | head -3`), quietly. Expected errors print
+one paragraph, never a traceback of nbtest's code.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .errors import NbTestError, UsageError
 from .files import check_writable, why, write_atomic
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREFLIGHT, EXIT_UNWRITTEN = 0, 1, 2, 3, 4
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer killed by SIGPIPE
 EXIT_CODES = ("exit codes: 0 passed, 1 the notebook failed, 2 usage error or unreadable "
               "notebook, 3 the GPU preflight refused, 4 ran but the executed copy could not "
               "be written")
@@ -308,6 +310,21 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `nbtest` console script."""
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # same clean shutdown as Ctrl-C
+    try:
+        code = _dispatch(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught, not at exit
+        return code
+    except BrokenPipeError:
+        # `nbtest affected | head -3`: the reader has gone, which is no error of the user's.
+        # Python flushes stdout again at exit; point it at /dev/null so that stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    """Run the command `argv` asks for; expected errors and Ctrl-C become exit codes."""
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         # `nbtest run GLOB -- PYTEST_ARGS`: everything after `--` goes to pytest untouched.

@@ -100,3 +100,23 @@ def test_output_folder_created_after_the_check(make_notebook, run_cli, tmp_path:
     proc = run_cli("execute", path, "-o", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert read_notebook(out).cells[0].outputs[0].text == "1\n"
+
+
+@pytest.mark.parametrize("args", [["affected", "nb.ipynb"], ["affected", "nb.ipynb", "--json"],
+                                  ["--help"], ["execute", "--help"]],
+                         ids=["affected", "affected-json", "help", "execute-help"])
+def test_output_to_a_closed_pipe_exits_quietly(make_notebook, tmp_path: Path,
+                                               args: list[str]) -> None:
+    this_tests("nbtest.cli.main", "nbtest.affected.cmd.run")
+    make_notebook("nb.ipynb", ["x = 1"])
+    # `nbtest affected | head -3` where head is gone before nbtest writes: the read end closed.
+    proc = subprocess.Popen([*NBTEST_CMD, *args], cwd=tmp_path, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    code = proc.wait(timeout=120)  # hang guard
+    assert err == "", err
+    # argparse's help swallows the error itself (exit 0); nbtest's own output exits 141.
+    assert code == (0 if "--help" in args else 141)
