@@ -13,6 +13,7 @@ import importlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -323,8 +324,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
+    """nbtest's warnings about a notebook as one line; others as Python formats them."""
+    from .notebook import NotebookWarning
+
+    if issubclass(category, NotebookWarning):
+        return f"nbtest: warning: {message}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)
+
+
+_PYTHON_FORMAT = warnings.formatwarning
+
+
 def _dispatch(argv: Sequence[str] | None) -> int:
     """Run the command `argv` asks for; expected errors and Ctrl-C become exit codes."""
+    warnings.formatwarning = _format_warning
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         # `nbtest run GLOB -- PYTEST_ARGS`: everything after `--` goes to pytest untouched.
