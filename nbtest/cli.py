@@ -1,7 +1,9 @@
 """The `nbtest` command: execute, run, preflight, registry, affected.
 
 Exit codes: 0 passed; 1 the notebook failed; 2 usage error or unreadable input; 3 the GPU
-preflight refused. Expected errors print one paragraph, never a traceback of nbtest's code.
+preflight refused; 4 the notebook ran (and did not fail) but its executed copy could not be
+written; 141 stdout was closed (`nbtest affected | head -3`), quietly. Expected errors print
+one paragraph, never a traceback of nbtest's code.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,13 @@ from typing import Any
 from .callback import Callback
 from .config import CLI, NbTestConfig, options_for, parse_layer, project_layer
 from .errors import NbTestError, UsageError
-from .files import write_atomic
+from .files import check_writable, why, write_atomic
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREFLIGHT = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREFLIGHT, EXIT_UNWRITTEN = 0, 1, 2, 3, 4
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer killed by SIGPIPE
+EXIT_CODES = ("exit codes: 0 passed, 1 the notebook failed, 2 usage error or unreadable "
+              "notebook, 3 the GPU preflight refused, 4 ran but the executed copy could not "
+              "be written")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; `execute`'s flags come from the option table."""
     parser = _Parser(prog="nbtest", description="Run Jupyter notebooks as tests.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    execute = commands.add_parser("execute", help="run one notebook and write the executed copy")
+    execute = commands.add_parser("execute", help="run one notebook and write the executed copy",
+                                  epilog=EXIT_CODES)
     execute.add_argument("notebook", help="the .ipynb file to run")
     out = execute.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", help="where to write the executed notebook "
@@ -156,13 +164,19 @@ def output_path(notebook: Path, args: argparse.Namespace) -> Path:
                               if notebook.suffix else notebook.name + ".executed.ipynb")
 
 
-def write_html(notebook: Any, path: Path) -> None:
-    """An HTML copy through nbconvert (the `html` extra)."""
+def html_exporter() -> Any:
+    """nbconvert's HTMLExporter class (the `html` extra), or a UsageError saying how to get it."""
     try:
         from nbconvert import HTMLExporter
     except ImportError:
-        raise UsageError("--html needs nbconvert: pip install 'nbtest[html]'") from None
-    body, _ = HTMLExporter().from_notebook_node(notebook)
+        raise UsageError("--html needs nbconvert: pip install 'pytest-nbtest[html]' "
+                         "(or pip install nbconvert)") from None
+    return HTMLExporter
+
+
+def write_html(notebook: Any, path: Path) -> None:
+    """An HTML copy through nbconvert (the `html` extra)."""
+    body, _ = html_exporter()().from_notebook_node(notebook)
     write_atomic(path, body)
 
 
@@ -194,6 +208,11 @@ def cmd_execute(args: argparse.Namespace) -> int:
     explicit.setdefault("fork", "yes" if explicit.get("preload") else "no")
     config = NbTestConfig(explicit=explicit, project=project_layer(Path.cwd()))
     out = output_path(notebook, args)
+    # Before the run: a notebook that ran for an hour must not end in "cannot write".
+    check_writable(out, "the executed notebook")
+    if args.html:
+        html_exporter()  # missing nbconvert: say so before the run, not after
+        check_writable(out.with_suffix(".html"), "the HTML copy")
     from .callbacks.memory import MemoryCallback
 
     callbacks: list[Callback] = [TimingCallback(), MemoryCallback()]
@@ -219,9 +238,17 @@ def cmd_execute(args: argparse.Namespace) -> int:
     result = run_plan(plan, callbacks)
     if args.registry:
         _record_registry(notebook, config, result)
-    write_atomic(out, nbformat.writes(result.notebook))
-    if args.html:
-        write_html(result.notebook, out.with_suffix(".html"))
+    wrote: list[str] = []
+    unwritten = ""
+    try:
+        write_atomic(out, nbformat.writes(result.notebook))
+        wrote.append(str(out))
+        if args.html:
+            write_html(result.notebook, out.with_suffix(".html"))
+            wrote.append(str(out.with_suffix(".html")))
+    except OSError as exc:  # a full disk, a folder removed during the run: keep the verdict
+        unwritten = f"nbtest: could not write {out.with_suffix('.html') if wrote else out}: " \
+                    f"{why(exc)}"
     ran = sum(1 for c in result.cells if c.execution_count)
     summary = f"nbtest: {result.status} {notebook} in {result.duration:.2f} s ({ran} cells run)"
     if result.reason:
@@ -240,8 +267,10 @@ def cmd_execute(args: argparse.Namespace) -> int:
     if result.extras.get("gpu_memory_left"):
         print(f"  warning: GPU memory not returned: {result.extras['gpu_memory_left']}",
               file=sys.stderr)
-    print(f"  wrote {out}" + (f" and {out.with_suffix('.html')}" if args.html else ""),
-          file=sys.stderr)
+    if wrote:
+        print(f"  wrote {' and '.join(wrote)}", file=sys.stderr)
+    if unwritten:
+        print(unwritten, file=sys.stderr)
     if result.status == "failed":
         print("\n" + failure_text(result, color=sys.stderr.isatty()), file=sys.stderr)
         return EXIT_FAILED
@@ -251,7 +280,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
         updated = write_updated_outputs(notebook, result)
         print(f"  updated the stored outputs of {updated} cell{'' if updated == 1 else 's'} "
               f"in {notebook}", file=sys.stderr)
-    return EXIT_OK
+    return EXIT_UNWRITTEN if unwritten else EXIT_OK
 
 
 def _registry_capture(config: NbTestConfig) -> Callback:
@@ -282,6 +311,35 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `nbtest` console script."""
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # same clean shutdown as Ctrl-C
+    try:
+        code = _dispatch(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught, not at exit
+        return code
+    except BrokenPipeError:
+        # `nbtest affected | head -3`: the reader has gone, which is no error of the user's.
+        # Python flushes stdout again at exit; point it at /dev/null so that stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
+    """nbtest's warnings about a notebook as one line; others as Python formats them."""
+    from .notebook import NotebookWarning
+
+    if issubclass(category, NotebookWarning):
+        return f"nbtest: warning: {message}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)
+
+
+_PYTHON_FORMAT = warnings.formatwarning
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    """Run the command `argv` asks for; expected errors and Ctrl-C become exit codes."""
+    warnings.formatwarning = _format_warning
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         # `nbtest run GLOB -- PYTEST_ARGS`: everything after `--` goes to pytest untouched.

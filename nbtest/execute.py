@@ -238,8 +238,9 @@ class NotebookSession:
                 go_on = not stops
         except CellTimeoutError:
             elapsed = time.monotonic() - t0
+            stuck_at = await self._interrupted_traceback()
             await self.life.stop_after_timeout()
-            result = CellResult(status=TIMEOUT, duration=elapsed,
+            result = CellResult(status=TIMEOUT, duration=elapsed, traceback=stuck_at,
                                 detail=timeout_detail(elapsed, limit),
                                 execution_count=self.count, output_tail=output_tail(cell), **base)
         except DeadKernelError:
@@ -255,6 +256,26 @@ class NotebookSession:
             self.skipped_by = result
         self.dispatcher.cell_end(self.run_info, result)
         return result
+
+    async def _interrupted_traceback(self) -> tuple[str, ...]:
+        """Interrupt a timed-out cell; its KeyboardInterrupt's traceback shows the line it was
+        stuck on (empty when the cell ignores SIGINT or does not answer within the grace)."""
+        from queue import Empty
+
+        from .kernel.life import INTERRUPT_GRACE
+
+        if self.kernel is None:
+            return ()
+        await self.kernel.interrupt()
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                msg = await self.kernel.kc.shell_channel.get_msg(timeout=left)
+                if msg.get("msg_type") == "execute_reply":
+                    return tuple(msg["content"].get("traceback") or ())
+        except (Empty, Exception):  # only a report's detail: the timeout stands regardless
+            pass
+        return ()
 
     async def _after_cell(self, cell: NotebookNode, result: CellResult) -> CellResult:
         """nbmake's cell metadata, run silently after the cell: `nbmake.mock` (globals set to

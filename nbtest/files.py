@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
+
+from .errors import UsageError
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -28,3 +31,29 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_writable(path: str | Path, what: str = "the output") -> None:
+    """Raise UsageError unless `write_atomic(path, ...)` can work: `path` is no folder, its
+    nearest existing parent is a folder we can create files in. Nothing is left behind: the
+    target is not created, a probe file is made and removed in that folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"cannot write {what} {path}: it is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {what} {path}: {parent} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} {path}: cannot create a file in {parent} "
+                         f"({why(exc)})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def why(exc: OSError) -> str:
+    """`No space left on device` (errno's words), without the path an OSError repeats."""
+    return exc.strerror or errno.errorcode.get(exc.errno or 0, "") or str(exc)

@@ -26,6 +26,10 @@ INJECTED_TAG = "injected-parameters"
 NEVER_COLLECTED = frozenset({".ipynb_checkpoints", "_build"})
 
 
+class NotebookWarning(UserWarning):
+    """A notebook nbtest runs although it is not quite right (the file is left as it is)."""
+
+
 def _fail(path: Path, what: str, fix: str) -> NotebookLoadError:
     return NotebookLoadError(f"{path}: {what}. {fix}", path=str(path), reason=what)
 
@@ -73,6 +77,7 @@ def notebook_from_dict(data: Any, path: Path) -> NotebookNode:
     from nbformat.v4.rwbase import rejoin_lines, strip_transient
 
     nb = nbformat.from_dict(data)
+    _dedupe_tags(nb, path)
     try:
         with warnings.catch_warnings():  # e.g. MissingIDFieldWarning: not the user's problem
             warnings.simplefilter("ignore")
@@ -84,6 +89,25 @@ def notebook_from_dict(data: Any, path: Path) -> NotebookNode:
     # What nbformat's own reader does after json.loads: multi-line lists become strings.
     nb = strip_transient(rejoin_lines(nb))
     return nb
+
+
+def _dedupe_tags(nb: NotebookNode, path: Path) -> None:
+    """Cells whose tags repeat (`["a", "a"]`) break nbformat's schema only by that; nbmake,
+    nbval and papermill run them, so nbtest drops the repeats in memory and warns."""
+    repeated = []
+    for number, cell in enumerate(nb.get("cells", ()), start=1):
+        tags = cell.get("metadata", {}).get("tags") if isinstance(cell, dict) else None
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            continue
+        unique = list(dict.fromkeys(tags))
+        if len(unique) < len(tags):
+            cell["metadata"]["tags"] = unique
+            twice = sorted(tag for tag in unique if tags.count(tag) > 1)
+            repeated.append(f"cell {number} ({', '.join(twice)})")
+    if repeated:
+        warnings.warn(f"{path}: repeated cell tags in {'; '.join(repeated)}: each is counted "
+                      "once; remove the repeats from the file to silence this",
+                      NotebookWarning, stacklevel=4)
 
 
 def _upgraded(data: dict[str, Any], major: int, path: Path) -> Any:

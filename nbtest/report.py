@@ -14,6 +14,9 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _CELL_FRAME = re.compile(r"Cell In\[\d*\], line (\d+)|Input In \[\d*\], in <cell line: (\d+)>")
 _ARROW = re.compile(r"^-+> ?(\d+)", re.MULTILINE)
 SOURCE_LINES = 10
+# What ipykernel raises for input() / getpass() when the client allows no stdin (nbtest never
+# does: nobody is there to type); its traceback is ipykernel's internals, so it is not shown.
+NO_STDIN = "StdinNotImplementedError"
 
 
 def strip_ansi(text: str) -> str:
@@ -29,6 +32,9 @@ def headline(cell: CellResult) -> str:
         return f"{cell.label}: expected an error: {cell.detail}"
     if cell.error_name == CHECK_FAILED:
         return f"{cell.label}: {cell.detail.splitlines()[0]}"
+    if cell.error_name == NO_STDIN:
+        return (f"{cell.label}: input() asks for stdin, but notebooks run without it: give the "
+                "value as a parameter instead (a cell tagged `parameters`, set with -p NAME VALUE)")
     value = strip_ansi(cell.error_value or "").strip().splitlines()
     return f"{cell.label}: {cell.error_name}" + (f": {value[0]}" if value else "")
 
@@ -67,7 +73,7 @@ def cell_failure_text(cell: CellResult, path: str = "", color: bool = False) -> 
         parts += ["", cell.detail.split("\n", 1)[1].rstrip()]
     if cell.output_tail.strip():
         parts += ["", "output (last lines):", strip_ansi(cell.output_tail).rstrip()]
-    if cell.traceback:
+    if cell.traceback and cell.error_name != NO_STDIN:
         trace = "\n".join(cell.traceback)
         parts += ["", "traceback:", trace if color else strip_ansi(trace)]
     return "\n".join(parts)

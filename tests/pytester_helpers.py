@@ -35,13 +35,11 @@ def output(result: pytest.RunResult) -> str:
 
 
 def _junit_test_name(case: ET.Element) -> str:
-    """A test case's name as junit_outcomes keys it (a notebook's classname is its dotted
-    path: `docs.x` for `docs/x.ipynb`)."""
+    """A test case's name as junit_outcomes keys it: its node id (a notebook test's classname
+    is the notebook's path, its name the file name or `cell[N]`)."""
     classname, name = case.get("classname", ""), case.get("name", "")
-    if name.endswith(".ipynb"):
-        return name
-    if name.startswith("cell["):
-        return f"{classname.replace('.', '/')}.ipynb::{name}"
+    if classname.endswith(".ipynb"):
+        return classname if name == classname.rsplit("/", 1)[-1] else f"{classname}::{name}"
     return "::".join(p for p in (classname, name) if p)
 
 

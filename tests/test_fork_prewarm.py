@@ -180,7 +180,7 @@ def test_three_notebooks_each_get_their_own_prewarmed_kernel(
     assert c["siblings"] == []
     starts = junit_properties(pytester.path / "out.xml", prefix="nbtest kernel start")
     assert {name: p["nbtest kernel start"] for name, p in starts.items()} == {
-        f"d{i}.{name}.ipynb": "fork" for i, name in enumerate("abc", 1)}  # JUnit: dots
+        f"d{i}/{name}.ipynb": "fork" for i, name in enumerate("abc", 1)}  # node ids
     assert_nothing_left(session["tag"], session["reports"])
 
 

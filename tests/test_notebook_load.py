@@ -196,3 +196,44 @@ def test_nbformat_version_message_is_not_self_contradictory(tmp_path: Path) -> N
     with pytest.raises(NotebookLoadError) as info:
         load_notebook(path)
     assert "uses nbformat 4," not in info.value.message
+
+
+DUPLICATE_TAGS = {**V4, "nbformat_minor": 5, "cells": [
+    {"cell_type": "code", "id": "c1", "metadata": {"tags": ["a", "a", "b"]}, "source": "x = 1",
+     "outputs": [], "execution_count": None},
+    {"cell_type": "markdown", "id": "m1", "metadata": {}, "source": "text"},
+    {"cell_type": "code", "id": "c2", "metadata": {"tags": ["raises-exception"] * 2},
+     "source": "1 / 0", "outputs": [], "execution_count": None},
+]}
+
+
+def test_repeated_cell_tags_load_with_a_warning_naming_the_cells(tmp_path: Path) -> None:
+    this_tests(load_notebook, "nbtest.notebook.notebook_from_dict")
+    path = _write(tmp_path, "dup.ipynb", json.dumps(DUPLICATE_TAGS))
+    before = path.read_bytes()
+    with pytest.warns(Warning) as caught:
+        nb = load_notebook(path)
+    messages = [str(w.message) for w in caught]
+    assert messages == [f"{path}: repeated cell tags in cell 1 (a); cell 3 (raises-exception): "
+                        "each is counted once; remove the repeats from the file to silence this"]
+    assert caught[0].category.__name__ == "NotebookWarning"
+    assert nb.cells[0].metadata.tags == ["a", "b"]
+    assert nb.cells[2].metadata.tags == ["raises-exception"] and expects_error(nb.cells[2])
+    assert path.read_bytes() == before  # the input is never rewritten
+
+
+def test_cli_runs_a_notebook_with_repeated_tags_and_warns_in_one_line(tmp_path: Path,
+                                                                       run_cli) -> None:
+    this_tests("nbtest.cli.cmd_execute", load_notebook)
+    path = _write(tmp_path, "dup.ipynb", json.dumps(DUPLICATE_TAGS))
+    before = path.read_bytes()
+    proc = run_cli("execute", path, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == (f"nbtest: warning: {path}: repeated cell tags in cell 1 (a); cell 3 "
+                        "(raises-exception): each is counted once; remove the repeats from the "
+                        "file to silence this"), proc.stderr
+    assert lines[1].startswith(f"nbtest: passed {path} in ")
+    assert path.read_bytes() == before
+    executed = nbformat.read(tmp_path / "dup.executed.ipynb", as_version=4)
+    nbformat.validate(executed)  # the executed copy is a valid notebook

@@ -212,7 +212,8 @@ def test_annotations_junit_classname_and_summary(pytester: pytest.Pytester, proj
                                                  monkeypatch: pytest.MonkeyPatch,
                                                  mode: list[str]) -> None:
     """Cases 6 and 7: the location is the failing cell's line in the file; JUnit classname
-    is the notebook's dotted path; the short summary has pytest's plain words."""
+    is the notebook's path, its name the file's or the cell's; the short summary has pytest's
+    plain words."""
     this_tests("nbtest.plugin.locations.cell_source_line", "nbtest.plugin.reports.junit_classname")
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     path = project / "nb09_fail.ipynb"
@@ -223,7 +224,8 @@ def test_annotations_junit_classname_and_summary(pytester: pytest.Pytester, proj
     assert "total = sum(numbers)" in lines[line - 1]
     assert f"::error file=nbs/nb09_fail.ipynb,line={line}::" in text, text
     xml = (pytester.path / "junit.xml").read_text()
-    assert 'classname="nbs.nb09_fail"' in xml and 'classname=""' not in xml
+    name = 'name="cell[3]"' if mode else 'name="nb09_fail.ipynb"'
+    assert f'classname="nbs/nb09_fail.ipynb" {name}' in xml and 'classname=""' not in xml
     summary = text[text.index("short test summary info"):]
     assert "(kernel:" not in summary and "FAILED nbs/nb09_fail.ipynb" in summary
     assert "(kernel: " in text[:text.index("short test summary info")]

@@ -84,15 +84,18 @@ def test_marker_switches_on_py_tests(pytester: pytest.Pytester,
     default = pytester.runpytest("-rs")
     default.assert_outcomes(passed=2, skipped=3)
     default.stdout.fnmatch_lines([
-        "SKIPPED * test_marked.py:*: need --runslow option to run",
-        "SKIPPED * test_marked.py:*: need --runcpp option to run",
+        "SKIPPED * test_marked.py:*: marked slow: pass --runslow to run it "
+        "(nbtest skips slow tests without it)",
+        "SKIPPED * test_marked.py:*: marked cpp: pass --runcpp to run it "
+        "(nbtest skips cpp tests without it)",
         "SKIPPED * test_marked.py:*: CUDA is not available",
     ], consecutive=False)
 
     switched = pytester.runpytest("-rs", "--runslow", "--runcpp", "--skipint")
     switched.assert_outcomes(passed=3, skipped=2)
     switched.stdout.fnmatch_lines(["SKIPPED * test_marked.py:*: CUDA is not available",
-                                   "SKIPPED * test_marked.py:*: --skipint given"],
+                                   "SKIPPED * test_marked.py:*: marked integration: "
+                                   "--skipint given"],
                                   consecutive=False)
 
 
@@ -119,10 +122,12 @@ def test_marked_notebooks_are_skipped_with_the_seeds_reasons(
     result = run_pytest(pytester, "--nbtest", "--skipint", "-rs")
     result.assert_outcomes(skipped=4)
     result.stdout.fnmatch_lines([
-        "SKIPPED [[]1[]] data.ipynb*: --skipint given",
+        "SKIPPED [[]1[]] data.ipynb*: marked integration: --skipint given",
         "SKIPPED [[]1[]] gpu.ipynb*: CUDA is not available",
-        "SKIPPED [[]1[]] kernels.ipynb*: need --runcpp option to run",
-        "SKIPPED [[]1[]] train.ipynb*: need --runslow option to run",
+        "SKIPPED [[]1[]] kernels.ipynb*: marked cpp: pass --runcpp to run it "
+        "(nbtest skips cpp tests without it)",
+        "SKIPPED [[]1[]] train.ipynb*: marked slow: pass --runslow to run it "
+        "(nbtest skips slow tests without it)",
     ], consecutive=False)
 
 

@@ -23,8 +23,24 @@ def _notebook_path(nodeid: str) -> str | None:
 
 
 def junit_classname(path: str) -> str:
-    """The notebook's dotted path, as JUnit names a module: `docs/x.ipynb` -> `docs.x`."""
-    return path[: -len(".ipynb")].replace("/", ".")
+    """A notebook test's JUnit classname: the notebook's path as in its node id
+    (`docs/x.y.ipynb`; pytest's own would be empty, its dotted form ambiguous)."""
+    return path
+
+
+def junit_name(nodeid: str) -> str:
+    """A notebook test's JUnit name: the file name (`x.y.ipynb`) or the cell (`cell[3]`),
+    not pytest's dotted path again (`docs.x.y.ipynb`)."""
+    path, _, rest = nodeid.partition("::")
+    return rest or path.rsplit("/", 1)[-1]
+
+
+def failure_heading(item: pytest.Item) -> str:
+    """The title of a failed cell item's section: `x.ipynb cell[3]`, naming the notebook.
+
+    Not `x.ipynb::cell[3]`: a location domain that ends the node id has its dots turned into
+    `::` in pytest's -v lines (`x::ipynb::cell[3]`), as if it were `Class.method`."""
+    return f"{item.path.name} {item.name}"
 
 
 def text_repr(text: str, path: str, line: int) -> Any:
@@ -67,14 +83,15 @@ class NotebookReports:
             error = call.excinfo.value if call.excinfo is not None else None
             number = getattr(error, "cell", None) or getattr(item, "number", None)
             line = cell_source_line(item.path, number) if number else 0
-            report.location = (report.location[0], line, report.location[2])
+            heading = failure_heading(item) if isinstance(item, CellItem) else report.location[2]
+            report.location = (report.location[0], line, heading)
             if isinstance(report.longrepr, str):
                 report.longrepr = text_repr(report.longrepr, str(item.path), line)
         return report
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml writes the test case
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """JUnit classname of a notebook test; memory figures for --nbtest-mem-report."""
+        """JUnit classname and name of a notebook test; memory figures for --nbtest-mem-report."""
         path = _notebook_path(report.nodeid)
         if path is None:
             return
@@ -82,7 +99,9 @@ class NotebookReports:
 
         xml = self.config.stash.get(xml_key, None)
         if xml is not None:
-            xml.node_reporter(report).add_attribute("classname", junit_classname(path))
+            reporter = xml.node_reporter(report)
+            reporter.add_attribute("classname", junit_classname(path))
+            reporter.add_attribute("name", junit_name(report.nodeid))
         props = dict(report.user_properties)
         if report.when == "call":
             self.exports_not_run += int(str(props.get(EXPORTS_NOT_RUN, 0)))

@@ -31,5 +31,8 @@ def switched_off(config: pytest.Config, markers: set[str]) -> str | None:
         if marker in given:
             continue
         if dest in owned and marker in markers and bool(config.getoption(dest)) != runs:
-            return f"need --{dest} option to run" if runs else f"--{dest} given"
+            # Say it is nbtest's switch: a `.py` test skipped by it surprises a project whose
+            # own conftest never had one.
+            return (f"marked {marker}: pass --{dest} to run it (nbtest skips {marker} tests "
+                    "without it)" if runs else f"marked {marker}: --{dest} given")
     return None
