@@ -79,7 +79,7 @@ def test_preflight_refusal_is_printed_cleanly_in_every_verbosity(
         pytester: pytest.Pytester, make_notebook: Callable[..., Path],
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, flags: list[str]) -> None:
     this_tests("nbtest.plugin.preflight.run_preflight",
-               "nbtest.plugin.preflight._Refusal.pytest_keyboard_interrupt")
+               "nbtest.plugin.stop._Refusal.pytest_keyboard_interrupt")
     for var in ("CUDA_VISIBLE_DEVICES", "PYTEST_XDIST_WORKER"):
         monkeypatch.delenv(var, raising=False)
     install(tmp_path / "smi", monkeypatch, {"gpus": [gpu(0, free=4000, total=81920)]})

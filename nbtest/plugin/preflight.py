@@ -11,6 +11,7 @@ import pytest
 
 from ..errors import NbTestError
 from .state import CONFIG_KEY
+from .stop import stop_session
 from .switches import switched_off
 
 # pytest's own exit codes are 0-5; this one says the GPU preflight refused to start.
@@ -36,29 +37,8 @@ def run_preflight(config: pytest.Config, need: int) -> None:
         if reporter is not None:
             reporter.write_line(f"nbtest: {report.reason}")
     elif not report.ok:
-        text = format_report(report)
-        config.pluginmanager.register(_Refusal(config, text), "nbtest-preflight-refusal")
-        pytest.exit(text.splitlines()[0], returncode=PREFLIGHT_EXIT)
+        stop_session(config, format_report(report), PREFLIGHT_EXIT)
 
-
-class _Refusal:
-    """Shows the preflight's refusal as written, in every verbosity, instead of pytest's
-    banner for pytest.exit (`! _pytest.outcomes.Exit: ...`)."""
-
-    def __init__(self, config: pytest.Config, text: str) -> None:
-        self.config, self.text = config, text
-
-    @pytest.hookimpl(trylast=True)  # after the terminal reporter kept the exit for its banner
-    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        """Print the refusal; drop the banner the terminal reporter would print at the end."""
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None:
-            print(self.text, file=sys.stderr)
-            return
-        if getattr(reporter, "_keyboardinterrupt_memo", None) is not None:
-            reporter._keyboardinterrupt_memo = None
-        reporter.ensure_newline()
-        reporter.write_line(self.text)
 
 class XdistPreflight:
     """Under xdist: the controller runs the preflight when the first worker has collected

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from .stop import stop_session
+
 
 class RepeatGuard:
     """Refuses `--count N` (N > 1) in a session that collected notebook tests (registered only
@@ -47,4 +49,4 @@ class RepeatGuard:
         """Under xdist: stop as soon as a worker has collected notebook tests."""
         text = self.refusal(ids)
         if text:
-            pytest.exit(text, returncode=pytest.ExitCode.USAGE_ERROR)
+            stop_session(self.config, f"ERROR: {text}", pytest.ExitCode.USAGE_ERROR)
