@@ -39,11 +39,17 @@ class AffectedCapture(Callback):
         self.root = Path(root)
 
     def before_kernel_start(self, run: NotebookRun) -> None:
-        """Make the private file; tell the startup code where it is and what the root is."""
+        """Make the private file (in the kernel's private folder, so it goes with the kernel
+        however the run ends: Ctrl-C, SIGTERM, a kernel that never starts); tell the startup
+        code where it is and what the root is."""
         if not run.config.cache:
             return  # metadata.nbtest.cache: false: always runs, nothing to note
-        fd, path = tempfile.mkstemp(prefix="nbtest-affected-", suffix=".jsonl")
-        os.close(fd)
+        if run.kernel_folder:
+            path = os.path.join(run.kernel_folder, "affected.jsonl")
+            open(path, "w").close()
+        else:  # a run driven by hand, without a kernel's folder
+            fd, path = tempfile.mkstemp(prefix="nbtest-affected-", suffix=".jsonl")
+            os.close(fd)
         roots = sorted({str(self.root), os.path.realpath(self.root)})
         run.startup["affected"] = {"file": path, "roots": roots}
 
