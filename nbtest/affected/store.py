@@ -233,7 +233,9 @@ class Checker:
         for path, old in sorted(entry.get("files", {}).items()):
             now = self.digests(self.root / path)
             if now != old:
-                found.append(f"file {'removed' if now == 'missing' else 'changed'}: {path}")
+                how = "removed" if now == "missing" else "added" if old == "missing" else \
+                    "changed"
+                found.append(f"file {how}: {path}")
         for dist, version in sorted(entry.get("dists", {}).items()):
             installed = installed_version(dist)
             if installed != version:

@@ -1,13 +1,16 @@
 """Inside a kernel: what a notebook really used, for `--nbtest-affected` (runs in the kernel).
 
 The startup code calls `install(settings)` when the session fingerprints notebooks. It adds an
-audit hook that notes the files under the project root opened for reading (and those written,
-which are the notebook's products, not its inputs), and an IPython `post_run_cell` handler
-that, after each cell, appends to a private file what is new since the last cell: project
-files among the modules in `sys.modules`, the top-level names of the other imported modules
-(the harness maps them to distributions) and the files opened. The harness reads that file
-after the kernel is gone, so nothing shows in outputs, and a kernel that dies simply leaves
-the file short (that run is never reused). Standard library only: it runs in every kernel.
+audit hook that notes the files under the project root opened for reading, with their size,
+mtime and inode at the first read (the harness checks them again before it hashes the file,
+so a file edited while the notebook ran is never taken as read), and those written (the
+notebook's products, not its inputs, unless it read them first), and an IPython
+`post_run_cell` handler that, after each cell, appends to a private file what is new since the
+last cell: project files read or imported (a module's source stat'ed when it is loaded), the
+top-level names of the other imported modules (the harness maps them to distributions) and the
+files written. The harness reads that file after the kernel is gone, so nothing shows in
+outputs, and a kernel that dies simply leaves the file short (that run is never reused).
+Standard library only: it runs in every kernel.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class Tracker:
         self.excluded = tuple(os.path.join(os.path.realpath(p), "") for p in
                               {sys.prefix, sys.base_prefix, sys.exec_prefix,
                                sys.base_exec_prefix, *_site_folders()})
-        self.read: set[str] = set()
+        # project file -> its stat (size, mtime, inode) when first read, None if absent
+        self.read: dict[str, list[int] | None] = {}
         self.written: set[str] = set()
         self.modules_seen: set[str] = set()
         self.sent: dict[str, set[str]] = {"read": set(), "written": set()}
@@ -44,7 +48,8 @@ class Tracker:
     # -- the audit hook: called for every audit event of the process, so it returns at once
     # for anything but `open`, and never raises into the notebook's code.
     def audit(self, event: str, args: tuple[Any, ...]) -> None:
-        """sys.addaudithook callback: note project files opened, for reading or writing."""
+        """sys.addaudithook callback: note project files opened, for reading (with their stat
+        at the first read, before any write) or writing."""
         if event != "open":
             return
         try:
@@ -60,7 +65,14 @@ class Tracker:
                 writes = any(c in mode for c in "wax+")
             else:
                 writes = bool((flags or 0) & (os.O_WRONLY | os.O_RDWR))
-            (self.written if writes else self.read).add(path)
+            kept = self._kept(path)
+            if kept is None:
+                return
+            if writes:
+                self.written.add(kept)
+            elif kept not in self.read and kept not in self.written:
+                # A file read back after the notebook wrote it is its product, not an input.
+                self.read[kept] = file_stat(kept)
         except Exception as exc:  # noted, and the fingerprint is then incomplete
             if not self.error:
                 self.error = f"audit hook failed: {type(exc).__name__}: {exc}"
@@ -92,13 +104,14 @@ class Tracker:
             if marker != self.marker:
                 self.marker = marker
                 self._scan_modules(record)
-            for key, found in (("read", self.read), ("written", self.written)):
-                if len(found) != len(self.sent[key]):  # both only grow
-                    new = found - self.sent[key]
-                    self.sent[key] |= new
-                    kept = sorted({p for p in map(self._kept, new) if p})
-                    if kept:
-                        record[key] = kept
+            if len(self.read) != len(self.sent["read"]):  # both only grow
+                new = self.read.keys() - self.sent["read"]
+                self.sent["read"] |= new
+                record["read"] = [[p, self.read[p]] for p in sorted(new)]
+            if len(self.written) != len(self.sent["written"]):
+                new = self.written - self.sent["written"]
+                self.sent["written"] |= new
+                record["written"] = sorted(new)
             if self.error:
                 record["error"] = self.error
             self._append(record)
@@ -106,19 +119,18 @@ class Tracker:
             self._append({"error": f"report failed: {type(exc).__name__}: {exc}"})
 
     def _scan_modules(self, record: dict[str, Any]) -> None:
-        """Add the new modules to `record`: project files, else top-level names."""
+        """Note the new modules: project files among the files read (stat'ed now unless their
+        loading was seen by the audit hook), other modules as top-level names in `record`."""
         names = sys.modules.keys() - self.modules_seen
         self.modules_seen.update(names)
-        project, tops = set(), set()
+        tops = set()
         for name in names:
             file = getattr(sys.modules.get(name), "__file__", None)
             path = self._kept(os.path.normpath(os.path.abspath(file))) if file else None
-            if path is not None:
-                project.add(path)
-            else:
+            if path is None:
                 tops.add(name.partition(".")[0])
-        if project:
-            record["modules"] = sorted(project)
+            elif path not in self.read:
+                self.read[path] = file_stat(path)
         if tops:
             record["tops"] = sorted(tops)
 
@@ -128,6 +140,16 @@ class Tracker:
         if self.out is None:
             self.out = open(self.path, "a", encoding="utf-8", buffering=1)
         self.out.write(json.dumps(record) + "\n" if record else "{}\n")
+
+
+def file_stat(path: str) -> list[int] | None:
+    """[size, mtime in ns, inode] of the file at `path`, None when there is none: what tells
+    whether it changed since (the harness compares it again before hashing the file)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def _site_folders() -> list[str]:
