@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -218,4 +219,34 @@ def test_interrupted_run_leaves_nothing(pytester: pytest.Pytester, signum: int,
             proc.communicate()
     assert proc.returncode != 0, out
     assert leftovers(tmp) == [], out
+    no_kernel_left()
+
+
+def test_old_or_future_passes_are_not_reused(pytester: pytest.Pytester,
+                                             no_kernel_left) -> None:
+    """A pass older than affected_max_age (7 days by default) or dated in the future runs
+    again, with the reason; the limit can be raised or lifted (0)."""
+    this_tests(nbtest.affected.store.Checker._age, nbtest.affected.store.Checker.reasons)
+    root = pytester.path
+    (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
+    for name in ("old", "future", "fresh"):
+        write_notebook(root / f"{name}.ipynb", [f"{name} = 1"])
+    ran(pytester)
+
+    def date(name: str, days: float) -> None:
+        path, entry = entry_of(root, f"{name}.ipynb")
+        then = datetime.now(timezone.utc) + timedelta(days=days)
+        path.write_text(json.dumps({**entry, "time": then.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+
+    date("old", -8)
+    date("future", 3)
+    report = run_affected(root)
+    assert " old.ipynb: its pass (" in report and \
+        ") is older than 7 days (affected_max_age)" in report, report
+    assert " future.ipynb: its pass (" in report and ") is dated in the future" in report
+    assert set(ran(pytester)[0]) == {"old.ipynb", "future.ipynb"}
+    date("old", -8)
+    assert ran(pytester, "--nbtest-affected-max-age", "30")[0] == {}
+    assert ran(pytester, "--nbtest-affected-max-age", "0")[0] == {}
+    assert set(ran(pytester)[0]) == {"old.ipynb"}
     no_kernel_left()

@@ -93,7 +93,9 @@ class AffectedSession:
     def deselect(self, items: list[pytest.Item]) -> None:
         """Drop the items of notebooks unchanged since their last pass (plugin's
         collection_modifyitems calls this after the marker skips, before the preflight)."""
-        checker = Checker(self.root, self.store)
+        from ..plugin.state import CONFIG_KEY
+
+        checker = Checker(self.root, self.store, self.config.stash[CONFIG_KEY].affected_max_age)
         by_path: dict[Path, list[pytest.Item]] = {}
         for item in items:
             if hasattr(item, "nbconfig"):

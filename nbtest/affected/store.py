@@ -196,12 +196,15 @@ class Decision:
 
 
 class Checker:
-    """Compares notebooks' fingerprints now with their entries; files are read once each."""
+    """Compares notebooks' fingerprints now with their entries; files are read once each.
+    A pass older than `max_age` days (None: no limit) is not reused."""
 
-    def __init__(self, root: Path, store: Store | None) -> None:
+    def __init__(self, root: Path, store: Store | None, max_age: float | None = None) -> None:
         self.root = Path(root)
         self.store = store
+        self.max_age = max_age
         self.digests = FileDigests()
+        self.now = datetime.now(timezone.utc)
 
     def decide(self, static: Mapping[str, Any]) -> Decision:
         """The decision for a notebook whose static fingerprint (read now) is `static`."""
@@ -221,7 +224,7 @@ class Checker:
         if status != "passed":
             why = f": {entry['why']}" if entry.get("why") else ""
             return [f"its last run ({when(entry)}) {_outcome(status)}{why}"]
-        found = []
+        found = self._age(entry)
         for key, now in (("nbtest", nbtest_version()), ("interpreter", interpreter())):
             if entry.get(key) != now:
                 found.append(f"{key} changed ({entry.get(key)} -> {now})")
@@ -251,6 +254,18 @@ class Checker:
                 names = sorted({path for path, _ in changed}) or ["the glob itself"]
                 found.append(f"depends {pattern!r} changed: {', '.join(names)}")
         return found
+
+
+    def _age(self, entry: Mapping[str, Any]) -> list[str]:
+        """A pass too old to reuse (affected_max_age), or dated in the future."""
+        made = datetime.strptime(entry["time"], TIME_FORMAT).replace(tzinfo=timezone.utc)
+        days = (self.now - made).total_seconds() / 86400
+        if days < -1:  # a clock far ahead, or a forged entry
+            return [f"its pass ({when(entry)}) is dated in the future"]
+        if self.max_age is not None and days > self.max_age:
+            return [f"its pass ({when(entry)}) is older than {self.max_age:g} days "
+                    "(affected_max_age)"]
+        return []
 
 
 def _outcome(status: Any) -> str:
