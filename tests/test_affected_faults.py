@@ -33,7 +33,7 @@ pytest_plugins = ["pytester"]
 MISTYPED = {"settings": None, "cells": "xx", "files": [1, 2], "dists": None, "depends": "x",
             "format": "1", "notebook": None, "status": "fine", "nbtest": 3,
             "interpreter": ["cpython"], "commit": 7, "time": "yesterday", "why": {},
-            "kernelspec": None, "cache": "yes"}
+            "kernelspec": None, "cache": "yes", "listings": [1]}
 
 
 def a_passed_entry(notebook: str) -> dict:
@@ -41,6 +41,7 @@ def a_passed_entry(notebook: str) -> dict:
     return new_entry(notebook, "passed", "abc1234", settings={"kernel": "python3", "timeout": 5},
                      cells=[[1, "d" * 32]], files={"data/d.csv": "e" * 32},
                      dists={"pytest": "8.0"}, depends={"*.bin": {"w.bin": "f" * 32}},
+                     listings={"inputs": "a" * 32},
                      kernelspec="k" * 32, cache=True)
 
 
@@ -60,7 +61,7 @@ def test_every_field_is_checked(tmp_path: Path) -> None:
         if field not in ("format", "notebook"):
             assert why.startswith(f"its cache entry {name} is malformed: field {field!r} is "
                                   "not "), why
-    for field in set(good) - {"format", "notebook"}:  # those two: another format, notebook
+    for field in set(good) - {"format", "notebook", "listings"}:  # listings: optional
         store.path_for("n.ipynb").write_text(json.dumps({k: v for k, v in good.items()
                                                          if k != field}))
         assert store.load("n.ipynb")[1].endswith(f"field {field!r} is missing"), field

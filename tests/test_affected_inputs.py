@@ -89,3 +89,36 @@ def test_a_file_read_then_rewritten_always_runs(pytester: pytest.Pytester,
     assert "count.txt read, then written by the notebook (read in cell 1)" in run_affected(root)
     assert ran(pytester)[0] == {"counts.ipynb": "failed"}
     no_kernel_left()
+
+
+def test_listings_and_untracked_channels(pytester: pytest.Pytester, no_kernel_left) -> None:
+    """A folder listed (glob) is a dependency: a new file there runs the notebook. A run
+    that used a subprocess or sqlite is never reused, and `nbtest affected` says so, unless
+    the notebook trusts that channel (affected_trust)."""
+    this_tests(nbtest.affected.tracker.Tracker.other, nbtest.affected.tracker.listing_digest,
+               "nbtest.affected.store.Checker.reasons")
+    root = pytester.path
+    (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
+    (root / "inputs").mkdir()
+    (root / "inputs" / "a.csv").write_text("x\n")
+    (root / "s.txt").write_text("ok")
+    write_notebook(root / "sub.ipynb", [
+        "x = 1", "import subprocess\nout = subprocess.run(['cat', 's.txt'], "
+        "capture_output=True, text=True).stdout\nassert out == 'ok', out"])
+    write_notebook(root / "db.ipynb", ["import sqlite3\nsqlite3.connect(':memory:').close()"])
+    write_notebook(root / "globbed.ipynb", [
+        "import glob\nassert len(glob.glob('inputs/*.csv')) == 1"])
+    write_notebook(root / "trusted.ipynb", ["import subprocess\nsubprocess.run(['true'])"],
+                   {"nbtest": {"affected_trust": ["subprocess"]}})
+    assert set(ran(pytester)[0]) == {"sub.ipynb", "db.ipynb", "globbed.ipynb",
+                                     "trusted.ipynb"}
+    report = run_affected(root)
+    assert "ran a subprocess (cell 2): will always run" in report, report
+    assert "opened a sqlite database (cell 1): will always run" in report, report
+    assert set(ran(pytester)[0]) == {"sub.ipynb", "db.ipynb"}
+    (root / "inputs" / "b.csv").write_text("y\n")
+    assert "globbed.ipynb: the listing of inputs changed" in run_affected(root)
+    outcomes, text = ran(pytester)
+    assert outcomes == {"sub.ipynb": "passed", "db.ipynb": "passed",
+                        "globbed.ipynb": "failed"}, text
+    no_kernel_left()

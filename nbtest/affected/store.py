@@ -28,6 +28,7 @@ from .fingerprint import (
     kernelspec_identity,
     nbtest_version,
 )
+from .tracker import listing_digest
 
 CACHE_FOLDER = "nbtest-affected"  # under pytest's cache: config.cache.mkdir(CACHE_FOLDER)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # an entry's `time`, UTC
@@ -94,6 +95,7 @@ ENTRY_SCHEMA: Mapping[str, tuple[bool, Callable[[Any], bool], str]] = {
     "depends": (True, lambda v: isinstance(v, dict) and all(
         isinstance(k, str) and _digests(d) for k, d in v.items()),
         "a mapping of globs to mappings of paths to digests"),
+    "listings": (False, _digests, "a mapping of folders to digests of their names"),
     "kernelspec": (True, _str, "a digest"),
     "cache": (True, lambda v: v is True, "true"),
 }
@@ -239,6 +241,10 @@ class Checker:
                 how = "removed" if now == "missing" else "added" if old == "missing" else \
                     "changed"
                 found.append(f"file {how}: {path}")
+        for folder, old in sorted(entry.get("listings", {}).items()):
+            now = listing_digest(str(self.root / folder)) or "missing"
+            if now != old:
+                found.append(f"the listing of {folder} changed")
         for dist, version in sorted(entry.get("dists", {}).items()):
             installed = installed_version(dist)
             if installed != version:

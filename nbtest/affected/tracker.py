@@ -20,6 +20,13 @@ import os
 import sys
 from typing import Any
 
+# Audit events of channels whose inputs nbtest cannot fingerprint: a run that used one (in a
+# cell) is not reused unless the project trusts that channel (affected_trust).
+CHANNELS = {"subprocess.Popen": "subprocess", "os.system": "subprocess",
+            "os.posix_spawn": "subprocess", "os.exec": "subprocess", "os.spawn": "subprocess",
+            "os.fork": "subprocess", "pty.spawn": "subprocess", "socket.connect": "socket",
+            "socket.sendto": "socket", "urllib.Request": "socket", "sqlite3.connect": "sqlite"}
+LISTINGS = frozenset({"os.listdir", "os.scandir"})  # glob.glob lists through os.scandir
 # Folders under the project root whose files are never inputs of a notebook's verdict.
 _IGNORED_PARTS = frozenset({"__pycache__", ".git", ".pytest_cache", ".ipynb_checkpoints",
                             ".mypy_cache", ".ruff_cache"})
@@ -41,6 +48,10 @@ class Tracker:
         self.written: set[str] = set()
         self.modules_seen: set[str] = set()
         self.sent: dict[str, set[str]] = {"read": set(), "written": set()}
+        self.channels: dict[str, str] = {}  # channel: the event that used it first
+        self.listed: dict[str, str | None] = {}  # folder: digest of its names when listed
+        self.in_cell = False  # between pre_run_cell and post_run_cell (not nbtest's own code)
+        self.listing = False  # the hook's own listdir: not a notebook's listing
         self.marker: tuple[int, str | None] = (0, None)
         self.out: Any = None
         self.error = ""
@@ -51,6 +62,8 @@ class Tracker:
         """sys.addaudithook callback: note project files opened, for reading (with their stat
         at the first read, before any write) or writing."""
         if event != "open":
+            if event in CHANNELS or event in LISTINGS:
+                self.other(event, args)
             return
         try:
             target, mode, flags = args
@@ -76,6 +89,38 @@ class Tracker:
         except Exception as exc:  # noted, and the fingerprint is then incomplete
             if not self.error:
                 self.error = f"audit hook failed: {type(exc).__name__}: {exc}"
+
+    def other(self, event: str, args: tuple[Any, ...]) -> None:
+        """A channel used in a cell, or a project folder listed (with its names then)."""
+        try:
+            if event in CHANNELS:
+                if self.in_cell:
+                    self.channels.setdefault(CHANNELS[event], event)
+                return
+            if self.listing:
+                return
+            target = args[0] if args else None
+            if isinstance(target, int):
+                return
+            path = os.path.normpath(os.path.abspath(os.fsdecode(target if target is not None
+                                                                else ".")))
+            if (not path.startswith(self.roots) and os.path.join(path, "") not in self.roots
+                    or path.startswith(self.excluded) or path in self.listed):
+                return
+            if _IGNORED_PARTS.intersection(path.split(os.sep)):
+                return
+            self.listing = True
+            try:
+                self.listed[path] = listing_digest(path)
+            finally:
+                self.listing = False
+        except Exception as exc:
+            if not self.error:
+                self.error = f"audit hook failed: {type(exc).__name__}: {exc}"
+
+    def start_cell(self, *_: Any) -> None:
+        """IPython pre_run_cell handler: a cell of the notebook runs from now on."""
+        self.in_cell = True
 
     def _kept(self, path: str) -> str | None:
         """The project file `path` stands for, if it may be an input, else None (a module's
@@ -108,6 +153,12 @@ class Tracker:
                 new = self.read.keys() - self.sent["read"]
                 self.sent["read"] |= new
                 record["read"] = [[p, self.read[p]] for p in sorted(new)]
+            self.in_cell = False
+            for key, found in (("channels", self.channels), ("listed", self.listed)):
+                new = found.keys() - self.sent.setdefault(key, set())
+                if new:
+                    self.sent[key] |= new
+                    record[key] = {k: found[k] for k in sorted(new)}
             if len(self.written) != len(self.sent["written"]):
                 new = self.written - self.sent["written"]
                 self.sent["written"] |= new
@@ -152,6 +203,17 @@ def file_stat(path: str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
+def listing_digest(path: str) -> str | None:
+    """A digest of the sorted names in folder `path`; None when there is no such folder."""
+    import hashlib
+
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return None
+    return hashlib.sha256("\0".join(names).encode()).hexdigest()[:32]
+
+
 def _site_folders() -> list[str]:
     try:
         import site
@@ -174,6 +236,7 @@ def install(settings: dict[str, Any]) -> None:
         if shell is None:
             raise RuntimeError("not running under IPython")
         sys.addaudithook(tracker.audit)
+        shell.events.register("pre_run_cell", tracker.start_cell)
         shell.events.register("post_run_cell", tracker.report)
     except Exception as exc:
         header = {"error": f"tracking could not start: {type(exc).__name__}: {exc}"}

@@ -32,9 +32,13 @@ from ..affected.fingerprint import (
     interpreter,
     relative,
 )
-from ..affected.tracker import file_stat
+from ..affected.tracker import file_stat, listing_digest
 from ..callback import Callback, NotebookRun
 from ..results import NotebookResult
+
+# What a run did through a channel nbtest cannot fingerprint, in `nbtest affected`'s words.
+CHANNEL_WORDS = {"subprocess": "ran a subprocess", "socket": "opened a network connection",
+                 "sqlite": "opened a sqlite database"}
 
 
 class AffectedCapture(Callback):
@@ -94,12 +98,18 @@ class AffectedCapture(Callback):
         read: dict[str, tuple[Any, int | None]] = {}  # path: (stat when read, cell)
         written: set[str] = set()
         tops: set[str] = set()
+        channels: dict[str, int | None] = {}  # channel: the first cell that used it
+        listed: dict[str, tuple[Any, int | None]] = {}  # folder: (names' digest, cell)
         for index, line in enumerate(reports):
             cell = executed[index] if index < len(executed) else None
             for path, seen in line.get("read", ()):
                 read.setdefault(path, (seen, cell))
             written.update(line.get("written", ()))
             tops.update(line.get("tops", ()))
+            for channel in line.get("channels", ()):
+                channels.setdefault(channel, cell)
+            for folder, seen in line.get("listed", {}).items():
+                listed.setdefault(folder, (seen, cell))
         files: dict[str, str] = {}
         changed = []
         for path, (seen, cell) in sorted(read.items()):
@@ -111,6 +121,18 @@ class AffectedCapture(Callback):
                 changed.append(f"{relative(path, self.root)} {how}{where}")
             else:
                 files[relative(path, self.root)] = found
+        listings: dict[str, str] = {}
+        for folder, (seen, cell) in sorted(listed.items()):
+            if listing_digest(folder) != seen:
+                where = f" (listed in cell {cell})" if cell else ""
+                changed.append(f"the listing of {relative(folder, self.root)} changed while "
+                               f"it ran{where}")
+            else:
+                listings[relative(folder, self.root)] = seen or "missing"
+        untrusted = [f"{CHANNEL_WORDS.get(c, c)} (cell {cell})" if cell else CHANNEL_WORDS.get(c, c)
+                     for c, cell in channels.items() if c not in run.config.affected_trust]
+        if untrusted and not why:
+            why = f"{', '.join(untrusted)}: will always run (affected_trust lets it be reused)"
         if changed and not why:
             more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
             why = changed[0] + more
@@ -119,7 +141,7 @@ class AffectedCapture(Callback):
         if sanitize:  # the output check's rules are an input of the verdict too
             files[relative(self.root / sanitize, self.root)] = digests(self.root / sanitize)
         return {"complete": not why, "why": why, "interpreter": header.get("interpreter"),
-                "files": files, "dists": distributions_of(sorted(tops)),
+                "files": files, "listings": listings, "dists": distributions_of(sorted(tops)),
                 "depends": depends_files(run.config.depends, Path(run.path).resolve().parent,
                                          self.root, digests)}
 
