@@ -235,6 +235,11 @@ OPTIONS: tuple[Option, ...] = (
     _opt("docs_root", parse_str, "docs_src", "folder of the documentation notebooks", INI),
     _opt("affected", parse_bool, False, "run only the notebooks whose fingerprint changed "
          "since their last pass (kept in pytest's cache)", PYTEST, INI, is_flag=True),
+    _opt("affected_max_age", parse_seconds, 7.0, "days a pass is reused at most under "
+         "--nbtest-affected (0 or none: no limit); older, the notebook runs", PYTEST, INI),
+    _opt("affected_trust", parse_str_list, (), "channels whose use does not stop "
+         "--nbtest-affected from reusing a pass: subprocess, socket, sqlite (what they read "
+         "is then unseen)", INI, METADATA),
     _opt("depends", parse_str_list, (), "globs (relative to the notebook) of files it reads "
          "unseen (from C code, services): part of its fingerprint", METADATA),
     _opt("cache", parse_bool, True, "false: always run under --nbtest-affected (network, "

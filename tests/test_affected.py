@@ -429,7 +429,8 @@ def test_tracker_tells_reads_from_writes(tmp_path: Path) -> None:
     for args in events:
         tracker.audit("open", args)
     tracker.audit("exec", ("code",))
-    assert tracker.read == {str(root / "data" / "r.csv"), str(root / "data" / "fd.csv")}
+    assert set(tracker.read) == {str(root / "data" / "r.csv"), str(root / "data" / "fd.csv")}
+    assert tracker.read[str(root / "data" / "r.csv")] is None  # absent when read
     assert tracker.written == {str(root / "data" / "w.csv"), str(root / "data" / "rw.csv")}
     cached = str(root / "pkg" / "__pycache__" / "b.cpython-311.pyc")
     assert tracker._kept(cached) == str(root / "pkg" / "b.py")  # bytecode stands for source

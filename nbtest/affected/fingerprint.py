@@ -26,7 +26,7 @@ FORMAT = 1  # of the cache entries; another value means "run it"
 # Options that change neither what a notebook runs nor how its result is judged.
 NOT_FINGERPRINTED = frozenset({"fork", "save_failed", "mem_report", "cov", "this_tests",
                                "registry", "docs_root", "affected", "cells", "depends",
-                               "cache", "update_outputs"})
+                               "cache", "update_outputs", "affected_max_age"})
 _CHUNK = 1 << 20
 
 

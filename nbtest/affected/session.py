@@ -6,13 +6,18 @@ entry (nbtest.affected.store); the unchanged ones are deselected and the session
 report attribute, so it crosses from xdist workers like the rest of the report), and the one
 process that writes (the xdist controller, or the single process) stores each notebook's
 outcome at the end: a pass with a complete fingerprint can be reused, anything else runs next
-time.
+time. A cache that cannot be written (read-only, full disk) is warned about once, as pytest's
+own cache does, and changes neither the results nor the exit status.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import signal
+import threading
+import warnings
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -39,19 +44,58 @@ class AffectedSession:
         self.decisions: list[Decision] | None = None  # None: no notebook was collected
         self.outcomes: dict[str, dict[str, Any]] = {}  # writer: per notebook, this session
         self.commit = git_commit(self.root)
+        self.warned = False  # the one warning about a cache that cannot be written
+        self.sigterm: Any = None  # the SIGTERM handler to restore, once ours is set
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """SIGTERM ends the session as Ctrl-C does (as `nbtest run` does), so that each
+        kernel and its private folder, the tracker's file in it, are gone after it; a
+        handler someone else set is left alone."""
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+            self.sigterm = signal.signal(signal.SIGTERM, _interrupt)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Put the SIGTERM handler back."""
+        if self.sigterm is not None:
+            signal.signal(signal.SIGTERM, self.sigterm)
+            self.sigterm = None
 
     @functools.cached_property
     def store(self) -> Store | None:
         """The entries' folder in pytest's cache; None when the cache is off. (Made on first
-        use: pytest's cacheprovider makes `config.cache` in a pytest_configure of its own.)"""
+        use: pytest's cacheprovider makes `config.cache` in a pytest_configure of its own.)
+        A folder that cannot be made is warned about; its entries then read as missing."""
         cache = getattr(self.config, "cache", None)
-        return Store(Path(cache.mkdir(CACHE_FOLDER))) if cache is not None else None
+        if cache is None:
+            return None
+        try:
+            return Store(Path(cache.mkdir(CACHE_FOLDER)))
+        except OSError as exc:
+            folder = Path(self.root, os.path.expanduser(self.config.getini("cache_dir")), "d",
+                          CACHE_FOLDER)
+            self.warn_unwritable(folder, exc)
+            return Store(folder)
+
+    def warn_unwritable(self, path: Path, exc: OSError) -> None:
+        """Warn once (the writer only: workers' warnings would repeat it) that the cache
+        cannot be written, as pytest's own cache does; the session goes on."""
+        if self.warned or hasattr(self.config, "workerinput"):
+            return
+        self.warned = True
+        warnings.warn(pytest.PytestCacheWarning(
+            f"nbtest: could not write the --nbtest-affected cache ({path}: {exc}); this "
+            "session's results are not kept, so its notebooks run again next time"),
+            stacklevel=2)
 
     # -- collection: on each worker (all decide alike) or the single process -------------
     def deselect(self, items: list[pytest.Item]) -> None:
         """Drop the items of notebooks unchanged since their last pass (plugin's
         collection_modifyitems calls this after the marker skips, before the preflight)."""
-        checker = Checker(self.root, self.store)
+        from ..plugin.state import CONFIG_KEY
+
+        checker = Checker(self.root, self.store, self.config.stash[CONFIG_KEY].affected_max_age)
         by_path: dict[Path, list[pytest.Item]] = {}
         for item in items:
             if hasattr(item, "nbconfig"):
@@ -66,7 +110,11 @@ class AffectedSession:
                 continue
             nbconfig = parent.session_config.with_notebook(_notebook_layer(group[0]))
             static = static_fingerprint(notebook, nbconfig, path, self.root)
-            decision = checker.decide(static)
+            try:
+                decision = checker.decide(static)
+            except Exception as exc:  # when in doubt, run it: never a collection error
+                decision = Decision(static["notebook"], [
+                    f"its fingerprint could not be compared ({type(exc).__name__}: {exc})"])
             decisions.append(decision)
             for item in group:
                 item.stash[STATIC_KEY] = static
@@ -142,8 +190,12 @@ class AffectedSession:
         for path, outcome in sorted(self.outcomes.items()):
             record = outcome.get("record")
             entry = self._entry(record["notebook"] if record else path, outcome)
-            if entry is not None:
+            if entry is None:
+                continue
+            try:
                 self.store.save(entry)
+            except OSError as exc:
+                self.warn_unwritable(self.store.path_for(entry["notebook"]), exc)
 
     def _entry(self, notebook: str, outcome: dict[str, Any]) -> dict[str, Any] | None:
         """The cache entry for a notebook that ran this session; None to keep the old one."""
@@ -190,6 +242,10 @@ class AffectedSession:
         if self.config.getoption("verbose") > 0:
             for decision in sorted(unchanged, key=lambda d: d.notebook):
                 terminalreporter.write_line(f"  {decision.notebook}: {decision.describe()}")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def _notebook_layer(item: pytest.Item) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 One small JSON file per notebook in pytest's cache folder (`.pytest_cache/d/nbtest-affected/`,
 so `--cache-clear` resets it and CI caches it with the rest), written atomically by one
 process. A notebook runs unless its last run passed with a complete fingerprint equal to its
-fingerprint now; `reasons_to_run` says why it runs, in words a user can act on. An entry that
-is missing, corrupt or of another format means "run it", never an error.
+fingerprint now; `Checker.reasons` says why it runs, in words a user can act on. An entry
+that is missing, corrupt, of another format or not of the schema (`ENTRY_SCHEMA`, every field
+checked) means "run it", never an error.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,8 +28,93 @@ from .fingerprint import (
     kernelspec_identity,
     nbtest_version,
 )
+from .tracker import listing_digest
 
 CACHE_FOLDER = "nbtest-affected"  # under pytest's cache: config.cache.mkdir(CACHE_FOLDER)
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # an entry's `time`, UTC
+STATUSES = frozenset({"passed", "failed", "error", "skipped", "incomplete"})
+
+
+def _str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _str_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _digests(value: Any) -> bool:
+    """{path or name: digest or version}, all strings."""
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                           for k, v in value.items())
+
+
+def _time(value: Any) -> bool:
+    try:
+        datetime.strptime(value, TIME_FORMAT)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _json_value(value: Any) -> bool:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, list):
+        return all(map(_json_value, value))
+    return isinstance(value, dict) and all(isinstance(k, str) and _json_value(v)
+                                           for k, v in value.items())
+
+
+def _settings(value: Any) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("kernel"), str)
+            and _json_value(value))
+
+
+def _cells(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(c, list) and len(c) == 2 and type(c[0]) is int and isinstance(c[1], str)
+        for c in value)
+
+
+# Every field an entry may have: (required only in a pass, test, what it must be). A field
+# missing, unknown or failing its test makes the entry unusable: the notebook runs.
+ENTRY_SCHEMA: Mapping[str, tuple[bool, Callable[[Any], bool], str]] = {
+    "format": (False, lambda v: v == FORMAT, f"the number {FORMAT}"),
+    "notebook": (False, _str, "a path"),
+    "status": (False, lambda v: v in STATUSES, f"one of {', '.join(sorted(STATUSES))}"),
+    "nbtest": (False, _str, "a version"),
+    "interpreter": (False, _str, "an interpreter"),
+    "commit": (False, _str_or_none, "a commit or null"),
+    "time": (False, _time, "a UTC time as YYYY-MM-DDTHH:MM:SSZ"),
+    "why": (False, _str, "a text"),
+    "settings": (True, _settings, "a mapping of options naming the kernel"),
+    "cells": (True, _cells, "a list of [cell number, digest] pairs"),
+    "files": (True, _digests, "a mapping of paths to digests"),
+    "dists": (True, _digests, "a mapping of distributions to versions"),
+    "depends": (True, lambda v: isinstance(v, dict) and all(
+        isinstance(k, str) and _digests(d) for k, d in v.items()),
+        "a mapping of globs to mappings of paths to digests"),
+    "listings": (False, _digests, "a mapping of folders to digests of their names"),
+    "kernelspec": (True, _str, "a digest"),
+    "cache": (True, lambda v: v is True, "true"),
+}
+_ALWAYS = ("format", "notebook", "status", "nbtest", "interpreter", "commit", "time")
+
+
+def schema_problem(entry: Mapping[str, Any]) -> str:
+    """What makes `entry` unusable (`field "cells" is not a list of ...`); "" if nothing."""
+    for name in entry:
+        if name not in ENTRY_SCHEMA:
+            return f"unknown field {name!r}"
+    passed = entry.get("status") == "passed"
+    for name, (in_pass, test, what) in ENTRY_SCHEMA.items():
+        if name not in entry:
+            if name in _ALWAYS or (in_pass and passed):
+                return f"field {name!r} is missing"
+        elif not test(entry[name]):
+            return f"field {name!r} is not {what}"
+    return ""
 
 
 class Store:
@@ -55,6 +141,9 @@ class Store:
             return None, f"its cache entry {path.name} is of another format"
         if entry.get("notebook") != notebook:
             return None, f"its cache entry {path.name} belongs to another notebook"
+        problem = schema_problem(entry)
+        if problem:
+            return None, f"its cache entry {path.name} is malformed: {problem}"
         return entry, ""
 
     def save(self, entry: Mapping[str, Any]) -> None:
@@ -70,7 +159,7 @@ def new_entry(notebook: str, status: str, commit: str | None, **fields: Any) -> 
     commit it ran, plus `fields` (a pass carries its whole fingerprint)."""
     return {"format": FORMAT, "notebook": notebook, "status": status, "nbtest": nbtest_version(),
             "interpreter": interpreter(), "commit": commit,
-            "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **fields}
+            "time": datetime.now(timezone.utc).strftime(TIME_FORMAT), **fields}
 
 
 def when(entry: Mapping[str, Any]) -> str:
@@ -109,12 +198,15 @@ class Decision:
 
 
 class Checker:
-    """Compares notebooks' fingerprints now with their entries; files are read once each."""
+    """Compares notebooks' fingerprints now with their entries; files are read once each.
+    A pass older than `max_age` days (None: no limit) is not reused."""
 
-    def __init__(self, root: Path, store: Store | None) -> None:
+    def __init__(self, root: Path, store: Store | None, max_age: float | None = None) -> None:
         self.root = Path(root)
         self.store = store
+        self.max_age = max_age
         self.digests = FileDigests()
+        self.now = datetime.now(timezone.utc)
 
     def decide(self, static: Mapping[str, Any]) -> Decision:
         """The decision for a notebook whose static fingerprint (read now) is `static`."""
@@ -134,7 +226,7 @@ class Checker:
         if status != "passed":
             why = f": {entry['why']}" if entry.get("why") else ""
             return [f"its last run ({when(entry)}) {_outcome(status)}{why}"]
-        found = []
+        found = self._age(entry)
         for key, now in (("nbtest", nbtest_version()), ("interpreter", interpreter())):
             if entry.get(key) != now:
                 found.append(f"{key} changed ({entry.get(key)} -> {now})")
@@ -146,7 +238,13 @@ class Checker:
         for path, old in sorted(entry.get("files", {}).items()):
             now = self.digests(self.root / path)
             if now != old:
-                found.append(f"file {'removed' if now == 'missing' else 'changed'}: {path}")
+                how = "removed" if now == "missing" else "added" if old == "missing" else \
+                    "changed"
+                found.append(f"file {how}: {path}")
+        for folder, old in sorted(entry.get("listings", {}).items()):
+            now = listing_digest(str(self.root / folder)) or "missing"
+            if now != old:
+                found.append(f"the listing of {folder} changed")
         for dist, version in sorted(entry.get("dists", {}).items()):
             installed = installed_version(dist)
             if installed != version:
@@ -162,6 +260,18 @@ class Checker:
                 names = sorted({path for path, _ in changed}) or ["the glob itself"]
                 found.append(f"depends {pattern!r} changed: {', '.join(names)}")
         return found
+
+
+    def _age(self, entry: Mapping[str, Any]) -> list[str]:
+        """A pass too old to reuse (affected_max_age), or dated in the future."""
+        made = datetime.strptime(entry["time"], TIME_FORMAT).replace(tzinfo=timezone.utc)
+        days = (self.now - made).total_seconds() / 86400
+        if days < -1:  # a clock far ahead, or a forged entry
+            return [f"its pass ({when(entry)}) is dated in the future"]
+        if self.max_age is not None and days > self.max_age:
+            return [f"its pass ({when(entry)}) is older than {self.max_age:g} days "
+                    "(affected_max_age)"]
+        return []
 
 
 def _outcome(status: Any) -> str:

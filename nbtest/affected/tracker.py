@@ -1,13 +1,16 @@
 """Inside a kernel: what a notebook really used, for `--nbtest-affected` (runs in the kernel).
 
 The startup code calls `install(settings)` when the session fingerprints notebooks. It adds an
-audit hook that notes the files under the project root opened for reading (and those written,
-which are the notebook's products, not its inputs), and an IPython `post_run_cell` handler
-that, after each cell, appends to a private file what is new since the last cell: project
-files among the modules in `sys.modules`, the top-level names of the other imported modules
-(the harness maps them to distributions) and the files opened. The harness reads that file
-after the kernel is gone, so nothing shows in outputs, and a kernel that dies simply leaves
-the file short (that run is never reused). Standard library only: it runs in every kernel.
+audit hook that notes the files under the project root opened for reading, with their size,
+mtime and inode at the first read (the harness checks them again before it hashes the file,
+so a file edited while the notebook ran is never taken as read), and those written (the
+notebook's products, not its inputs, unless it read them first), and an IPython
+`post_run_cell` handler that, after each cell, appends to a private file what is new since the
+last cell: project files read or imported (a module's source stat'ed when it is loaded), the
+top-level names of the other imported modules (the harness maps them to distributions) and the
+files written. The harness reads that file after the kernel is gone, so nothing shows in
+outputs, and a kernel that dies simply leaves the file short (that run is never reused).
+Standard library only: it runs in every kernel.
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ import os
 import sys
 from typing import Any
 
+# Audit events of channels whose inputs nbtest cannot fingerprint: a run that used one (in a
+# cell) is not reused unless the project trusts that channel (affected_trust).
+CHANNELS = {"subprocess.Popen": "subprocess", "os.system": "subprocess",
+            "os.posix_spawn": "subprocess", "os.exec": "subprocess", "os.spawn": "subprocess",
+            "os.fork": "subprocess", "pty.spawn": "subprocess", "socket.connect": "socket",
+            "socket.sendto": "socket", "urllib.Request": "socket", "sqlite3.connect": "sqlite"}
+LISTINGS = frozenset({"os.listdir", "os.scandir"})  # glob.glob lists through os.scandir
 # Folders under the project root whose files are never inputs of a notebook's verdict.
 _IGNORED_PARTS = frozenset({"__pycache__", ".git", ".pytest_cache", ".ipynb_checkpoints",
                             ".mypy_cache", ".ruff_cache"})
@@ -33,10 +43,15 @@ class Tracker:
         self.excluded = tuple(os.path.join(os.path.realpath(p), "") for p in
                               {sys.prefix, sys.base_prefix, sys.exec_prefix,
                                sys.base_exec_prefix, *_site_folders()})
-        self.read: set[str] = set()
+        # project file -> its stat (size, mtime, inode) when first read, None if absent
+        self.read: dict[str, list[int] | None] = {}
         self.written: set[str] = set()
         self.modules_seen: set[str] = set()
         self.sent: dict[str, set[str]] = {"read": set(), "written": set()}
+        self.channels: dict[str, str] = {}  # channel: the event that used it first
+        self.listed: dict[str, str | None] = {}  # folder: digest of its names when listed
+        self.in_cell = False  # between pre_run_cell and post_run_cell (not nbtest's own code)
+        self.listing = False  # the hook's own listdir: not a notebook's listing
         self.marker: tuple[int, str | None] = (0, None)
         self.out: Any = None
         self.error = ""
@@ -44,8 +59,11 @@ class Tracker:
     # -- the audit hook: called for every audit event of the process, so it returns at once
     # for anything but `open`, and never raises into the notebook's code.
     def audit(self, event: str, args: tuple[Any, ...]) -> None:
-        """sys.addaudithook callback: note project files opened, for reading or writing."""
+        """sys.addaudithook callback: note project files opened, for reading (with their stat
+        at the first read, before any write) or writing."""
         if event != "open":
+            if event in CHANNELS or event in LISTINGS:
+                self.other(event, args)
             return
         try:
             target, mode, flags = args
@@ -60,10 +78,49 @@ class Tracker:
                 writes = any(c in mode for c in "wax+")
             else:
                 writes = bool((flags or 0) & (os.O_WRONLY | os.O_RDWR))
-            (self.written if writes else self.read).add(path)
+            kept = self._kept(path)
+            if kept is None:
+                return
+            if writes:
+                self.written.add(kept)
+            elif kept not in self.read and kept not in self.written:
+                # A file read back after the notebook wrote it is its product, not an input.
+                self.read[kept] = file_stat(kept)
         except Exception as exc:  # noted, and the fingerprint is then incomplete
             if not self.error:
                 self.error = f"audit hook failed: {type(exc).__name__}: {exc}"
+
+    def other(self, event: str, args: tuple[Any, ...]) -> None:
+        """A channel used in a cell, or a project folder listed (with its names then)."""
+        try:
+            if event in CHANNELS:
+                if self.in_cell:
+                    self.channels.setdefault(CHANNELS[event], event)
+                return
+            if self.listing:
+                return
+            target = args[0] if args else None
+            if isinstance(target, int):
+                return
+            path = os.path.normpath(os.path.abspath(os.fsdecode(target if target is not None
+                                                                else ".")))
+            if (not path.startswith(self.roots) and os.path.join(path, "") not in self.roots
+                    or path.startswith(self.excluded) or path in self.listed):
+                return
+            if _IGNORED_PARTS.intersection(path.split(os.sep)):
+                return
+            self.listing = True
+            try:
+                self.listed[path] = listing_digest(path)
+            finally:
+                self.listing = False
+        except Exception as exc:
+            if not self.error:
+                self.error = f"audit hook failed: {type(exc).__name__}: {exc}"
+
+    def start_cell(self, *_: Any) -> None:
+        """IPython pre_run_cell handler: a cell of the notebook runs from now on."""
+        self.in_cell = True
 
     def _kept(self, path: str) -> str | None:
         """The project file `path` stands for, if it may be an input, else None (a module's
@@ -92,13 +149,20 @@ class Tracker:
             if marker != self.marker:
                 self.marker = marker
                 self._scan_modules(record)
-            for key, found in (("read", self.read), ("written", self.written)):
-                if len(found) != len(self.sent[key]):  # both only grow
-                    new = found - self.sent[key]
+            if len(self.read) != len(self.sent["read"]):  # both only grow
+                new = self.read.keys() - self.sent["read"]
+                self.sent["read"] |= new
+                record["read"] = [[p, self.read[p]] for p in sorted(new)]
+            self.in_cell = False
+            for key, found in (("channels", self.channels), ("listed", self.listed)):
+                new = found.keys() - self.sent.setdefault(key, set())
+                if new:
                     self.sent[key] |= new
-                    kept = sorted({p for p in map(self._kept, new) if p})
-                    if kept:
-                        record[key] = kept
+                    record[key] = {k: found[k] for k in sorted(new)}
+            if len(self.written) != len(self.sent["written"]):
+                new = self.written - self.sent["written"]
+                self.sent["written"] |= new
+                record["written"] = sorted(new)
             if self.error:
                 record["error"] = self.error
             self._append(record)
@@ -106,19 +170,18 @@ class Tracker:
             self._append({"error": f"report failed: {type(exc).__name__}: {exc}"})
 
     def _scan_modules(self, record: dict[str, Any]) -> None:
-        """Add the new modules to `record`: project files, else top-level names."""
+        """Note the new modules: project files among the files read (stat'ed now unless their
+        loading was seen by the audit hook), other modules as top-level names in `record`."""
         names = sys.modules.keys() - self.modules_seen
         self.modules_seen.update(names)
-        project, tops = set(), set()
+        tops = set()
         for name in names:
             file = getattr(sys.modules.get(name), "__file__", None)
             path = self._kept(os.path.normpath(os.path.abspath(file))) if file else None
-            if path is not None:
-                project.add(path)
-            else:
+            if path is None:
                 tops.add(name.partition(".")[0])
-        if project:
-            record["modules"] = sorted(project)
+            elif path not in self.read:
+                self.read[path] = file_stat(path)
         if tops:
             record["tops"] = sorted(tops)
 
@@ -128,6 +191,27 @@ class Tracker:
         if self.out is None:
             self.out = open(self.path, "a", encoding="utf-8", buffering=1)
         self.out.write(json.dumps(record) + "\n" if record else "{}\n")
+
+
+def file_stat(path: str) -> list[int] | None:
+    """[size, mtime in ns, inode] of the file at `path`, None when there is none: what tells
+    whether it changed since (the harness compares it again before hashing the file)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def listing_digest(path: str) -> str | None:
+    """A digest of the sorted names in folder `path`; None when there is no such folder."""
+    import hashlib
+
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return None
+    return hashlib.sha256("\0".join(names).encode()).hexdigest()[:32]
 
 
 def _site_folders() -> list[str]:
@@ -152,6 +236,7 @@ def install(settings: dict[str, Any]) -> None:
         if shell is None:
             raise RuntimeError("not running under IPython")
         sys.addaudithook(tracker.audit)
+        shell.events.register("pre_run_cell", tracker.start_cell)
         shell.events.register("post_run_cell", tracker.report)
     except Exception as exc:
         header = {"error": f"tracking could not start: {type(exc).__name__}: {exc}"}

@@ -3,13 +3,16 @@ fingerprint; the static part is fingerprint.static_fingerprint).
 
 Before the kernel starts, this callback asks the startup code to install the in-kernel tracker
 (nbtest.affected.tracker), which appends after each cell what is new to a private file. After
-the kernel is gone the file is read and the files named in it are hashed here:
+the kernel is gone the file is read and the files named in it are hashed here, each only if
+its size, mtime and inode are still those the kernel saw when it read it (checked before and
+after hashing): a file changed while the notebook ran makes the fingerprint incomplete.
 
 `result.extras["affected"]` = `{complete, why, interpreter, files: {path: digest},
 dists: {name: version}, depends: {glob: {path: digest}}}`, paths relative to the project root.
 `complete` is false (and `why` says why) when the tracker could not report everything: it did
-not start, its hook failed, a cell went unreported (the kernel died), or the kernel runs
-another Python than nbtest (whose distributions cannot be read from here).
+not start, its hook failed, a cell went unreported (the kernel died), the kernel runs another
+Python than nbtest (whose distributions cannot be read from here), or a file it read changed
+while it ran (edited meanwhile, or rewritten by the notebook after reading it).
 """
 
 from __future__ import annotations
@@ -25,11 +28,17 @@ from ..affected.fingerprint import (
     FileDigests,
     depends_files,
     distributions_of,
+    file_digest,
     interpreter,
     relative,
 )
+from ..affected.tracker import file_stat, listing_digest
 from ..callback import Callback, NotebookRun
 from ..results import NotebookResult
+
+# What a run did through a channel nbtest cannot fingerprint, in `nbtest affected`'s words.
+CHANNEL_WORDS = {"subprocess": "ran a subprocess", "socket": "opened a network connection",
+                 "sqlite": "opened a sqlite database"}
 
 
 class AffectedCapture(Callback):
@@ -39,11 +48,17 @@ class AffectedCapture(Callback):
         self.root = Path(root)
 
     def before_kernel_start(self, run: NotebookRun) -> None:
-        """Make the private file; tell the startup code where it is and what the root is."""
+        """Make the private file (in the kernel's private folder, so it goes with the kernel
+        however the run ends: Ctrl-C, SIGTERM, a kernel that never starts); tell the startup
+        code where it is and what the root is."""
         if not run.config.cache:
             return  # metadata.nbtest.cache: false: always runs, nothing to note
-        fd, path = tempfile.mkstemp(prefix="nbtest-affected-", suffix=".jsonl")
-        os.close(fd)
+        if run.kernel_folder:
+            path = os.path.join(run.kernel_folder, "affected.jsonl")
+            open(path, "w").close()
+        else:  # a run driven by hand, without a kernel's folder
+            fd, path = tempfile.mkstemp(prefix="nbtest-affected-", suffix=".jsonl")
+            os.close(fd)
         roots = sorted({str(self.root), os.path.realpath(self.root)})
         run.startup["affected"] = {"file": path, "roots": roots}
 
@@ -79,23 +94,65 @@ class AffectedCapture(Callback):
                 interpreter(), os.path.realpath(sys.prefix)):
             why = (f"the kernel runs another Python ({header.get('interpreter')} in "
                    f"{header.get('prefix')}) than nbtest: its distributions cannot be read")
-        read: set[str] = set()
+        executed = [cell.number for cell in result.cells if cell.execution_count]
+        read: dict[str, tuple[Any, int | None]] = {}  # path: (stat when read, cell)
         written: set[str] = set()
         tops: set[str] = set()
-        for line in reports:
-            read.update(line.get("modules", ()), line.get("read", ()))
+        channels: dict[str, int | None] = {}  # channel: the first cell that used it
+        listed: dict[str, tuple[Any, int | None]] = {}  # folder: (names' digest, cell)
+        for index, line in enumerate(reports):
+            cell = executed[index] if index < len(executed) else None
+            for path, seen in line.get("read", ()):
+                read.setdefault(path, (seen, cell))
             written.update(line.get("written", ()))
             tops.update(line.get("tops", ()))
+            for channel in line.get("channels", ()):
+                channels.setdefault(channel, cell)
+            for folder, seen in line.get("listed", {}).items():
+                listed.setdefault(folder, (seen, cell))
+        files: dict[str, str] = {}
+        changed = []
+        for path, (seen, cell) in sorted(read.items()):
+            found = digest_as_read(path, seen)
+            if found is None:
+                where = f" (read in cell {cell})" if cell else ""
+                how = "read, then written by the notebook" if path in written else \
+                    "changed while it ran"
+                changed.append(f"{relative(path, self.root)} {how}{where}")
+            else:
+                files[relative(path, self.root)] = found
+        listings: dict[str, str] = {}
+        for folder, (seen, cell) in sorted(listed.items()):
+            if listing_digest(folder) != seen:
+                where = f" (listed in cell {cell})" if cell else ""
+                changed.append(f"the listing of {relative(folder, self.root)} changed while "
+                               f"it ran{where}")
+            else:
+                listings[relative(folder, self.root)] = seen or "missing"
+        untrusted = [f"{CHANNEL_WORDS.get(c, c)} (cell {cell})" if cell else CHANNEL_WORDS.get(c, c)
+                     for c, cell in channels.items() if c not in run.config.affected_trust]
+        if untrusted and not why:
+            why = f"{', '.join(untrusted)}: will always run (affected_trust lets it be reused)"
+        if changed and not why:
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            why = changed[0] + more
         digests = FileDigests()
-        # A file the notebook wrote is its product, not an input, even if it read it back.
-        files = {relative(p, self.root): digests(p) for p in sorted(read - written)}
         sanitize = run.config.sanitize_with
         if sanitize:  # the output check's rules are an input of the verdict too
             files[relative(self.root / sanitize, self.root)] = digests(self.root / sanitize)
         return {"complete": not why, "why": why, "interpreter": header.get("interpreter"),
-                "files": files, "dists": distributions_of(sorted(tops)),
+                "files": files, "listings": listings, "dists": distributions_of(sorted(tops)),
                 "depends": depends_files(run.config.depends, Path(run.path).resolve().parent,
                                          self.root, digests)}
+
+
+def digest_as_read(path: str, seen: Any) -> str | None:
+    """The digest of the file at `path` as the kernel read it (`seen`: its stat then, None
+    when it was absent), or None when it is not the same file any more."""
+    if file_stat(path) != seen:
+        return None
+    found = file_digest(path)
+    return found if file_stat(path) == seen else None
 
 
 def _read_lines(path: str) -> list[dict[str, Any]]:

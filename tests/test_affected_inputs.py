@@ -1,0 +1,124 @@
+"""--nbtest-affected never reuses a run whose inputs it did not see as they were read (issue
+27, items 1 and 3): a file edited while the notebook ran, a file it read and then rewrote.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_notebook
+from pytester_helpers import SESSION_TIMEOUT
+from test_affected import ran, run_affected
+
+import nbtest.affected.tracker
+import nbtest.callbacks.affected
+from nbtest import this_tests
+
+pytest_plugins = ["pytester"]
+
+PAUSE = "import time\ntime.sleep(3)  # the test edits the inputs meanwhile"
+
+
+def test_a_file_edited_while_it_runs_is_not_reused(pytester: pytest.Pytester,
+                                                   no_kernel_left) -> None:
+    """data.txt and pkg/mod.py change while their notebooks sleep after reading them: the
+    passes are not reused (`changed while it ran`), the next session runs and fails them."""
+    this_tests(nbtest.callbacks.affected.digest_as_read, nbtest.affected.tracker.file_stat,
+               nbtest.callbacks.affected.AffectedCapture.fingerprint)
+    root = pytester.path
+    (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
+    (root / "data.txt").write_text("42\n")
+    (root / "pkg").mkdir()
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "mod.py").write_text("VALUE = 42\n")
+    write_notebook(root / "data.ipynb", [
+        "assert open('data.txt').read().strip() == '42'\nopen('started-data', 'w').close()",
+        PAUSE])
+    write_notebook(root / "mod.ipynb", [
+        "from pkg.mod import VALUE\nassert VALUE == 42\nopen('started-mod', 'w').close()",
+        PAUSE])
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:randomly", "-n", "2",
+                             "--nbtest-affected"], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        for name in ("data", "mod"):
+            wait_for_file_made(root / f"started-{name}", proc)
+        (root / "data.txt").write_text("41\n")
+        (root / "pkg" / "mod.py").write_text("VALUE = 41\n")
+        out, _ = proc.communicate(timeout=SESSION_TIMEOUT)  # hang guard
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and "2 passed" in out, out
+    report = run_affected(root)
+    assert "data.txt changed while it ran (read in cell 1)" in report, report
+    assert "pkg/mod.py changed while it ran (read in cell 1)" in report, report
+    outcomes, text = ran(pytester)
+    assert outcomes == {"data.ipynb": "failed", "mod.ipynb": "failed"}, text
+    no_kernel_left()
+
+
+def wait_for_file_made(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait (hang guard) until the empty file `path` exists."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def test_a_file_read_then_rewritten_always_runs(pytester: pytest.Pytester,
+                                                no_kernel_left) -> None:
+    """A notebook that reads a file and then rewrites it is never reused (its next run
+    reads what it wrote); one that writes a file and reads it back is (its product)."""
+    this_tests(nbtest.affected.tracker.Tracker.audit)
+    root = pytester.path
+    (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
+    (root / "count.txt").write_text("0")
+    write_notebook(root / "counts.ipynb", [
+        "n = int(open('count.txt').read())\nassert n < 1, n",
+        "open('count.txt', 'w').write(str(n + 1))"])
+    write_notebook(root / "product.ipynb", [
+        "open('made.txt', 'w').write('x')", "assert open('made.txt').read() == 'x'"])
+    assert ran(pytester)[0] == {"counts.ipynb": "passed", "product.ipynb": "passed"}
+    assert "count.txt read, then written by the notebook (read in cell 1)" in run_affected(root)
+    assert ran(pytester)[0] == {"counts.ipynb": "failed"}
+    no_kernel_left()
+
+
+def test_listings_and_untracked_channels(pytester: pytest.Pytester, no_kernel_left) -> None:
+    """A folder listed (glob) is a dependency: a new file there runs the notebook. A run
+    that used a subprocess or sqlite is never reused, and `nbtest affected` says so, unless
+    the notebook trusts that channel (affected_trust)."""
+    this_tests(nbtest.affected.tracker.Tracker.other, nbtest.affected.tracker.listing_digest,
+               "nbtest.affected.store.Checker.reasons")
+    root = pytester.path
+    (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
+    (root / "inputs").mkdir()
+    (root / "inputs" / "a.csv").write_text("x\n")
+    (root / "s.txt").write_text("ok")
+    write_notebook(root / "sub.ipynb", [
+        "x = 1", "import subprocess\nout = subprocess.run(['cat', 's.txt'], "
+        "capture_output=True, text=True).stdout\nassert out == 'ok', out"])
+    write_notebook(root / "db.ipynb", ["import sqlite3\nsqlite3.connect(':memory:').close()"])
+    write_notebook(root / "globbed.ipynb", [
+        "import glob\nassert len(glob.glob('inputs/*.csv')) == 1"])
+    write_notebook(root / "trusted.ipynb", ["import subprocess\nsubprocess.run(['true'])"],
+                   {"nbtest": {"affected_trust": ["subprocess"]}})
+    assert set(ran(pytester)[0]) == {"sub.ipynb", "db.ipynb", "globbed.ipynb",
+                                     "trusted.ipynb"}
+    report = run_affected(root)
+    assert "ran a subprocess (cell 2): will always run" in report, report
+    assert "opened a sqlite database (cell 1): will always run" in report, report
+    assert set(ran(pytester)[0]) == {"sub.ipynb", "db.ipynb"}
+    (root / "inputs" / "b.csv").write_text("y\n")
+    assert "globbed.ipynb: the listing of inputs changed" in run_affected(root)
+    outcomes, text = ran(pytester)
+    assert outcomes == {"sub.ipynb": "passed", "db.ipynb": "passed",
+                        "globbed.ipynb": "failed"}, text
+    no_kernel_left()
