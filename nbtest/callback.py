@@ -131,3 +131,22 @@ class Dispatcher:
         """Dispatch on_notebook_end."""
         for cb in self.callbacks:
             cb.on_notebook_end(run, result)
+
+
+def load_callback(spec: str) -> Callback:
+    """A Callback from `module:Name` (a class is instantiated without arguments)."""
+    import importlib
+
+    from .errors import UsageError
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        raise UsageError(f"--callback {spec!r}: write MODULE:NAME, e.g. mypkg.cbs:Timer")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"--callback {spec!r}: cannot load it: {exc}") from None
+    obj = obj() if isinstance(obj, type) else obj
+    if not isinstance(obj, Callback):
+        raise UsageError(f"--callback {spec!r} is not an nbtest.Callback")
+    return obj

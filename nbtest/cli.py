@@ -9,7 +9,6 @@ one paragraph, never a traceback of nbtest's code.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import sys
@@ -18,10 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .callback import Callback
+from .callback import Callback, load_callback
 from .config import CLI, NbTestConfig, options_for, parse_layer, project_layer
 from .errors import NbTestError, UsageError
 from .files import check_writable, why, write_atomic
+from .outputs.html import html_exporter, write_html
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREFLIGHT, EXIT_UNWRITTEN = 0, 1, 2, 3, 4
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer killed by SIGPIPE
@@ -122,21 +122,6 @@ def cmd_run(args: argparse.Namespace, pytest_args: Sequence[str]) -> int:
     return int(pytest.main(["--nbtest", *affected, *map(str, selected), *pytest_args]))
 
 
-def load_callback(spec: str) -> Callback:
-    """A Callback from `module:Name` (a class is instantiated without arguments)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep:
-        raise UsageError(f"--callback {spec!r}: write MODULE:NAME, e.g. mypkg.cbs:Timer")
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(f"--callback {spec!r}: cannot load it: {exc}") from None
-    obj = obj() if isinstance(obj, type) else obj
-    if not isinstance(obj, Callback):
-        raise UsageError(f"--callback {spec!r} is not an nbtest.Callback")
-    return obj
-
-
 def _explicit_options(args: argparse.Namespace) -> dict[str, Any]:
     from .params import parse_value, read_parameters_file
 
@@ -162,22 +147,6 @@ def output_path(notebook: Path, args: argparse.Namespace) -> Path:
         return out
     return notebook.with_name(notebook.name[: -len(notebook.suffix)] + ".executed.ipynb"
                               if notebook.suffix else notebook.name + ".executed.ipynb")
-
-
-def html_exporter() -> Any:
-    """nbconvert's HTMLExporter class (the `html` extra), or a UsageError saying how to get it."""
-    try:
-        from nbconvert import HTMLExporter
-    except ImportError:
-        raise UsageError("--html needs nbconvert: pip install 'pytest-nbtest[html]' "
-                         "(or pip install nbconvert)") from None
-    return HTMLExporter
-
-
-def write_html(notebook: Any, path: Path) -> None:
-    """An HTML copy through nbconvert (the `html` extra)."""
-    body, _ = html_exporter()().from_notebook_node(notebook)
-    write_atomic(path, body)
 
 
 def _start_preloaded_template(plan: Any) -> None:

@@ -219,7 +219,7 @@ def test_timing_callback_driven_by_hand() -> None:
     ("nbtest.callbacks:Nope", "cannot load it"),
 ])
 def test_bad_callback_option_exits_2(make_notebook, run_cli, spec: str, says: str) -> None:
-    this_tests("nbtest.cli.load_callback", "nbtest.cli.cmd_execute")
+    this_tests("nbtest.callback.load_callback", "nbtest.cli.cmd_execute")
     path = make_notebook("nb.ipynb", ["x = 1"])
     proc = run_cli("execute", path, "--callback", spec, "--no-progress")
     assert proc.returncode == 2
@@ -227,7 +227,7 @@ def test_bad_callback_option_exits_2(make_notebook, run_cli, spec: str, says: st
 
 
 def test_builtin_callback_by_name_on_the_command_line(make_notebook, run_cli) -> None:
-    this_tests("nbtest.cli.load_callback", "nbtest.cli.cmd_execute", TimingCallback)
+    this_tests("nbtest.callback.load_callback", "nbtest.cli.cmd_execute", TimingCallback)
     path = make_notebook("nb.ipynb", ["x = 1"])
     proc = run_cli("execute", path, "--callback", "nbtest.callbacks:TimingCallback",
                    "--no-progress")

@@ -299,8 +299,8 @@ class Recorder(Callback):
 
 @NEEDS_NBCONVERT
 def test_output_elsewhere_html_and_callback(make_notebook, run_cli, tmp_path: Path) -> None:
-    this_tests("nbtest.cli.cmd_execute", "nbtest.cli.output_path", "nbtest.cli.write_html",
-               "nbtest.cli.load_callback")
+    this_tests("nbtest.cli.cmd_execute", "nbtest.cli.output_path", "nbtest.outputs.html.write_html",
+               "nbtest.callback.load_callback")
     (tmp_path / "cbmods").mkdir()
     (tmp_path / "cbmods" / "recorder_cb.py").write_text(CALLBACK_MODULE)
     path = make_notebook("nb.ipynb", [("markdown", "# doc"), "x = 1", "print(x + 1)"])

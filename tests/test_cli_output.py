@@ -81,7 +81,7 @@ sys.exit(main(sys.argv[1:]))
 
 def test_html_without_nbconvert_names_the_distribution_before_the_run(
         make_notebook, tmp_path: Path) -> None:
-    this_tests("nbtest.cli.cmd_execute", "nbtest.cli.html_exporter")
+    this_tests("nbtest.cli.cmd_execute", "nbtest.outputs.html.html_exporter")
     path = make_notebook("good.ipynb", [MARKER])
     proc = subprocess.run([sys.executable, "-c", NO_NBCONVERT, "execute", str(path), "--html",
                            "--no-progress"], cwd=tmp_path, env=cli_env(), capture_output=True,
