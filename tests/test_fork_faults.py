@@ -90,7 +90,8 @@ def test_forked_kernel_is_interrupted_like_a_spawned_one(tmp_path: Path,
 
 @pytest.mark.parametrize(("code", "detail"), [
     ("import os\nos._exit(3)", "kernel died (exit code 3)"),
-    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "kernel died (killed by SIGKILL)"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+     "kernel died (killed by SIGKILL, which looks like the memory limit or the OOM killer"),
 ], ids=["exit-code", "sigkill"])
 def test_forked_kernel_death_is_explained(make_notebook: Callable[..., Path],
                                           no_kernel_left: Callable[[], None], code: str,
@@ -101,5 +102,5 @@ def test_forked_kernel_death_is_explained(make_notebook: Callable[..., Path],
     result = run_notebook(path, FORK)
     assert result.extras["kernel_start"] == "fork"
     assert [c.status for c in result.cells] == [PASSED, DIED, NOT_RUN]
-    assert result.cells[1].detail == detail
+    assert result.cells[1].detail.startswith(detail)
     no_kernel_left()
