@@ -71,8 +71,12 @@ def make_folder(prefix: str = "nbtest-") -> str:
         _swept.set()
         from .reaper import later
 
-        later(sweep)
+        later(_sweep_temp_dir)
     return folder
+
+
+def _sweep_temp_dir() -> None:
+    sweep()
 
 
 def owner_gone(owner: dict[str, Any], here: dict[str, Any] | None = None) -> bool:
