@@ -230,7 +230,10 @@ def test_describe_exit() -> None:
     this_tests(describe_exit)
     assert describe_exit(None) == "kernel died"
     assert describe_exit(3) == "kernel died (exit code 3)"
-    assert describe_exit(-9) == "kernel died (killed by SIGKILL)"
+    assert describe_exit(-9) == ("kernel died (killed by SIGKILL, which looks like the "
+                                 "memory limit or the OOM killer)")
+    assert describe_exit(-9, 812.4) == ("kernel died (killed by SIGKILL, which looks like the "
+                                        "memory limit or the OOM killer; peak RSS seen 812 MiB)")
     assert describe_exit(-11) == "kernel died (killed by SIGSEGV)"
     assert describe_exit(-200) == "kernel died (killed by signal 200)"
 

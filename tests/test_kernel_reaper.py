@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import pid_gone
 from jupyter_core.utils import run_sync
@@ -175,3 +176,61 @@ def test_reaper_runs_jobs_in_order_on_one_thread_and_settles(
         time.sleep(0.01)
     reaper.later(lambda: done.append(3))
     assert reaper.settle(timeout=30) and done[-1] == 3
+
+
+# A double fork: a child starts a daemon (a session of its own, an environment without the
+# kernel's token) and exits at once, so the daemon is an orphan; the cell prints its pid.
+DAEMON = """
+import subprocess, sys
+middle = subprocess.run([sys.executable, "-c", "import os, subprocess; print(subprocess.Popen("
+    "['sleep', '600'], env={'PATH': os.environ['PATH']}, start_new_session=True, "
+    "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)"],
+    capture_output=True, text=True, check=True)
+print(middle.stdout.strip())
+"""
+
+
+def _kill_if_left(pid: int) -> None:
+    """Kill `pid` if it is still the test's `sleep 600` (a survivor must not outlive us)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.cmdline() == ["sleep", "600"]:
+            proc.kill()
+    except psutil.Error:
+        pass
+
+
+@pytest.mark.parametrize("fork", ["yes", "no"])
+def test_a_daemon_a_cell_double_forks_dies_with_the_kernel(
+        make_notebook: Callable[..., Path], no_kernel_left, fork: str) -> None:
+    """The kernel is a subreaper: the orphaned daemon is reparented to it, not to init, so it
+    is in the kernel's tree when the kernel is killed."""
+    this_tests("nbtest.kernel.startup.startup_code", "nbtest.kernel.launch.Kernel.processes",
+               "nbtest.kernel.template._become_subreaper")
+    path = make_notebook("daemon.ipynb", [DAEMON, "import time\ntime.sleep(0.5)"])
+    result = run_notebook(path, NbTestConfig.of(fork=fork))
+    daemon = int(result.cells[0].output_tail.split()[-1])
+    try:
+        assert result.passed, result.cells
+        assert result.extras["kernel_start"] == ("fork" if fork == "yes" else "spawn")
+        assert pid_gone(daemon), "the double-forked daemon outlived its kernel"
+    finally:
+        _kill_if_left(daemon)
+    no_kernel_left()
+
+
+def test_the_template_kills_what_a_forked_kernel_that_died_left(
+        make_notebook: Callable[..., Path], no_kernel_left) -> None:
+    """A forked kernel that dies on its own leaves its orphans to the template (a subreaper
+    too), which kills every child that is not one of its kernels."""
+    this_tests("nbtest.kernel.template._kill_orphans", "nbtest.kernel.template._reap")
+    path = make_notebook("dies.ipynb", [DAEMON, "import os\nos._exit(3)"])
+    result = run_notebook(path, NbTestConfig.of(fork="yes"))
+    daemon = int(result.cells[0].output_tail.split()[-1])
+    try:
+        assert result.extras["kernel_start"] == "fork"
+        assert result.cells[1].detail == "kernel died (exit code 3)"
+        assert pid_gone(daemon), "the dead kernel's daemon survived"
+    finally:
+        _kill_if_left(daemon)
+    no_kernel_left()

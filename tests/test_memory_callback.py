@@ -4,6 +4,7 @@ a real child process standing in for a kernel and the stand-in nvidia-smi listin
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -25,9 +26,12 @@ from nbtest.callbacks.memory import (
     gpu_memory_returned,
     kernel_gpu_mib,
 )
+from nbtest.config import NbTestConfig
 from nbtest.errors import ConfigError
 from nbtest.execute import run_notebook
-from nbtest.results import CellResult
+from nbtest.kernel.life import describe_exit
+from nbtest.report import failure_text
+from nbtest.results import DIED, FAILED, NOT_RUN, PASSED, CellResult
 
 pytest_plugins = ["pytester"]
 
@@ -84,7 +88,66 @@ def test_mem_max_exceeded_sets_the_violation(make_notebook: Callable[..., Path],
     result = run_notebook(path, callbacks=[MemoryCallback()])
     violation = result.extras["memory_violation"]
     assert violation.startswith("peak RSS ") and violation.endswith(" MiB exceeds mem_max 100 MiB")
-    assert int(violation.split()[2]) >= 200  # the measured figure is in the message
+    # The measured figure is in the message: over the cap (the cap stopped the cell there).
+    assert int(violation.split()[2]) > 100
+    assert result.cells[0].failed and "exceeds mem_max 100 MiB" in result.cells[0].detail
+    no_kernel_left()
+
+
+# Grows by 25 MiB every 50 ms, up to 1 GiB, then holds it: a runaway cell.
+RUNAWAY = ("import time\nheld = []\nfor _ in range(40):\n"
+           "    held.append(bytearray(25 * 2**20))\n"
+           "    held[-1][::4096] = b'x' * len(held[-1][::4096])\n"
+           "    time.sleep(0.05)\ntime.sleep(600)")
+
+
+@pytest.mark.parametrize("fork", ["no", "yes"])
+def test_mem_max_stops_a_runaway_cell_and_names_it(make_notebook: Callable[..., Path],
+                                                   no_kernel_left: Callable[[], None],
+                                                   fork: str) -> None:
+    """mem_max is a cap: the kernel is killed once its tree is seen over it, while the cell
+    runs; the cell fails (not the timeout, which is only this test's hang guard), naming the
+    figure seen and the cap."""
+    this_tests(TreeSampler.over_limit, "nbtest.callbacks.memory.TreeSampler._enforce",
+               "nbtest.kernel.life.NotebookKernel.death_detail")
+    path = make_notebook("runaway.ipynb", ["x = 1", RUNAWAY, "y = 2"],
+                         metadata={"nbtest": {"mem_max": "200MiB", "timeout": 120}})
+    result = run_notebook(path, NbTestConfig.of(fork=fork), callbacks=[MemoryCallback()])
+    assert [c.status for c in result.cells] == [PASSED, DIED, NOT_RUN]
+    detail = result.cells[1].detail
+    assert re.fullmatch(r"kernel killed by nbtest: peak RSS (\d+) MiB exceeds mem_max 200 MiB "
+                        r"\(while cell 2 ran\)", detail), detail
+    seen = int(detail.split()[6])
+    assert 200 < seen < 1024  # stopped on its way up, long before the cell's 1 GiB
+    assert failure_text(result).splitlines()[0] == f"cell 2: {detail}"
+    no_kernel_left()
+
+
+def test_mem_max_fails_the_cell_whose_peak_went_over_between_samples(
+        make_notebook: Callable[..., Path], no_kernel_left: Callable[[], None]) -> None:
+    """A spike the background samples miss (here they are 60 s apart) is in the kernel's
+    own record of its peak (VmHWM), read at the cell's end: that cell fails, not the run."""
+    this_tests(MemoryCallback.check_cell)
+    path = make_notebook("spike.ipynb", ["x = 1", ALLOCATE_200MB + "\ndel b", "y = 2"],
+                         metadata={"nbtest": {"mem_max": "150MiB"}})
+    result = run_notebook(path, callbacks=[MemoryCallback(interval=60)])
+    assert [c.status for c in result.cells] == [PASSED, FAILED, NOT_RUN]
+    assert re.fullmatch(r"peak RSS \d+ MiB exceeds mem_max 150 MiB", result.cells[1].detail)
+    no_kernel_left()
+
+
+def test_a_kernel_killed_by_sigkill_reads_like_the_memory_limit_with_its_peak(
+        make_notebook: Callable[..., Path], no_kernel_left: Callable[[], None]) -> None:
+    """The OOM killer's SIGKILL (here the kernel's own) is explained, with the peak seen."""
+    this_tests(describe_exit, "nbtest.kernel.life.NotebookKernel.death_detail")
+    path = make_notebook("oom.ipynb", [ALLOCATE_200MB,
+                                       "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"])
+    result = run_notebook(path, callbacks=[MemoryCallback()])
+    detail = result.cells[1].detail
+    found = re.fullmatch(r"kernel died \(killed by SIGKILL, which looks like the memory limit "
+                         r"or the OOM killer; peak RSS seen (\d+) MiB\)", detail)
+    assert found, detail
+    assert int(found.group(1)) >= 200
     no_kernel_left()
 
 

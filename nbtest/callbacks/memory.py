@@ -19,18 +19,26 @@ Results go into `NotebookResult.extras`: `peak_rss_mib`, and with CUDA `peak_gpu
 again?). A budget (`metadata.nbtest.mem_max` / `gpu_mem_max`) that is exceeded sets
 `memory_violation` to a sentence with the measured figure, for the engine to fail the
 notebook with.
+
+`mem_max` is also a cap while cells run: once a sample of the tree's RSS is over it, the
+sampling thread kills the kernel's tree at once (before the machine's OOM killer has to), and
+the running cell fails with the figure seen (`memory_stop`, which the kernel's death detail
+quotes); a cell whose end-of-cell look finds the peak over it fails too.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 
 from ..callback import Callback, NotebookRun
 from ..gpu.peak import read_peak
+from ..kernel.life import MEMORY_STOP, PEAK_RSS
 from ..kernel.reaper import settle
 from ..results import CellResult, NotebookResult
 
@@ -90,10 +98,16 @@ class TreeSampler:
 
     def __init__(self, pid: int, interval: float = SAMPLE_EVERY,
                  framework_file: str | None = None,
-                 card_baseline: dict[str, int] | None = None) -> None:
+                 card_baseline: dict[str, int] | None = None, limit: int | None = None,
+                 on_limit: Callable[[int], None] | None = None) -> None:
         self.pid = pid
         self.interval = interval
         self.peak_rss = 0  # bytes
+        # A cap on the tree's RSS (bytes): over it, the sampling thread kills the tree and
+        # calls on_limit(peak), once.
+        self.limit, self.on_limit = limit, on_limit
+        self.limit_hit = False
+        self.on_peak: Callable[[int], None] | None = None  # told each new peak (bytes)
         self.peak_gpu_mib: int | None = None
         self.gpu_source: str | None = None  # DRIVER, FRAMEWORK or CARD_DELTA
         self.framework_file = framework_file  # where the kernel writes torch's peak
@@ -135,12 +149,42 @@ class TreeSampler:
         # Ends by itself once the kernel is gone, so a run that raised (and never sent
         # notebook-end) leaves no thread behind: the engine always kills the kernel.
         while not self._stop.is_set() and self.sample():
+            if self.over_limit():
+                self._enforce()
+                return
             self._stop.wait(self.interval)
+
+    def over_limit(self) -> bool:
+        """Whether the peak RSS seen is over the cap (False without one)."""
+        return bool(self.limit) and self.peak_rss > (self.limit or 0)
+
+    def _enforce(self) -> None:
+        """Tell on_limit (the figure goes into the cell's failure), then SIGKILL the tree: the
+        kernel's process group (it leads one) and every process of the tree seen."""
+        with self._lock:
+            if self.limit_hit:
+                return
+            self.limit_hit = True
+            peak, procs = self.peak_rss, list(self._procs.values())
+        if self.on_limit is not None:
+            self.on_limit(peak)
+        root = self._procs.get(self.pid)
+        try:
+            if root is not None and root.is_running() and os.getpgid(self.pid) == self.pid:
+                os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        for proc in procs:
+            try:
+                proc.kill()  # psutil checks first that the pid was not reused
+            except psutil.Error:
+                pass
 
     def sample(self, full: bool = False, gpu: bool = True) -> bool:
         """Take one sample (`full`: the slow looks too, the GPU one only with `gpu`); False
         once the kernel is gone."""
         with self._lock:
+            before = self.peak_rss
             now = time.monotonic()
             # Listing the tree scans every process of the machine: on the slow cadence only,
             # not at each cell's end (`full` adds the cheap per-process looks there).
@@ -164,6 +208,8 @@ class TreeSampler:
             self.peak_rss = max(self.peak_rss, rss)
             if slow:
                 self._slow_looks(gpu=refresh or gpu, every=refresh)
+            if self.peak_rss > before and self.on_peak is not None:
+                self.on_peak(self.peak_rss)
             return self.pid in self._procs
 
     def _alive(self) -> bool:
@@ -240,6 +286,9 @@ class MemoryCallback(Callback):
     def __init__(self, interval: float = SAMPLE_EVERY) -> None:
         self.interval = interval
         self.sampler: TreeSampler | None = None
+        self.cell: int | None = None  # the cell running now (its number), if one is
+        self.last_cell: int | None = None  # the cell that ran last
+        self.looked = False  # the end-of-cell sample was taken by check_cell
 
     def before_kernel_start(self, run: NotebookRun) -> None:
         """A file for the kernel's own GPU peak (torch's counters), in its private folder:
@@ -250,16 +299,57 @@ class MemoryCallback(Callback):
     def on_notebook_start(self, run: NotebookRun) -> None:
         """Start sampling the kernel's process tree."""
         self.close()
+        self.cell = self.last_cell = None
         if run.kernel_pid is not None:
+            limit = read_budget(run, "mem_max")
             self.sampler = TreeSampler(run.kernel_pid, self.interval,
-                                       run.startup.get("gpu_peak_file"), run.cards_before)
+                                       run.startup.get("gpu_peak_file"), run.cards_before,
+                                       limit=limit,
+                                       on_limit=lambda peak: self._stop(run, peak, limit or 0))
+            self.sampler.on_peak = lambda peak: run.extras.__setitem__(
+                PEAK_RSS, round(peak / MIB, 1))
             self.sampler.sample(full=True)
             self.sampler.start()
 
+    def _stop(self, run: NotebookRun, peak: int, limit: int) -> None:
+        """The cap was hit: say so, for the cell that fails when the kernel is found dead."""
+        from ..gpu.probe import format_size
+
+        cell = self.cell if self.cell is not None else self.last_cell
+        where = "while cell {} ran" if self.cell is not None else "after cell {}"
+        text = f"peak RSS {peak / MIB:.0f} MiB exceeds mem_max {format_size(limit)}"
+        if cell is not None:
+            text += f" ({where.format(cell)})"
+        run.extras[MEMORY_STOP] = text
+
+    def on_cell_start(self, run: NotebookRun, number: int, source: str) -> None:
+        """Note which cell runs, for the cap's message."""
+        self.cell = number
+        self.looked = False
+
+    def check_cell(self, run: NotebookRun, cell: object, result: CellResult) -> str | None:
+        """A full sample, GPU included, while what the cell left in memory is still there;
+        a peak over mem_max fails the cell that reached it."""
+        sampler = self.sampler
+        if sampler is None:
+            return None
+        sampler.sample(full=True)
+        self.looked = True
+        if sampler.over_limit() and not sampler.limit_hit:
+            sampler.limit_hit = True  # the run stops here: the kernel is killed with it
+            from ..gpu.probe import format_size
+
+            return (f"peak RSS {sampler.peak_rss / MIB:.0f} MiB exceeds mem_max "
+                    f"{format_size(sampler.limit or 0)}")
+        return None
+
     def on_cell_end(self, run: NotebookRun, result: CellResult) -> None:
-        """A full sample, GPU included, while what the cell left in memory is still there."""
-        if self.sampler is not None:
+        """A full sample (unless check_cell took it), GPU included, while what the cell left
+        in memory is still there."""
+        self.last_cell, self.cell = result.number, None
+        if self.sampler is not None and not self.looked:
             self.sampler.sample(full=True)
+        self.looked = False
 
     def before_kernel_stop(self, run: NotebookRun) -> None:
         """The last look, while the kernel still holds what the notebook kept to its end."""

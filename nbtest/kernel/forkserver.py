@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ class ForkedProcess:
         self.pid = pid
         self.returncode: int | None = None
         self._conn = conn
+        self._orphaned = False  # the template is gone: no exit report will come
         self._buffer = b""
         self._lock = threading.Lock()  # the reaper thread may wait while another polls
 
@@ -46,7 +46,10 @@ class ForkedProcess:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise subprocess.TimeoutExpired(["forked kernel"], timeout or 0)
-            self._read(block=True, timeout=min(left, 0.1) if left is not None else 0.1)
+            step = min(left, 0.1) if left is not None else 0.1
+            if self._orphaned:  # nothing to block on: look again after a pause, not at once
+                time.sleep(min(step, 0.02))
+            self._read(block=True, timeout=step)
         return self.returncode
 
     def _read(self, block: bool, timeout: float | None = None) -> None:
@@ -59,6 +62,10 @@ class ForkedProcess:
             self._lock.release()
 
     def _read_locked(self, block: bool, timeout: float | None) -> None:
+        if self._orphaned:
+            if not _alive(self.pid):
+                self.returncode = -signal.SIGKILL
+            return
         self._conn.settimeout(timeout if block else 0.0)
         try:
             data = self._conn.recv(4096)
@@ -66,9 +73,11 @@ class ForkedProcess:
             return
         except OSError:
             data = b""
-        if not data:  # the template died: the kernel died with it
-            if self.returncode is None:
-                self.returncode = -signal.SIGKILL if not _alive(self.pid) else None
+        if not data:  # the template died: the kernel dies with it (or has died)
+            self._orphaned = True
+            self._conn.close()
+            if not _alive(self.pid):
+                self.returncode = -signal.SIGKILL
             return
         self._buffer += data
         while b"\n" in self._buffer:
@@ -93,11 +102,14 @@ class ForkedProcess:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie (a killed kernel its new parent has not reaped yet, which
+    can take init a second) has exited."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    return True
 
 
 
@@ -153,7 +165,9 @@ class ForkServer:
             self.process = _Adopted(int(adopted["pid"]))
             self.preload = list(adopted.get("preload", ()))
             return
-        self.folder = tempfile.mkdtemp(prefix="nbtest-fork-")
+        from .folders import make_folder
+
+        self.folder = make_folder("nbtest-fork-")
         self.path = os.path.join(self.folder, "fork.sock")
         # The template imports with a kernel's environment: some modules read it at import.
         self.env = kernel_environment({})

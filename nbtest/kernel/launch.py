@@ -13,7 +13,6 @@ import copy
 import os
 import shutil
 import signal
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ import psutil
 
 from ..errors import KernelStartError, NbTestError
 from .environment import FORK_PROVISIONER, kernel_environment
+from .folders import make_folder
 from .reaper import later, reap, wait_gone
 from .specs import kernel_spec
 
@@ -272,8 +272,9 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
 
 
 def private_folder() -> str:
-    """A new private (0700) folder for one kernel's connection file, sockets and files."""
-    return tempfile.mkdtemp(prefix="nbtest-")
+    """A new private (0700) folder for one kernel's connection file, sockets and files; it
+    names its owner, so a later run removes it if this process dies first (folders.py)."""
+    return make_folder("nbtest-")
 
 
 async def _start_without_pause(km: Any, **kwargs: Any) -> None:

@@ -18,6 +18,9 @@ from .reaper import settle
 from .startup import startup_code
 
 INTERRUPT_GRACE = 0.2  # seconds a timed-out kernel gets to react to SIGINT before SIGKILL
+# NotebookRun.extras the memory callback keeps up to date while cells run: why it killed the
+# kernel (mem_max), and the peak RSS of its tree so far (MiB); a death's detail quotes them.
+MEMORY_STOP, PEAK_RSS = "memory_stop", "peak_rss_mib"
 
 
 class NotebookKernel:
@@ -123,11 +126,16 @@ class NotebookKernel:
                 status = process.wait(timeout=2)
             except Exception:
                 status = process.poll()
-        return describe_exit(status)
+        extras = self.run_info.extras
+        if extras.get(MEMORY_STOP):
+            return f"kernel killed by nbtest: {extras[MEMORY_STOP]}"
+        return describe_exit(status, extras.get(PEAK_RSS))
 
 
-def describe_exit(status: int | None) -> str:
-    """`kernel died (exit code 3)` or `kernel died (killed by SIGKILL)`."""
+def describe_exit(status: int | None, peak_rss_mib: float | None = None) -> str:
+    """`kernel died (exit code 3)` or `kernel died (killed by SIGKILL)`; a SIGKILL nbtest did
+    not send is most often the kernel's OOM killer (or a container's memory limit): say so,
+    with the peak RSS seen, if known."""
     import signal
 
     if status is None:
@@ -137,5 +145,9 @@ def describe_exit(status: int | None) -> str:
             name = signal.Signals(-status).name
         except ValueError:
             name = f"signal {-status}"
+        if -status == signal.SIGKILL:
+            seen = f"; peak RSS seen {peak_rss_mib:.0f} MiB" if peak_rss_mib else ""
+            return (f"kernel died (killed by SIGKILL, which looks like the memory limit or "
+                    f"the OOM killer{seen})")
         return f"kernel died (killed by {name})"
     return f"kernel died (exit code {status})"

@@ -23,6 +23,16 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
 
     settings = json.loads(settings_json)
     os.environ["NBTEST"] = "1"
+    if sys.platform.startswith("linux"):
+        # A subreaper: what a cell starts and orphans (a double-forked daemon, in a new
+        # session with a cleared environment) is reparented to the kernel, not to init, so
+        # it stays in the kernel's tree and the harness kills it with the kernel.
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        except (OSError, AttributeError):
+            pass
     preloaded = sys.modules.get("nbtest.kernel.preload")
     if preloaded is not None:  # forked from a template that preloaded the user's modules
         preloaded.drop_changed_modules()

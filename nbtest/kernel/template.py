@@ -96,6 +96,7 @@ def _become_kernel(request: Mapping[str, Any], preloaded: Mapping[str, Any]) -> 
     code = 0
     try:
         os.setsid()
+        _become_subreaper()  # what the notebook starts and orphans stays in this tree
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
             signal.signal(sig, default)
@@ -134,6 +135,8 @@ def serve(path: str) -> None:
     added = {k: v for k, v in os.environ.items() if before.get(k) != v}
     parent = os.getppid()
     _die_with_parent()
+    # The orphans of a kernel that died on its own come to us, not to init: we kill them.
+    _become_subreaper()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
@@ -203,7 +206,10 @@ def _exit_with_kernels(children: dict[int, socket.socket], folders: list[str]) -
 
 
 def _reap(children: dict[int, socket.socket], folders: dict[int, str]) -> None:
-    while children:
+    """Report the kernels that exited; kill what their trees left to us (a subreaper) and
+    reap it: every child that is not one of our kernels is such an orphan."""
+    while True:
+        _kill_orphans(children)
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
@@ -219,6 +225,40 @@ def _reap(children: dict[int, socket.socket], folders: dict[int, str]) -> None:
             except OSError:
                 pass
             conn.close()
+
+
+def _own_children() -> list[int]:
+    """Our child processes (Linux's /proc; none found elsewhere)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children", encoding="ascii") as fh:
+                found += [int(pid) for pid in fh.read().split()]
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def _kill_orphans(children: dict[int, socket.socket]) -> None:
+    for pid in _own_children():
+        if pid not in children:
+            _kill_group(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _become_subreaper() -> None:
+    """Linux: orphaned descendants are reparented to this process instead of init, so a
+    daemon a notebook double-forks (new session, cleared environment) stays findable in
+    its kernel's tree and dies with it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
 
 
 def _kill_group(pid: int) -> None:

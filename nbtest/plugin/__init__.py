@@ -110,6 +110,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[ACTIVE_KEY] = enabled or bool(nbconfig.project or nbconfig.explicit)
     if enabled:
         nbconfig = with_nbdev(config, nbconfig)
+        from ..kernel.interrupt import terminate_as_interrupt, xdist_workers
+
+        # SIGTERM: kernels stopped, folders removed; an xdist controller's workers get it too.
+        undo = terminate_as_interrupt(lambda: xdist_workers(config.pluginmanager))
+        if undo is not None:
+            config.add_cleanup(undo)
     config.stash[CONFIG_KEY] = nbconfig
     config.stash[CALLBACKS_KEY] = []
     forkserver = sys.modules.get("nbtest.kernel.forkserver")  # none: no template can exist yet
