@@ -273,13 +273,11 @@ def _record_registry(notebook: Path, config: NbTestConfig, result: Any) -> None:
     update_registry_file(root / config.registry, new, {(file, notebook.name)}, root)
 
 
-def _terminate_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `nbtest` console script."""
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # same clean shutdown as Ctrl-C
+    from .kernel.interrupt import terminate_as_interrupt
+
+    terminate_as_interrupt()  # SIGTERM: the same clean shutdown as Ctrl-C
     try:
         code = _dispatch(argv)
         sys.stdout.flush()  # here, where a closed pipe can still be caught, not at exit

@@ -60,7 +60,7 @@ def start_pytest(pytester: pytest.Pytester) -> Iterator[Callable[..., subprocess
     def start(*args: str) -> subprocess.Popen:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "--nbtest", "-p", "no:cacheprovider",
-             "-p", "no:random_order", *args], cwd=pytester.path, env=cli_env(),
+             *args], cwd=pytester.path, env=cli_env(),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
         started.append(proc)

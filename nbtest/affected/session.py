@@ -15,8 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
-import threading
 import warnings
 from collections.abc import Generator
 from pathlib import Path
@@ -45,22 +43,6 @@ class AffectedSession:
         self.outcomes: dict[str, dict[str, Any]] = {}  # writer: per notebook, this session
         self.commit = git_commit(self.root)
         self.warned = False  # the one warning about a cache that cannot be written
-        self.sigterm: Any = None  # the SIGTERM handler to restore, once ours is set
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """SIGTERM ends the session as Ctrl-C does (as `nbtest run` does), so that each
-        kernel and its private folder, the tracker's file in it, are gone after it; a
-        handler someone else set is left alone."""
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
-            self.sigterm = signal.signal(signal.SIGTERM, _interrupt)
-
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        """Put the SIGTERM handler back."""
-        if self.sigterm is not None:
-            signal.signal(signal.SIGTERM, self.sigterm)
-            self.sigterm = None
 
     @functools.cached_property
     def store(self) -> Store | None:
@@ -242,10 +224,6 @@ class AffectedSession:
         if self.config.getoption("verbose") > 0:
             for decision in sorted(unchanged, key=lambda d: d.notebook):
                 terminalreporter.write_line(f"  {decision.notebook}: {decision.describe()}")
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def _notebook_layer(item: pytest.Item) -> dict[str, Any]:
