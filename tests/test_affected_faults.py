@@ -24,6 +24,7 @@ from test_affected import ENTRIES, build_project, entry_of, ran, run_affected
 import nbtest.affected.session
 import nbtest.affected.store
 import nbtest.callbacks.affected
+import nbtest.kernel.interrupt
 from nbtest import this_tests
 from nbtest.affected.store import ENTRY_SCHEMA, Store, new_entry
 
@@ -198,7 +199,7 @@ def test_interrupted_run_leaves_nothing(pytester: pytest.Pytester, signum: int,
     """Ctrl-C (to the whole process group, as a terminal sends it) or SIGTERM while
     notebooks run: no tracker file stays in the temp folder."""
     this_tests(nbtest.callbacks.affected.AffectedCapture.on_notebook_end,
-               nbtest.affected.session.AffectedSession.pytest_sessionstart)
+               nbtest.kernel.interrupt.terminate_as_interrupt)
     project = pytester.path / "project"
     project.mkdir()
     (project / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")

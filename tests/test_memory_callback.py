@@ -18,7 +18,7 @@ from pytester_helpers import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.callback import Callback, NotebookRun
-from nbtest.callbacks import memory
+from nbtest.callbacks import sampler as sampler_module
 from nbtest.callbacks.memory import (
     MemoryCallback,
     TreeSampler,
@@ -227,8 +227,8 @@ def test_cell_end_reads_the_maps_again_only_when_the_address_space_changed(
     always."""
     this_tests(TreeSampler.sample)
     reads: list[int] = []
-    monkeypatch.setattr(memory, "_uses_cuda", lambda pid: reads.append(pid) or False)
-    monkeypatch.setattr(memory, "SLOW_EVERY", 1e9)  # no slow-cadence look in between
+    monkeypatch.setattr(sampler_module, "_uses_cuda", lambda pid: reads.append(pid) or False)
+    monkeypatch.setattr(sampler_module, "SLOW_EVERY", 1e9)  # no slow-cadence look in between
     # A stand-in kernel that maps 64 MiB more when told, as loading a library maps more.
     stand_in = subprocess.Popen(
         [sys.executable, "-c", "import mmap, sys\nprint('ready', flush=True)\n"
@@ -247,7 +247,7 @@ def test_cell_end_reads_the_maps_again_only_when_the_address_space_changed(
         assert stand_in.stdout.readline().strip() == "grown"
         sampler.sample(full=True)
         assert reads == [stand_in.pid] * 2
-        monkeypatch.setattr(memory, "SLOW_EVERY", 0.0)  # every sample is on the slow cadence
+        monkeypatch.setattr(sampler_module, "SLOW_EVERY", 0.0)  # every sample: slow cadence
         sampler.sample(full=True)
         sampler.sample(full=True)
         assert reads == [stand_in.pid] * 4
@@ -261,8 +261,8 @@ def test_no_card_visible_at_the_kernels_start_means_no_maps_read(
     """With no GPU seen when the kernel started, its maps are never read for libcuda."""
     this_tests(TreeSampler.sample)
     reads: list[int] = []
-    monkeypatch.setattr(memory, "_uses_cuda", lambda pid: reads.append(pid) or False)
-    monkeypatch.setattr(memory, "SLOW_EVERY", 0.0)  # every sample is on the slow cadence
+    monkeypatch.setattr(sampler_module, "_uses_cuda", lambda pid: reads.append(pid) or False)
+    monkeypatch.setattr(sampler_module, "SLOW_EVERY", 0.0)  # every sample is on the slow cadence
     sampler = TreeSampler(os.getpid(), card_baseline={})
     for _ in range(3):
         sampler.sample(full=True)

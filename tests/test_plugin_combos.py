@@ -17,6 +17,15 @@ from nbtest import this_tests
 
 pytest_plugins = ["pytester"]
 
+# The in-process sessions below load pytest-randomly, which imports numpy to reseed it;
+# pytester then drops every module the session imported, and numpy cannot be imported twice
+# in one process ("cannot load module more than once"): later tests of this worker would
+# fail to import it. Imported here, before any session, it stays.
+try:
+    import numpy  # noqa: F401
+except ImportError:
+    pass
+
 # -- pytest-timeout + pytest-rerunfailures -------------------------------------------------
 
 
