@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -262,6 +263,25 @@ class Checker:
         self.max_age = max_age
         self.digests = FileDigests()
         self.now = datetime.now(timezone.utc)
+        # By the path as entries write it: hundreds of entries name the same files and
+        # folders, each hashed or listed once (no Path object per reference either).
+        self.by_name: dict[str, str] = {}
+        self.listings: dict[str, str] = {}
+
+    def file(self, path: str) -> str:
+        """The digest now of `path` as an entry names it (relative to the root, or not)."""
+        found = self.by_name.get(path)
+        if found is None:
+            found = self.by_name[path] = self.digests(os.path.join(self.root, path))
+        return found
+
+    def listing(self, folder: str) -> str:
+        """The digest now of the names in `folder` as an entry names it; `missing`."""
+        found = self.listings.get(folder)
+        if found is None:
+            found = self.listings[folder] = listing_digest(
+                os.path.join(self.root, folder)) or "missing"
+        return found
 
     def decide(self, static: Mapping[str, Any]) -> Decision:
         """The decision for a notebook whose static fingerprint (read now) is `static`."""
@@ -293,13 +313,13 @@ class Checker:
         found += _setting_changes(entry.get("settings", {}), static["settings"])
         found += _cell_changes(entry.get("cells", []), static["cells"])
         for path, old in sorted(entry.get("files", {}).items()):
-            now = self.digests(self.root / path)
+            now = self.file(path)
             if now != old:
                 how = "removed" if now == "missing" else "added" if old == "missing" else \
                     "changed"
                 found.append(f"file {how}: {path}")
         for folder, old in sorted(entry.get("listings", {}).items()):
-            now = listing_digest(str(self.root / folder)) or "missing"
+            now = self.listing(folder)
             if now != old:
                 found.append(f"the listing of {folder} changed")
         for path, old in sorted(entry.get("exists", {}).items()):
