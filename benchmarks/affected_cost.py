@@ -13,6 +13,14 @@
    every fingerprint is computed and compared, every notebook deselected). Whole-process wall
    time, medians, runs alternating.
 
+3. Deciding (issue 27, item 9; `--decide`, alone): N notebooks (500) whose entries name, in
+   all, F tracked files (5,000; each notebook 100 of them, plus a folder listing, environment
+   variables and a product another notebook reads), every file unchanged so each comparison
+   goes to the end: the in-process time of what the session does before any kernel starts
+   (read each notebook, its static fingerprint, load and check its entry, hash the files,
+   follow products), and the whole `pytest --collect-only --nbtest-affected`; the size of
+   the entries folder.
+
 Prints a Markdown section for benchmarks/RESULTS.md. Nothing here asserts a time.
 """
 
@@ -28,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -149,13 +158,103 @@ def collection(notebooks: int, runs: int, root: Path) -> dict[str, list[float]]:
     return times
 
 
+def deciding(notebooks: int, files: int, per: int, runs: int, root: Path) -> dict[str, Any]:
+    """Seconds to decide what runs (in process, and a whole collect-only session), and the
+    store's size, for `notebooks` notebooks naming `per` each of `files` files."""
+    import nbformat
+
+    from nbtest import NbTestConfig
+    from nbtest.affected.fingerprint import (
+        env_value,
+        file_digest,
+        kernelspec_identity,
+        nbtest_code,
+        static_fingerprint,
+    )
+    from nbtest.affected.store import Checker, Store, follow_products, new_entry
+    from nbtest.affected.tracker import listing_digest
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import write_notebook
+
+    (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
+    data = root / "data"
+    data.mkdir()
+    names = [f"data/f_{j:05d}.txt" for j in range(files)]
+    for j, name in enumerate(names):
+        (root / name).write_text(f"row {j}\n" * 20)
+    digests = {name: file_digest(str(root / name)) for name in names}
+    store = Store(root / ".pytest_cache" / "d" / "nbtest-affected")
+    config = NbTestConfig()
+    for i in range(notebooks):
+        path = write_notebook(root / "nbs" / f"nb_{i:04d}.ipynb",
+                              [f"import os\nN = {i}", "total = sum(range(10))",
+                               "assert total == 45"])
+        static = static_fingerprint(nbformat.read(str(path), as_version=4), config, path, root)
+        picked = [names[(i * per + k) % files] for k in range(per)]
+        made = f"nbs/out_{i:04d}.json"  # read by the next notebook: a chain of products
+        (root / made).write_text("{}")
+        fed = {f"nbs/out_{i - 1:04d}.json": file_digest(str(root / "nbs/out_0000.json"))}
+        store.save(new_entry(
+            static["notebook"], "passed", None, settings=static["settings"],
+            cells=static["cells"], depends={}, cache=True,
+            files={**{name: digests[name] for name in picked}, **(fed if i else {})},
+            listings={"data": listing_digest(str(data)) or "missing"},
+            env={name: env_value(name) for name in ("HOME", "NB_LEVEL", "LANG")},
+            exists={"data": "folder"}, products=[made], dists={},
+            kernelspec=kernelspec_identity(static["settings"]["kernel"], str(root)),
+            **({"nbtest_code": nbtest_code()} if nbtest_code() else {})))
+    size = sum(p.stat().st_size for p in store.folder.iterdir())
+    paths = sorted((root / "nbs").glob("*.ipynb"))
+    in_process = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        checker = Checker(root, store, 7.0)
+        decisions = []
+        for path in paths:
+            nb = nbformat.read(str(path), as_version=4)
+            decisions.append(checker.decide(static_fingerprint(nb, config, path, root)))
+        follow_products(decisions, root)
+        in_process.append(time.perf_counter() - t0)
+        unchanged = sum(not d.runs for d in decisions)
+        assert unchanged == notebooks, [d.reasons for d in decisions if d.runs][:3]
+    env = {**os.environ, "PYTEST_ADDOPTS": "-p no:randomly"}
+    session = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                               "--nbtest-affected"], cwd=root, env=env, capture_output=True,
+                              text=True)
+        session.append(time.perf_counter() - t0)
+        assert f"({notebooks} deselected)" in proc.stdout, proc.stdout[-2000:]
+    return {"in_process": in_process, "session": session, "size": size,
+            "references": notebooks * per}
+
+
 def main() -> None:
     """Measure and print the Markdown section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=2000)
     parser.add_argument("--notebooks", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--decide", action="store_true",
+                        help="only the deciding benchmark (issue 27, item 9)")
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--per-notebook", type=int, default=100)
     args = parser.parse_args()
+    if args.decide:
+        with tempfile.TemporaryDirectory(prefix="nbtest-affected-bench-") as tmp:
+            found = deciding(args.notebooks, args.files, args.per_notebook, args.runs,
+                             Path(tmp))
+        print(f"| deciding, {args.notebooks} notebooks, {args.files} tracked files "
+              f"({found['references']} references) | median s | runs (s) |\n| --- | --- | --- |")
+        for name, label in (("in_process", "in process: read, fingerprint, compare, products"),
+                            ("session", "`pytest --collect-only --nbtest-affected`, whole")):
+            print(f"| {label} | {statistics.median(found[name]):.2f} | "
+                  f"{', '.join(f'{t:.2f}' for t in found[name])} |")
+        print(f"\nentries folder: {found['size'] / 2**20:.2f} MiB "
+              f"({found['size'] // args.notebooks} bytes per notebook)")
+        return
     with tempfile.TemporaryDirectory(prefix="nbtest-affected-bench-") as tmp:
         root = Path(tmp)
         (root / "collect").mkdir()

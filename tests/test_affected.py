@@ -383,6 +383,7 @@ def test_written_files_are_products_not_inputs(pytester: pytest.Pytester, projec
         "import pytest"])
     ran(pytester, "writes.ipynb")
     entry = entry_of(project, "writes.ipynb")[1]
+    assert entry["files"].pop("conftest.py") == "missing"  # one added there runs it
     assert sorted(entry["files"]) == ["pkg/__init__.py", "pkg/a.py", "pkg/b.py"]
     assert entry["dists"]["pytest"] == pytest.__version__
     assert "markers" in entry["settings"] and entry["cells"][0][0] == 1
@@ -429,8 +430,13 @@ def test_tracker_tells_reads_from_writes(tmp_path: Path) -> None:
     for args in events:
         tracker.audit("open", args)
     tracker.audit("exec", ("code",))
-    assert set(tracker.read) == {str(root / "data" / "r.csv"), str(root / "data" / "fd.csv")}
-    assert tracker.read[str(root / "data" / "r.csv")] is None  # absent when read
+    # absent when read (its absence is the input), and outside the root before any cell
+    assert tracker.absent == {str(root / "data" / "r.csv"), str(root / "data" / "fd.csv")}
+    assert not tracker.read
+    tracker.in_cell = True  # in a cell, a file outside the root is an input too
+    (tmp_path / "outside.csv").write_text("x")
+    tracker.audit("open", (str(tmp_path / "outside.csv"), "r", os.O_RDONLY))
+    assert set(tracker.read) == {str(tmp_path / "outside.csv")}
     assert tracker.written == {str(root / "data" / "w.csv"), str(root / "data" / "rw.csv")}
     cached = str(root / "pkg" / "__pycache__" / "b.cpython-311.pyc")
     assert tracker._kept(cached) == str(root / "pkg" / "b.py")  # bytecode stands for source

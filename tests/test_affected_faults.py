@@ -34,7 +34,11 @@ pytest_plugins = ["pytester"]
 MISTYPED = {"settings": None, "cells": "xx", "files": [1, 2], "dists": None, "depends": "x",
             "format": "1", "notebook": None, "status": "fine", "nbtest": 3,
             "interpreter": ["cpython"], "commit": 7, "time": "yesterday", "why": {},
-            "kernelspec": None, "cache": "yes", "listings": [1]}
+            "kernelspec": None, "cache": "yes", "listings": [1], "env": {"X": 1},
+            "exists": {"a": "elsewhere"}, "nbtest_code": 5, "products": "model.json",
+            "inputs": [3]}
+# Fields an entry may lack (older entries, and `inputs` is for entries other than passes).
+OPTIONAL = {"listings", "env", "exists", "nbtest_code", "products", "inputs"}
 
 
 def a_passed_entry(notebook: str) -> dict:
@@ -42,7 +46,9 @@ def a_passed_entry(notebook: str) -> dict:
     return new_entry(notebook, "passed", "abc1234", settings={"kernel": "python3", "timeout": 5},
                      cells=[[1, "d" * 32]], files={"data/d.csv": "e" * 32},
                      dists={"pytest": "8.0"}, depends={"*.bin": {"w.bin": "f" * 32}},
-                     listings={"inputs": "a" * 32},
+                     listings={"inputs": "a" * 32}, env={"NB_LEVEL": "unset"},
+                     exists={"data": "folder"}, nbtest_code="c" * 32, products=["out.json"],
+                     inputs=["data/d.csv"],
                      kernelspec="k" * 32, cache=True)
 
 
@@ -62,7 +68,7 @@ def test_every_field_is_checked(tmp_path: Path) -> None:
         if field not in ("format", "notebook"):
             assert why.startswith(f"its cache entry {name} is malformed: field {field!r} is "
                                   "not "), why
-    for field in set(good) - {"format", "notebook", "listings"}:  # listings: optional
+    for field in set(good) - {"format", "notebook"} - OPTIONAL:
         store.path_for("n.ipynb").write_text(json.dumps({k: v for k, v in good.items()
                                                          if k != field}))
         assert store.load("n.ipynb")[1].endswith(f"field {field!r} is missing"), field

@@ -1,9 +1,14 @@
 """--nbtest-affected never reuses a run whose inputs it did not see as they were read (issue
-27, items 1 and 3): a file edited while the notebook ran, a file it read and then rewrote.
+27, items 1 and 3): a file edited while the notebook ran, a file it read and then rewrote,
+folders listed, paths found absent, environment variables, files outside the project,
+conftest.py files, channels it cannot fingerprint.
 """
 
 from __future__ import annotations
 
+import json
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,8 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import write_notebook
 from pytester_helpers import SESSION_TIMEOUT
-from test_affected import ran, run_affected
+from test_affected import entry_of, ran, run_affected
 
+import nbtest.affected.fingerprint
 import nbtest.affected.tracker
 import nbtest.callbacks.affected
 from nbtest import this_tests
@@ -121,4 +127,117 @@ def test_listings_and_untracked_channels(pytester: pytest.Pytester, no_kernel_le
     outcomes, text = ran(pytester)
     assert outcomes == {"sub.ipynb": "passed", "db.ipynb": "passed",
                         "globbed.ipynb": "failed"}, text
+    no_kernel_left()
+
+
+def test_every_input_kind_changed_runs_and_fails(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+        tmp_path_factory: pytest.TempPathFactory, no_kernel_left) -> None:
+    """Issue 27's ten notebooks, each reading one kind of input: after a passing session each
+    input changes so that its notebook fails, and the affected session runs all ten (none
+    reused), fails them, and `nbtest affected` names why each runs."""
+    this_tests(nbtest.affected.tracker.Tracker.checked, nbtest.affected.tracker.Tracker.variable,
+               nbtest.affected.tracker.TrackedEnviron, nbtest.affected.fingerprint.env_value,
+               nbtest.affected.fingerprint.conftest_paths, nbtest.affected.fingerprint.path_kind,
+               "nbtest.affected.store.Checker.reasons")
+    root = pytester.path
+    outside = tmp_path_factory.mktemp("outside")  # not under the project root
+    (outside / "good.txt").write_text("good")
+    (outside / "bad.txt").write_text("bad")
+    (outside / "tmp.txt").write_text("good")
+    (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
+    (root / "s.txt").write_text("good")
+    (root / "count.txt").write_text("0")
+    (root / "inputs").mkdir()
+    (root / "inputs" / "a.csv").write_text("x\n")
+    (root / "conf").mkdir()
+    (root / "conf" / "conftest.py").write_text("import os\nos.environ['NB_CONF'] = 'good'\n")
+    db = sqlite3.connect(root / "data.db")
+    db.execute("create table t (v text)")
+    db.execute("insert into t values ('good')")
+    db.commit()
+    db.close()
+    server = socket.socket()  # bound, not listening: a connection is refused until listen()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    monkeypatch.setenv("NB_NAMED", str(outside / "good.txt"))
+    monkeypatch.delenv("NB_LEVEL", raising=False)
+    notebooks = {
+        "named": "import os\nassert open(os.environ['NB_NAMED']).read() == 'good'",
+        "env": "import os\nassert os.getenv('NB_LEVEL', '1') == '1'",
+        "tmp": f"assert open({str(outside / 'tmp.txt')!r}).read() == 'good'",
+        "sub": "import subprocess\nout = subprocess.run(['cat', 's.txt'], capture_output=True, "
+               "text=True).stdout\nassert out == 'good', out",
+        "net": f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), "
+               "timeout=30).close()\nexcept OSError:\n    up = False\nelse:\n    up = True\n"
+               "assert not up, 'a server answers'",
+        "globbed": "import glob\nassert len(glob.glob('inputs/*.csv')) == 1",
+        "db": "import sqlite3\nwith sqlite3.connect('data.db') as db:\n"
+              "    assert db.execute('select v from t').fetchone()[0] == 'good'",
+        "stop": "import os\nassert not os.path.exists('STOP')",
+        "counts": "n = int(open('count.txt').read())\nassert n < 1, n\n"
+                  "open('count.txt', 'w').write(str(n + 1))",
+        "conf/conf": "import os\nassert os.environ['NB_CONF'] == 'good'",
+    }
+    for name, source in notebooks.items():
+        write_notebook(root / f"{name}.ipynb", [source])
+    everything = {f"{name}.ipynb" for name in notebooks}
+    try:
+        outcomes, text = ran(pytester)
+        assert outcomes == dict.fromkeys(everything, "passed"), text
+        monkeypatch.setenv("NB_NAMED", str(outside / "bad.txt"))
+        monkeypatch.setenv("NB_LEVEL", "2")
+        (outside / "tmp.txt").write_text("bad")
+        (root / "s.txt").write_text("bad")
+        server.listen()
+        (root / "inputs" / "b.csv").write_text("y\n")
+        with sqlite3.connect(root / "data.db") as db:
+            db.execute("update t set v = 'bad'")
+        db.close()
+        (root / "STOP").write_text("")
+        (root / "conf" / "conftest.py").write_text("import os\nos.environ['NB_CONF'] = 'bad'\n")
+        report = run_affected(root)
+        assert "10 of 10 notebooks would run" in report, report
+        for line in (
+                "named.ipynb: environment variable NB_NAMED changed",
+                "env.ipynb: environment variable NB_LEVEL set",
+                f"tmp.ipynb: file changed: {outside / 'tmp.txt'}",
+                "sub.ipynb: its last run", "ran a subprocess (cell 1): will always run",
+                "net.ipynb: its last run", "opened a network connection (cell 1)",
+                "globbed.ipynb: the listing of inputs changed",
+                "db.ipynb: its last run", "opened a sqlite database (cell 1)",
+                "stop.ipynb: file added: STOP",
+                "counts.ipynb: its last run", "count.txt read, then written by the notebook",
+                "conf/conf.ipynb: file changed: conf/conftest.py"):
+            assert line in report, (line, report)
+        outcomes, text = ran(pytester)
+        assert outcomes == dict.fromkeys(everything, "failed"), text
+        assert "nbtest: 0 of 10 notebooks unchanged" in text, text
+    finally:
+        server.close()
+    no_kernel_left()
+
+
+def test_verdict_options_and_nbtest_code(pytester: pytest.Pytester, no_kernel_left) -> None:
+    """A pytest option that changes verdicts (--runxfail), and nbtest's own code when it is not a
+    regular install (here: a checkout on PYTHONPATH), are part of the fingerprint."""
+    this_tests(nbtest.affected.fingerprint.verdict_options,
+               nbtest.affected.fingerprint.nbtest_code, "nbtest.affected.store.Checker.reasons")
+    root = pytester.path
+    (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
+    write_notebook(root / "plain.ipynb", ["x = 1"])
+    assert ran(pytester)[0] == {"plain.ipynb": "passed"}
+    assert ran(pytester)[0] == {}
+    outcomes, text = ran(pytester, "--runxfail")
+    assert outcomes == {"plain.ipynb": "passed"}, text  # xfail markers now fail or pass
+    assert ran(pytester, "--runxfail")[0] == {}
+    assert "plain.ipynb: setting pytest --runxfail changed (True -> None)" in run_affected(root)
+    path, entry = entry_of(root, "plain.ipynb")
+    assert entry["nbtest_code"] == nbtest.affected.fingerprint.nbtest_code()
+    path.write_text(json.dumps({**entry, "nbtest_code": "0" * 32, "exists": {
+        "gone.txt": "file", "pyproject.toml": "folder"}, "env": {"NB_WAS_SET": "0" * 32}}))
+    report = run_affected(root)
+    for reason in ("nbtest's own code changed", "file removed: gone.txt",
+                   "pyproject.toml is now a file", "environment variable NB_WAS_SET unset"):
+        assert reason in report, (reason, report)
     no_kernel_left()

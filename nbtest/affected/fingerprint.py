@@ -14,6 +14,7 @@ import glob
 import hashlib
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -80,8 +81,12 @@ def static_fingerprint(nb: Any, config: NbTestConfig, path: Path, root: Path) ->
                 if o.name not in NOT_FINGERPRINTED}
     settings["kernel"] = config.kernel or kernel_name(nb) or "python3"
     settings["language"] = nb.metadata.get("kernelspec", {}).get("language")
-    return {"notebook": relative(path, root), "settings": settings, "cells": cells,
-            "depends": list(config.depends), "cache": bool(config.cache)}
+    static = {"notebook": relative(path, root), "settings": settings, "cells": cells,
+              "depends": list(config.depends), "cache": bool(config.cache)}
+    code = nbtest_code()
+    if code is not None:
+        static["nbtest_code"] = code
+    return static
 
 
 class FileDigests:
@@ -121,6 +126,90 @@ def depends_files(globs: Iterable[str], folder: Path, root: Path,
         matches = glob.glob(os.path.join(folder, pattern), recursive=True)
         found[pattern] = {relative(m, root): digests(m) for m in sorted(matches)
                           if os.path.isfile(m)}
+    return found
+
+
+def conftest_paths(notebook: Path, root: Path) -> list[Path]:
+    """`conftest.py` in each folder from the project root down to the notebook's (pytest
+    loads them all for it), whether there is one or not."""
+    folder = notebook.parent
+    found = []
+    while True:
+        found.append(folder / "conftest.py")
+        if folder == root or folder == Path(os.path.realpath(root)) or folder.parent == folder:
+            break
+        if root not in folder.parents and Path(os.path.realpath(root)) not in folder.parents:
+            break  # a notebook outside the root: its own folder only
+        folder = folder.parent
+    return found[::-1]
+
+
+def path_kind(path: str | Path) -> str:
+    """`file`, `folder` or `missing`: what is at `path` (links followed)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return "missing"
+    return "folder" if stat.S_ISDIR(mode) else "file"
+
+
+# Variables that say how this session was started, not what the notebook computes: they
+# differ between `pytest`, `nbtest affected` and xdist workers, so they are never inputs.
+UNTRACKED_VARIABLES = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "PYTEST_CURRENT_TEST",
+                                 "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
+                                 "PYTEST_XDIST_TESTRUNUID", "NBTEST", "NBTEST_PROJECT_ROOT",
+                                 "PYDEVD_DISABLE_FILE_VALIDATION", "COLUMNS", "LINES"})
+
+
+def tracked_variable(name: str) -> bool:
+    """Whether environment variable `name` read by a notebook is part of its fingerprint."""
+    return name not in UNTRACKED_VARIABLES and not name.startswith(("JPY_", "NBTEST_KERNEL"))
+
+
+def env_value(name: str) -> str:
+    """Environment variable `name` of this process (the kernels' environment is made from
+    it) as a digest, so no secret is written to the cache; `unset` when it is not set."""
+    value = os.environ.get(name)
+    return "unset" if value is None else digest(value.encode("utf-8", "surrogateescape"))
+
+
+@cache
+def nbtest_code() -> str | None:
+    """A digest of nbtest's own source files when nbtest is not installed in the
+    interpreter's folders (an editable install, or a checkout on PYTHONPATH): editing them
+    can change any verdict. None for a regular install (its version says it all)."""
+    package = Path(__file__).resolve().parent.parent
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)}
+    if any(str(package).startswith(os.path.join(p, "")) for p in prefixes):
+        return None
+    sha = hashlib.sha256()
+    for source in sorted(package.rglob("*.py")):
+        sha.update(str(source.relative_to(package)).encode() + b"\0")
+        sha.update(source.read_bytes() + b"\0")
+    return sha.hexdigest()[:32]
+
+
+# pytest options (dest, ini or flag) that change a notebook's verdict, not only what runs.
+VERDICT_OPTIONS = (("runxfail", "--runxfail"), ("pythonwarnings", "-W"),
+                   ("timeout", "--timeout"), ("reruns", "--reruns"))
+VERDICT_INI = ("xfail_strict", "filterwarnings")
+
+
+def verdict_options(config: Any) -> dict[str, Any]:
+    """The pytest options of this session that change verdicts, as `settings` entries
+    (`pytest --runxfail`: value); those of plugins not installed are left out."""
+    found: dict[str, Any] = {}
+    for dest, flag in VERDICT_OPTIONS:
+        value = config.getoption(dest, None)
+        if value not in (None, False, [], 0):
+            found[f"pytest {flag}"] = _plain(value)
+    for name in VERDICT_INI:
+        try:
+            value = config.getini(name)
+        except ValueError:
+            continue
+        if value not in (None, False, [], ""):
+            found[f"pytest ini {name}"] = _plain(value)
     return found
 
 

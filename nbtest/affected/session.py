@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from .fingerprint import git_commit, kernelspec_identity, static_fingerprint
-from .store import CACHE_FOLDER, Checker, Decision, Store, new_entry, when
+from .fingerprint import git_commit, kernelspec_identity, static_fingerprint, verdict_options
+from .store import CACHE_FOLDER, Checker, Decision, Store, follow_products, new_entry, when
 
 STATIC_KEY = pytest.StashKey[dict]()  # an item's static fingerprint, set at collection
 PENDING_KEY = pytest.StashKey[dict]()  # a finished run's fingerprint, for its next report
@@ -83,6 +83,8 @@ class AffectedSession:
             if hasattr(item, "nbconfig"):
                 by_path.setdefault(item.path, []).append(item)
         decisions, dropped = [], []
+        groups: dict[str, list[pytest.Item]] = {}
+        options = verdict_options(self.config)
         for path, group in by_path.items():
             if any(item.get_closest_marker("skip") for item in group):
                 continue  # skipped for a reason: shown as skipped, as without the mode
@@ -92,21 +94,28 @@ class AffectedSession:
                 continue
             nbconfig = parent.session_config.with_notebook(_notebook_layer(group[0]))
             static = static_fingerprint(notebook, nbconfig, path, self.root)
+            static["settings"].update(options)
             try:
                 decision = checker.decide(static)
             except Exception as exc:  # when in doubt, run it: never a collection error
                 decision = Decision(static["notebook"], [
                     f"its fingerprint could not be compared ({type(exc).__name__}: {exc})"])
             decisions.append(decision)
+            groups[decision.notebook] = group
             for item in group:
                 item.stash[STATIC_KEY] = static
+        ranks = follow_products(decisions, self.root)
+        for decision in decisions:
             if not decision.runs:
-                dropped += group
+                dropped += groups[decision.notebook]
         self.decisions = decisions
         if dropped:
             gone = {id(item) for item in dropped}
             self.config.hook.pytest_deselected(items=dropped)
             items[:] = [item for item in items if id(item) not in gone]
+        if any(ranks.values()):  # producers before their consumers (a stable sort)
+            items.sort(key=lambda item: ranks.get(
+                item.stash[STATIC_KEY]["notebook"] if STATIC_KEY in item.stash else "", 0))
 
     # -- the run: on the process that runs the notebook ---------------------------------
     def pytest_nbtest_notebook_done(self, item: pytest.Item, run: Any, result: Any) -> None:
@@ -182,15 +191,22 @@ class AffectedSession:
     def _entry(self, notebook: str, outcome: dict[str, Any]) -> dict[str, Any] | None:
         """The cache entry for a notebook that ran this session; None to keep the old one."""
         record = outcome.get("record")
+        # What it wrote and read, whatever its outcome: a producer runs before its consumers
+        # (store.follow_products), also when the consumer failed last time.
+        products: dict[str, Any] = {}
+        if record and "products" in record:
+            products["products"] = record["products"]
+            products["inputs"] = sorted(p for p, d in record["files"].items() if d != "missing")
         if "failed" in outcome:
             status, why = outcome["failed"]
-            return new_entry(notebook, status, self.commit, why=why)
+            return new_entry(notebook, status, self.commit, why=why, **products)
         if record is None or record["result"] == "partial":
             return None  # not run (a skip marker), or only some of its cells
         if record["result"] != "passed":
-            return new_entry(notebook, record["result"], self.commit)
+            return new_entry(notebook, record["result"], self.commit, **products)
         if not record["complete"]:
-            return new_entry(notebook, "incomplete", self.commit, why=record["why"])
+            return new_entry(notebook, "incomplete", self.commit, why=record["why"], **products)
+        products.pop("inputs", None)  # a pass has them all, with digests, in `files`
         fields = {k: v for k, v in record.items()
                   if k not in ("notebook", "result", "complete", "why", "interpreter")}
         return new_entry(notebook, "passed", self.commit, **fields)

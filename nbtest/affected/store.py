@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ from .fingerprint import (
     FORMAT,
     FileDigests,
     depends_files,
+    env_value,
     installed_version,
     interpreter,
     kernelspec_identity,
     nbtest_version,
+    path_kind,
 )
 from .tracker import listing_digest
 
@@ -96,6 +99,13 @@ ENTRY_SCHEMA: Mapping[str, tuple[bool, Callable[[Any], bool], str]] = {
         isinstance(k, str) and _digests(d) for k, d in v.items()),
         "a mapping of globs to mappings of paths to digests"),
     "listings": (False, _digests, "a mapping of folders to digests of their names"),
+    "exists": (False, lambda v: _digests(v) and set(v.values()) <= {"file", "folder"},
+               "a mapping of paths to file or folder"),
+    "env": (False, _digests, "a mapping of environment variables to digests"),
+    "nbtest_code": (False, _str, "a digest"),
+    "products": (False, lambda v: isinstance(v, list) and all(map(_str, v)),
+                 "a list of paths"),
+    "inputs": (False, lambda v: isinstance(v, list) and all(map(_str, v)), "a list of paths"),
     "kernelspec": (True, _str, "a digest"),
     "cache": (True, lambda v: v is True, "true"),
 }
@@ -154,6 +164,52 @@ class Store:
         write_atomic(self.path_for(entry["notebook"]), text)
 
 
+def entries_in(folder: Path) -> tuple[dict[str, dict[str, Any]], int]:
+    """({notebook: entry} of the usable entries in an entries folder, how many were not)."""
+    found: dict[str, dict[str, Any]] = {}
+    bad = 0
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            bad += 1
+            continue
+        if (not isinstance(entry, dict) or entry.get("format") != FORMAT
+                or not isinstance(entry.get("notebook"), str) or schema_problem(entry)
+                or path.name != Store(folder).path_for(entry["notebook"]).name):
+            bad += 1
+            continue
+        found[entry["notebook"]] = entry
+    return found, bad
+
+
+def newest(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The entry to keep of one notebook's entries from several caches: the newest; at the
+    same second, one that is not a pass (never trust a pass over a failure)."""
+    return max(entries, key=lambda e: (e["time"], e["status"] != "passed"))
+
+
+def merge(target: Store, sources: list[Path]) -> tuple[int, int]:
+    """Merge the entries of the `sources` folders into `target`, per notebook the newest
+    entry of all (target's own included): the group of a split CI run that ran a notebook
+    has its newest entry, the others only the older copy they restored. Returns (entries
+    taken from the sources, entries ignored as unusable)."""
+    mine, _ = entries_in(target.folder)
+    taken = ignored = 0
+    candidates: dict[str, list[dict[str, Any]]] = {n: [e] for n, e in mine.items()}
+    for source in sources:
+        found, bad = entries_in(source)
+        ignored += bad
+        for notebook, entry in found.items():
+            candidates.setdefault(notebook, []).append(entry)
+    for notebook, entries in sorted(candidates.items()):
+        kept = newest(entries)
+        if kept is not mine.get(notebook):
+            target.save(kept)
+            taken += 1
+    return taken, ignored
+
+
 def new_entry(notebook: str, status: str, commit: str | None, **fields: Any) -> dict[str, Any]:
     """An entry: the notebook, its outcome, nbtest's version and when (UTC) and at which
     commit it ran, plus `fields` (a pass carries its whole fingerprint)."""
@@ -207,6 +263,25 @@ class Checker:
         self.max_age = max_age
         self.digests = FileDigests()
         self.now = datetime.now(timezone.utc)
+        # By the path as entries write it: hundreds of entries name the same files and
+        # folders, each hashed or listed once (no Path object per reference either).
+        self.by_name: dict[str, str] = {}
+        self.listings: dict[str, str] = {}
+
+    def file(self, path: str) -> str:
+        """The digest now of `path` as an entry names it (relative to the root, or not)."""
+        found = self.by_name.get(path)
+        if found is None:
+            found = self.by_name[path] = self.digests(os.path.join(self.root, path))
+        return found
+
+    def listing(self, folder: str) -> str:
+        """The digest now of the names in `folder` as an entry names it; `missing`."""
+        found = self.listings.get(folder)
+        if found is None:
+            found = self.listings[folder] = listing_digest(
+                os.path.join(self.root, folder)) or "missing"
+        return found
 
     def decide(self, static: Mapping[str, Any]) -> Decision:
         """The decision for a notebook whose static fingerprint (read now) is `static`."""
@@ -230,21 +305,33 @@ class Checker:
         for key, now in (("nbtest", nbtest_version()), ("interpreter", interpreter())):
             if entry.get(key) != now:
                 found.append(f"{key} changed ({entry.get(key)} -> {now})")
+        if entry.get("nbtest_code") != static.get("nbtest_code"):
+            found.append("nbtest's own code changed (it is installed editable)")
         kernel = static["settings"].get("kernel")
         if entry.get("kernelspec") != kernelspec_identity(kernel, str(self.root)):
             found.append(f"the kernelspec {kernel!r} changed")
         found += _setting_changes(entry.get("settings", {}), static["settings"])
         found += _cell_changes(entry.get("cells", []), static["cells"])
         for path, old in sorted(entry.get("files", {}).items()):
-            now = self.digests(self.root / path)
+            now = self.file(path)
             if now != old:
                 how = "removed" if now == "missing" else "added" if old == "missing" else \
                     "changed"
                 found.append(f"file {how}: {path}")
         for folder, old in sorted(entry.get("listings", {}).items()):
-            now = listing_digest(str(self.root / folder)) or "missing"
+            now = self.listing(folder)
             if now != old:
                 found.append(f"the listing of {folder} changed")
+        for path, old in sorted(entry.get("exists", {}).items()):
+            now = path_kind(self.root / path)
+            if now != old:
+                found.append(f"file removed: {path}" if now == "missing" else
+                             f"{path} is now a {now}")
+        for name, old in sorted(entry.get("env", {}).items()):
+            now = env_value(name)
+            if now != old:
+                how = "unset" if now == "unset" else "set" if old == "unset" else "changed"
+                found.append(f"environment variable {name} {how}")
         for dist, version in sorted(entry.get("dists", {}).items()):
             installed = installed_version(dist)
             if installed != version:
@@ -272,6 +359,54 @@ class Checker:
             return [f"its pass ({when(entry)}) is older than {self.max_age:g} days "
                     "(affected_max_age)"]
         return []
+
+
+def follow_products(decisions: list[Decision], root: Path) -> dict[str, int]:
+    """Notebooks that feed each other (one reads a file another wrote, its product): a
+    consumer runs whenever one of its producers runs, and a consumer that runs while an
+    input it read is a missing product pulls that product's producer in. Reasons are added
+    to `decisions`; the result ranks the notebooks that run (a producer's rank is below its
+    consumers'), the order to run them in."""
+    producers: dict[str, list[Decision]] = {}
+    for decision in decisions:
+        for path in (decision.entry or {}).get("products", ()):
+            producers.setdefault(path, []).append(decision)
+
+    def fed(decision: Decision) -> list[tuple[str, str, Decision]]:
+        """(path, digest when read, producer) of each input some other notebook makes."""
+        entry = decision.entry or {}
+        files = entry.get("files") or dict.fromkeys(entry.get("inputs", ()), "read")
+        return [(path, old, producer) for path, old in sorted(files.items())
+                for producer in producers.get(path, ()) if producer is not decision]
+
+    changed = True
+    while changed:  # until no decision changes: a chain a -> b -> c follows through
+        changed = False
+        for decision in decisions:
+            for path, old, producer in fed(decision):
+                if producer.runs and not decision.runs:
+                    decision.reasons.append(f"its input {path} is made by "
+                                            f"{producer.notebook}, which runs")
+                    changed = True
+                elif (decision.runs and not producer.runs and old != "missing"
+                      and path_kind(root / path) == "missing"):
+                    producer.reasons.append(f"its product {path}, read by "
+                                            f"{decision.notebook}, is missing")
+                    changed = True
+    ranks: dict[str, int] = {}
+
+    def rank(decision: Decision, seen: frozenset[str]) -> int:
+        if decision.notebook not in ranks:
+            below = [rank(producer, seen | {decision.notebook}) + 1
+                     for _, _, producer in fed(decision)
+                     if producer.runs and producer.notebook not in seen]
+            ranks[decision.notebook] = max(below, default=0)
+        return ranks[decision.notebook]
+
+    for decision in decisions:
+        if decision.runs:
+            rank(decision, frozenset())
+    return ranks
 
 
 def _outcome(status: Any) -> str:

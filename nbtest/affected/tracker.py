@@ -1,22 +1,28 @@
 """Inside a kernel: what a notebook really used, for `--nbtest-affected` (runs in the kernel).
 
 The startup code calls `install(settings)` when the session fingerprints notebooks. It adds an
-audit hook that notes the files under the project root opened for reading, with their size,
-mtime and inode at the first read (the harness checks them again before it hashes the file,
-so a file edited while the notebook ran is never taken as read), and those written (the
-notebook's products, not its inputs, unless it read them first), and an IPython
-`post_run_cell` handler that, after each cell, appends to a private file what is new since the
-last cell: project files read or imported (a module's source stat'ed when it is loaded), the
-top-level names of the other imported modules (the harness maps them to distributions) and the
-files written. The harness reads that file after the kernel is gone, so nothing shows in
-outputs, and a kernel that dies simply leaves the file short (that run is never reused).
-Standard library only: it runs in every kernel.
+audit hook that notes the files opened for reading (under the project root, and, in a cell,
+anywhere but the interpreter's and Jupyter's own folders), with their size, mtime and inode
+at the first read (the harness checks them again before it hashes the file, so a file edited
+while the notebook ran is never taken as read), and those written (the notebook's products,
+not its inputs, unless it read them first). `os.stat` and `os.lstat` are wrapped (so
+`os.path.exists`, `isfile`, `Path.exists` are seen): a path found absent in a cell is a
+dependency (its absence), one found present is too (its kind). `os.environ` is replaced by a
+mapping that notes the variables a cell reads (`os.environ[...]`, `.get`, `in`, `os.getenv`)
+unless the notebook set them first. An IPython `post_run_cell` handler, after each cell,
+appends to a private file what is new since the last cell: files read or imported (a module's
+source stat'ed when it is loaded), the top-level names of the other imported modules (the
+harness maps them to distributions), paths checked, variables read and files written. The
+harness reads that file after the kernel is gone, so nothing shows in outputs, and a kernel
+that dies simply leaves the file short (that run is never reused). Standard library only: it
+runs in every kernel.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from typing import Any
 
@@ -27,7 +33,9 @@ CHANNELS = {"subprocess.Popen": "subprocess", "os.system": "subprocess",
             "os.fork": "subprocess", "pty.spawn": "subprocess", "socket.connect": "socket",
             "socket.sendto": "socket", "urllib.Request": "socket", "sqlite3.connect": "sqlite"}
 LISTINGS = frozenset({"os.listdir", "os.scandir"})  # glob.glob lists through os.scandir
+MAKES = {"os.mkdir": 0, "os.rename": 1, "os.link": 1, "os.symlink": 1}  # event: made path's arg
 # Folders under the project root whose files are never inputs of a notebook's verdict.
+_STAT = os.stat  # the real one: install() wraps os.stat, and the tracker's own use is no read
 _IGNORED_PARTS = frozenset({"__pycache__", ".git", ".pytest_cache", ".ipynb_checkpoints",
                             ".mypy_cache", ".ruff_cache"})
 
@@ -35,7 +43,7 @@ _IGNORED_PARTS = frozenset({"__pycache__", ".git", ".pytest_cache", ".ipynb_chec
 class Tracker:
     """The in-kernel side: the audit hook, the per-cell report, the file they go to."""
 
-    def __init__(self, path: str, roots: list[str]) -> None:
+    def __init__(self, path: str, roots: list[str], private: list[str] | None = None) -> None:
         self.path = path
         self.roots = tuple(os.path.join(os.path.normpath(r), "") for r in roots)
         # The interpreter's own folders (a virtualenv inside the project included): their
@@ -43,8 +51,18 @@ class Tracker:
         self.excluded = tuple(os.path.join(os.path.realpath(p), "") for p in
                               {sys.prefix, sys.base_prefix, sys.exec_prefix,
                                sys.base_exec_prefix, *_site_folders()})
-        # project file -> its stat (size, mtime, inode) when first read, None if absent
+        # Outside the project: what the machine, the kernel and Jupyter keep for themselves
+        # (caches, history, runtime files, the harness's private folder), never an input.
+        # nbtest's own package too: its code is fingerprinted whole (fingerprint.nbtest_code).
+        nbtest_folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.outside_excluded = tuple(os.path.join(os.path.realpath(p), "") for p in
+                                      {*_own_folders(), *(private or ()), nbtest_folder})
+        # file -> its stat (size, mtime, inode) when first read (it existed then)
         self.read: dict[str, list[int] | None] = {}
+        self.absent: set[str] = set()  # paths found absent (opened, stat'ed) before made
+        self.exists: dict[str, str] = {}  # path stat'ed in a cell: "file" or "folder"
+        self.env_read: set[str] = set()  # variables a cell read before setting them
+        self.env_set: set[str] = set()  # variables the notebook set (not inputs after)
         self.written: set[str] = set()
         self.modules_seen: set[str] = set()
         self.sent: dict[str, set[str]] = {"read": set(), "written": set()}
@@ -64,6 +82,8 @@ class Tracker:
         if event != "open":
             if event in CHANNELS or event in LISTINGS:
                 self.other(event, args)
+            elif event in MAKES:
+                self.made(args[MAKES[event]] if len(args) > MAKES[event] else None)
             return
         try:
             target, mode, flags = args
@@ -72,7 +92,8 @@ class Tracker:
             path = os.fsdecode(target)
             path = os.path.normpath(path if os.path.isabs(path) else
                                     os.path.join(os.getcwd(), path))
-            if not path.startswith(self.roots) or path.startswith(self.excluded):
+            if path.startswith(self.excluded) or (not path.startswith(self.roots)
+                                                  and not self.in_cell):
                 return
             if isinstance(mode, str):
                 writes = any(c in mode for c in "wax+")
@@ -85,7 +106,11 @@ class Tracker:
                 self.written.add(kept)
             elif kept not in self.read and kept not in self.written:
                 # A file read back after the notebook wrote it is its product, not an input.
-                self.read[kept] = file_stat(kept)
+                found = file_stat(kept)
+                if found is None:
+                    self.absent.add(kept)  # absent when it looked: its absence is an input
+                else:
+                    self.read[kept] = found
         except Exception as exc:  # noted, and the fingerprint is then incomplete
             if not self.error:
                 self.error = f"audit hook failed: {type(exc).__name__}: {exc}"
@@ -104,7 +129,8 @@ class Tracker:
                 return
             path = os.path.normpath(os.path.abspath(os.fsdecode(target if target is not None
                                                                 else ".")))
-            if (not path.startswith(self.roots) and os.path.join(path, "") not in self.roots
+            inside = path.startswith(self.roots) or os.path.join(path, "") in self.roots
+            if (not inside and (not self.in_cell or path.startswith(self.outside_excluded))
                     or path.startswith(self.excluded) or path in self.listed):
                 return
             if _IGNORED_PARTS.intersection(path.split(os.sep)):
@@ -118,6 +144,47 @@ class Tracker:
             if not self.error:
                 self.error = f"audit hook failed: {type(exc).__name__}: {exc}"
 
+    def made(self, target: Any) -> None:
+        """A folder or link the notebook made (mkdir, rename, link): a product."""
+        try:
+            if target is None or isinstance(target, int):
+                return
+            path = os.path.normpath(os.path.abspath(os.fsdecode(target)))
+            kept = self._kept(path)
+            if kept is not None:
+                self.written.add(kept)
+        except Exception as exc:
+            if not self.error:
+                self.error = f"audit hook failed: {type(exc).__name__}: {exc}"
+
+    def checked(self, target: Any, found: Any) -> None:
+        """`os.stat(target)` in a cell gave `found` (a stat result, None when absent): the
+        path's existence and kind are inputs, unless it was read or made by the notebook."""
+        if not self.in_cell or isinstance(target, int) or self.listing:
+            return
+        try:
+            path = os.path.normpath(os.path.abspath(os.fsdecode(target)))
+            kept = self._kept(path)
+            if kept is None or kept in self.read or kept in self.written:
+                return
+            if found is None:
+                if kept not in self.exists:
+                    self.absent.add(kept)
+            elif kept not in self.exists:
+                self.exists[kept] = "folder" if stat.S_ISDIR(found.st_mode) else "file"
+        except Exception as exc:
+            if not self.error:
+                self.error = f"stat hook failed: {type(exc).__name__}: {exc}"
+
+    def variable(self, key: Any, sets: bool = False) -> None:
+        """A cell read (or set) environment variable `key`."""
+        if not self.in_cell or not isinstance(key, str):
+            return
+        if sets:
+            self.env_set.add(key)
+        elif key not in self.env_set:
+            self.env_read.add(key)
+
     def start_cell(self, *_: Any) -> None:
         """IPython pre_run_cell handler: a cell of the notebook runs from now on."""
         self.in_cell = True
@@ -126,8 +193,12 @@ class Tracker:
         """The project file `path` stands for, if it may be an input, else None (a module's
         cached bytecode stands for its source: `pkg/__pycache__/b.cpython-311.pyc` is
         `pkg/b.py`, whose content is what counts; bytecode embeds mtimes)."""
-        if not path.startswith(self.roots) or path.startswith(self.excluded):
+        if path.startswith(self.excluded):
             return None
+        if not path.startswith(self.roots):
+            if not self.in_cell or path.startswith(self.outside_excluded) or path in (
+                    self.path, os.sep):
+                return None
         if path.endswith(".pyc"):
             folder, name = os.path.split(path)
             if os.path.basename(folder) != "__pycache__":
@@ -154,7 +225,13 @@ class Tracker:
                 self.sent["read"] |= new
                 record["read"] = [[p, self.read[p]] for p in sorted(new)]
             self.in_cell = False
-            for key, found in (("channels", self.channels), ("listed", self.listed)):
+            for key, names in (("absent", self.absent), ("env", self.env_read)):
+                new = names - self.sent.setdefault(key, set())
+                if new:
+                    self.sent[key] |= new
+                    record[key] = sorted(new)
+            for key, found in (("channels", self.channels), ("listed", self.listed),
+                               ("exists", self.exists)):
                 new = found.keys() - self.sent.setdefault(key, set())
                 if new:
                     self.sent[key] |= new
@@ -197,7 +274,7 @@ def file_stat(path: str) -> list[int] | None:
     """[size, mtime in ns, inode] of the file at `path`, None when there is none: what tells
     whether it changed since (the harness compares it again before hashing the file)."""
     try:
-        st = os.stat(path)
+        st = _STAT(path)
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns, st.st_ino]
@@ -214,6 +291,69 @@ def listing_digest(path: str) -> str | None:
     return hashlib.sha256("\0".join(names).encode()).hexdigest()[:32]
 
 
+def _own_folders() -> list[str]:
+    """Folders outside the project that hold the machine's, the kernel's and Jupyter's own
+    state (never a notebook's input): /proc, /sys, /dev, caches, IPython's and Jupyter's."""
+    home = os.path.expanduser("~")
+    found = ["/proc", "/sys", "/dev", "/run",
+             os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"),
+             os.environ.get("IPYTHONDIR") or os.path.join(home, ".ipython"),
+             os.path.join(home, ".jupyter"), os.path.join(home, ".local", "share", "jupyter")]
+    try:
+        from jupyter_core import paths
+
+        found += [paths.jupyter_runtime_dir(), paths.jupyter_data_dir(),
+                  paths.jupyter_config_dir()]
+    except Exception:  # no jupyter_core in this kernel: the defaults above
+        pass
+    return found
+
+
+class TrackedEnviron(os._Environ):  # type: ignore[name-defined,misc]
+    """`os.environ` in a tracked kernel: the same variables (the same underlying mapping, so
+    `putenv` still follows), with each read and write in a cell told to the tracker."""
+
+    def __init__(self, base: Any, tracker: Tracker) -> None:
+        self.__dict__.update(base.__dict__)
+        self._nbtest_tracker = tracker
+
+    def __getitem__(self, key: str) -> str:
+        self._nbtest_tracker.variable(key)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._nbtest_tracker.variable(key, sets=True)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._nbtest_tracker.variable(key, sets=True)
+        super().__delitem__(key)
+
+
+def _wrap_stat(tracker: Tracker, real: Any) -> Any:
+    """`os.stat` (or `os.lstat`) telling the tracker what a cell found at a path."""
+
+    def stat_and_note(path: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            found = real(path, *args, **kwargs)
+        except (FileNotFoundError, NotADirectoryError):
+            if not args and kwargs.get("dir_fd") is None:
+                tracker.checked(path, None)
+            raise
+        if not args and kwargs.get("dir_fd") is None:
+            tracker.checked(path, found)
+        return found
+
+    stat_and_note.__wrapped__ = real  # type: ignore[attr-defined]
+    stat_and_note.__name__ = real.__name__
+    stat_and_note.__doc__ = real.__doc__
+    # shutil and pathlib ask `os.stat in os.supports_dir_fd` (and the like): the same answer.
+    for supports in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks):
+        if real in supports:
+            supports.add(stat_and_note)
+    return stat_and_note
+
+
 def _site_folders() -> list[str]:
     try:
         import site
@@ -225,7 +365,7 @@ def _site_folders() -> list[str]:
 
 def install(settings: dict[str, Any]) -> None:
     """Start tracking (called by the startup code); say which interpreter this kernel runs."""
-    tracker = Tracker(settings["file"], settings["roots"])
+    tracker = Tracker(settings["file"], settings["roots"], settings.get("private"))
     version = ".".join(map(str, sys.version_info[:3]))
     header = {"installed": True, "prefix": os.path.realpath(sys.prefix),
               "interpreter": f"{sys.implementation.name}-{version}"}
@@ -236,6 +376,10 @@ def install(settings: dict[str, Any]) -> None:
         if shell is None:
             raise RuntimeError("not running under IPython")
         sys.addaudithook(tracker.audit)
+        os.stat = _wrap_stat(tracker, os.stat)
+        os.lstat = _wrap_stat(tracker, os.lstat)
+        # The same variables behind a mapping that notes reads (not a new environment).
+        os.environ = TrackedEnviron(os.environ, tracker)  # noqa: B003
         shell.events.register("pre_run_cell", tracker.start_cell)
         shell.events.register("post_run_cell", tracker.report)
     except Exception as exc:

@@ -7,8 +7,12 @@ the kernel is gone the file is read and the files named in it are hashed here, e
 its size, mtime and inode are still those the kernel saw when it read it (checked before and
 after hashing): a file changed while the notebook ran makes the fingerprint incomplete.
 
-`result.extras["affected"]` = `{complete, why, interpreter, files: {path: digest},
-dists: {name: version}, depends: {glob: {path: digest}}}`, paths relative to the project root.
+`result.extras["affected"]` = `{complete, why, interpreter, files: {path: digest or "missing"},
+listings: {folder: digest}, exists: {path: kind}, env: {variable: digest of its value},
+products: [path written],
+dists: {name: version}, depends: {glob: {path: digest}}}`, paths relative to the project root
+(absolute outside it). `files` also holds each conftest.py from the root down to the
+notebook's folder ("missing" where there is none: one added there runs the notebook).
 `complete` is false (and `why` says why) when the tracker could not report everything: it did
 not start, its hook failed, a cell went unreported (the kernel died), the kernel runs another
 Python than nbtest (whose distributions cannot be read from here), or a file it read changed
@@ -26,11 +30,15 @@ from typing import Any
 
 from ..affected.fingerprint import (
     FileDigests,
+    conftest_paths,
     depends_files,
     distributions_of,
+    env_value,
     file_digest,
     interpreter,
+    path_kind,
     relative,
+    tracked_variable,
 )
 from ..affected.tracker import file_stat, listing_digest
 from ..callback import Callback, NotebookRun
@@ -60,7 +68,8 @@ class AffectedCapture(Callback):
             fd, path = tempfile.mkstemp(prefix="nbtest-affected-", suffix=".jsonl")
             os.close(fd)
         roots = sorted({str(self.root), os.path.realpath(self.root)})
-        run.startup["affected"] = {"file": path, "roots": roots}
+        private = [os.path.dirname(path)] if run.kernel_folder else []
+        run.startup["affected"] = {"file": path, "roots": roots, "private": private}
 
     def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
         """Read what the kernel wrote (then remove the file) and hash what it names."""
@@ -100,10 +109,18 @@ class AffectedCapture(Callback):
         tops: set[str] = set()
         channels: dict[str, int | None] = {}  # channel: the first cell that used it
         listed: dict[str, tuple[Any, int | None]] = {}  # folder: (names' digest, cell)
+        absent: dict[str, int | None] = {}  # path found absent: the cell that looked
+        exists: dict[str, tuple[str, int | None]] = {}  # path stat'ed: (its kind, cell)
+        variables: set[str] = set()
         for index, line in enumerate(reports):
             cell = executed[index] if index < len(executed) else None
             for path, seen in line.get("read", ()):
                 read.setdefault(path, (seen, cell))
+            for path in line.get("absent", ()):
+                absent.setdefault(path, cell)
+            for path, kind in line.get("exists", {}).items():
+                exists.setdefault(path, (kind, cell))
+            variables.update(line.get("env", ()))
             written.update(line.get("written", ()))
             tops.update(line.get("tops", ()))
             for channel in line.get("channels", ()):
@@ -121,6 +138,25 @@ class AffectedCapture(Callback):
                 changed.append(f"{relative(path, self.root)} {how}{where}")
             else:
                 files[relative(path, self.root)] = found
+        for path, cell in sorted(absent.items()):
+            rel = relative(path, self.root)
+            if rel in files:
+                continue  # it appeared and was read: its content is the input
+            if path in written or path_kind(path) == "missing":
+                files[rel] = "missing"  # absent when it looked: a file there now runs it
+            else:
+                where = f" (looked for in cell {cell})" if cell else ""
+                changed.append(f"{rel} appeared while it ran{where}")
+        present: dict[str, str] = {}
+        for path, (kind, cell) in sorted(exists.items()):
+            rel = relative(path, self.root)
+            if rel in files or path in written:
+                continue
+            if path_kind(path) != kind:
+                where = f" (looked for in cell {cell})" if cell else ""
+                changed.append(f"{rel} changed while it ran{where}")
+            else:
+                present[rel] = kind
         listings: dict[str, str] = {}
         for folder, (seen, cell) in sorted(listed.items()):
             if listing_digest(folder) != seen:
@@ -140,8 +176,13 @@ class AffectedCapture(Callback):
         sanitize = run.config.sanitize_with
         if sanitize:  # the output check's rules are an input of the verdict too
             files[relative(self.root / sanitize, self.root)] = digests(self.root / sanitize)
+        for conftest in conftest_paths(Path(run.path).resolve(), self.root):
+            files[relative(conftest, self.root)] = digests(conftest)  # "missing": none yet
+        env = {name: env_value(name) for name in sorted(variables) if tracked_variable(name)}
         return {"complete": not why, "why": why, "interpreter": header.get("interpreter"),
-                "files": files, "listings": listings, "dists": distributions_of(sorted(tops)),
+                "files": files, "listings": listings, "exists": present, "env": env,
+                "products": sorted({relative(path, self.root) for path in written}),
+                "dists": distributions_of(sorted(tops)),
                 "depends": depends_files(run.config.depends, Path(run.path).resolve().parent,
                                          self.root, digests)}
 
