@@ -22,6 +22,7 @@ from pytester_helpers import SESSION_TIMEOUT, junit_outcomes, output, run_pytest
 
 import nbtest.affected.cmd
 import nbtest.affected.fingerprint
+import nbtest.affected.hooks
 import nbtest.affected.session
 import nbtest.affected.store
 import nbtest.affected.tracker
@@ -140,7 +141,7 @@ def test_acceptance(pytester: pytest.Pytester, project: Path, workers: list[str]
     """Issue 17's scenario: only what an edit can affect runs, and what failed."""
     this_tests(nbtest.affected.session.AffectedSession.deselect,
                nbtest.affected.session.AffectedSession.pytest_sessionfinish,
-               nbtest.affected.store.Checker.reasons, nbtest.affected.tracker.install)
+               nbtest.affected.store.Checker.reasons, nbtest.affected.hooks.install)
     first_runs(pytester, *workers)
     edit_steps(pytester, project, *workers)
     no_kernel_left()

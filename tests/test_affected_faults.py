@@ -21,12 +21,14 @@ from conftest import wait_for_file, write_notebook
 from pytester_helpers import SESSION_TIMEOUT
 from test_affected import ENTRIES, build_project, entry_of, ran, run_affected
 
+import nbtest.affected.schema
 import nbtest.affected.session
 import nbtest.affected.store
 import nbtest.callbacks.affected
 import nbtest.kernel.interrupt
 from nbtest import this_tests
-from nbtest.affected.store import ENTRY_SCHEMA, Store, new_entry
+from nbtest.affected.schema import ENTRY_SCHEMA
+from nbtest.affected.store import Store, new_entry
 
 pytest_plugins = ["pytester"]
 
@@ -54,7 +56,7 @@ def a_passed_entry(notebook: str) -> dict:
 
 def test_every_field_is_checked(tmp_path: Path) -> None:
     """Each field of an entry mistyped, missing or unknown: no entry, a reason naming it."""
-    this_tests(nbtest.affected.store.Store.load, nbtest.affected.store.schema_problem)
+    this_tests(nbtest.affected.store.Store.load, nbtest.affected.schema.schema_problem)
     store = Store(tmp_path)
     good = a_passed_entry("n.ipynb")
     assert set(MISTYPED) == set(ENTRY_SCHEMA) and set(good) | {"why"} == set(ENTRY_SCHEMA)

@@ -20,6 +20,7 @@ from pytester_helpers import SESSION_TIMEOUT
 from test_affected import entry_of, ran, run_affected
 
 import nbtest.affected.fingerprint
+import nbtest.affected.hooks
 import nbtest.affected.tracker
 import nbtest.callbacks.affected
 from nbtest import this_tests
@@ -137,7 +138,7 @@ def test_every_input_kind_changed_runs_and_fails(
     input changes so that its notebook fails, and the affected session runs all ten (none
     reused), fails them, and `nbtest affected` names why each runs."""
     this_tests(nbtest.affected.tracker.Tracker.checked, nbtest.affected.tracker.Tracker.variable,
-               nbtest.affected.tracker.TrackedEnviron, nbtest.affected.fingerprint.env_value,
+               nbtest.affected.hooks.TrackedEnviron, nbtest.affected.fingerprint.env_value,
                nbtest.affected.fingerprint.conftest_paths, nbtest.affected.fingerprint.path_kind,
                "nbtest.affected.store.Checker.reasons")
     root = pytester.path

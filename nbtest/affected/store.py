@@ -4,7 +4,7 @@ One small JSON file per notebook in pytest's cache folder (`.pytest_cache/d/nbte
 so `--cache-clear` resets it and CI caches it with the rest), written atomically by one
 process. A notebook runs unless its last run passed with a complete fingerprint equal to its
 fingerprint now; `Checker.reasons` says why it runs, in words a user can act on. An entry
-that is missing, corrupt, of another format or not of the schema (`ENTRY_SCHEMA`, every field
+that is missing, corrupt, of another format or not of the schema (schema.py, every field
 checked) means "run it", never an error.
 """
 
@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,102 +31,10 @@ from .fingerprint import (
     nbtest_version,
     path_kind,
 )
+from .schema import TIME_FORMAT, schema_problem
 from .tracker import listing_digest
 
 CACHE_FOLDER = "nbtest-affected"  # under pytest's cache: config.cache.mkdir(CACHE_FOLDER)
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # an entry's `time`, UTC
-STATUSES = frozenset({"passed", "failed", "error", "skipped", "incomplete"})
-
-
-def _str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def _str_or_none(value: Any) -> bool:
-    return value is None or isinstance(value, str)
-
-
-def _digests(value: Any) -> bool:
-    """{path or name: digest or version}, all strings."""
-    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                           for k, v in value.items())
-
-
-def _time(value: Any) -> bool:
-    try:
-        datetime.strptime(value, TIME_FORMAT)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _json_value(value: Any) -> bool:
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return True
-    if isinstance(value, list):
-        return all(map(_json_value, value))
-    return isinstance(value, dict) and all(isinstance(k, str) and _json_value(v)
-                                           for k, v in value.items())
-
-
-def _settings(value: Any) -> bool:
-    return (isinstance(value, dict) and isinstance(value.get("kernel"), str)
-            and _json_value(value))
-
-
-def _cells(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(c, list) and len(c) == 2 and type(c[0]) is int and isinstance(c[1], str)
-        for c in value)
-
-
-# Every field an entry may have: (required only in a pass, test, what it must be). A field
-# missing, unknown or failing its test makes the entry unusable: the notebook runs.
-ENTRY_SCHEMA: Mapping[str, tuple[bool, Callable[[Any], bool], str]] = {
-    "format": (False, lambda v: v == FORMAT, f"the number {FORMAT}"),
-    "notebook": (False, _str, "a path"),
-    "status": (False, lambda v: v in STATUSES, f"one of {', '.join(sorted(STATUSES))}"),
-    "nbtest": (False, _str, "a version"),
-    "interpreter": (False, _str, "an interpreter"),
-    "commit": (False, _str_or_none, "a commit or null"),
-    "time": (False, _time, "a UTC time as YYYY-MM-DDTHH:MM:SSZ"),
-    "why": (False, _str, "a text"),
-    "settings": (True, _settings, "a mapping of options naming the kernel"),
-    "cells": (True, _cells, "a list of [cell number, digest] pairs"),
-    "files": (True, _digests, "a mapping of paths to digests"),
-    "dists": (True, _digests, "a mapping of distributions to versions"),
-    "depends": (True, lambda v: isinstance(v, dict) and all(
-        isinstance(k, str) and _digests(d) for k, d in v.items()),
-        "a mapping of globs to mappings of paths to digests"),
-    "listings": (False, _digests, "a mapping of folders to digests of their names"),
-    "exists": (False, lambda v: _digests(v) and set(v.values()) <= {"file", "folder"},
-               "a mapping of paths to file or folder"),
-    "env": (False, _digests, "a mapping of environment variables to digests"),
-    "nbtest_code": (False, _str, "a digest"),
-    "products": (False, lambda v: isinstance(v, list) and all(map(_str, v)),
-                 "a list of paths"),
-    "inputs": (False, lambda v: isinstance(v, list) and all(map(_str, v)), "a list of paths"),
-    "kernelspec": (True, _str, "a digest"),
-    "cache": (True, lambda v: v is True, "true"),
-}
-_ALWAYS = ("format", "notebook", "status", "nbtest", "interpreter", "commit", "time")
-
-
-def schema_problem(entry: Mapping[str, Any]) -> str:
-    """What makes `entry` unusable (`field "cells" is not a list of ...`); "" if nothing."""
-    for name in entry:
-        if name not in ENTRY_SCHEMA:
-            return f"unknown field {name!r}"
-    passed = entry.get("status") == "passed"
-    for name, (in_pass, test, what) in ENTRY_SCHEMA.items():
-        if name not in entry:
-            if name in _ALWAYS or (in_pass and passed):
-                return f"field {name!r} is missing"
-        elif not test(entry[name]):
-            return f"field {name!r} is not {what}"
-    return ""
-
-
 class Store:
     """The per-notebook entries in one folder; reads never raise, writes are atomic."""
 

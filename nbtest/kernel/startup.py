@@ -4,8 +4,8 @@ It is built from data: the source of `_nbtest_startup` below (a string literal e
 its settings as a JSON string literal (`repr` of `json.dumps`), so no path or metadata value can
 inject code. It imports nothing heavy: numpy only when a seed is asked for, torch never (a seed
 reaches torch through an import hook, if and when the notebook imports it), nbtest.registry.api
-only when this_tests calls are captured, nbtest.affected.tracker (standard library only) only
-under --nbtest-affected.
+only when this_tests calls are captured, nbtest.affected.hooks and tracker (standard library
+only) only under --nbtest-affected.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
         preloaded.drop_changed_modules()
     if settings.get("affected"):  # --nbtest-affected: note what the notebook uses
         try:
-            from nbtest.affected import tracker as kernel_tracker
+            from nbtest.affected import hooks as kernel_tracker
         except ImportError:  # nbtest is not installed beside this kernel: nothing is noted
             pass
         else:
