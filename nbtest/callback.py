@@ -8,6 +8,8 @@ memory, registry capture) are callbacks too.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,19 @@ class NotebookRun:
     # The kernel's private folder (0700), removed with the kernel however its run ends: where
     # a callback keeps a file the kernel writes (from before_kernel_start on).
     kernel_folder: str | None = None
+
+    def private_file(self, name: str) -> str:
+        """An empty file `name` for the kernel to write to, in its private folder (a temp file
+        `nbtest-NAME` when the run was driven by hand, without one); its path."""
+        if self.kernel_folder:
+            path = os.path.join(self.kernel_folder, name)
+            open(path, "w").close()
+            return path
+        stem, dot, suffix = name.rpartition(".")
+        fd, path = tempfile.mkstemp(prefix=f"nbtest-{stem or suffix}-",
+                                    suffix=f".{suffix}" if dot else "")
+        os.close(fd)
+        return path
 
 
 class Callback:

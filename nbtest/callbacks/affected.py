@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +60,7 @@ class AffectedCapture(Callback):
         code where it is and what the root is."""
         if not run.config.cache:
             return  # metadata.nbtest.cache: false: always runs, nothing to note
-        if run.kernel_folder:
-            path = os.path.join(run.kernel_folder, "affected.jsonl")
-            open(path, "w").close()
-        else:  # a run driven by hand, without a kernel's folder
-            fd, path = tempfile.mkstemp(prefix="nbtest-affected-", suffix=".jsonl")
-            os.close(fd)
+        path = run.private_file("affected.jsonl")
         roots = sorted({str(self.root), os.path.realpath(self.root)})
         private = [os.path.dirname(path)] if run.kernel_folder else []
         run.startup["affected"] = {"file": path, "roots": roots, "private": private}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 
 from ..callback import Callback, NotebookRun
@@ -29,12 +28,7 @@ class RegistryCapture(Callback):
         """Name the kernel's file (in its private folder: it goes with the kernel, however
         the run ends) and tell the startup code about it and the cells."""
         # The file's path travels in run.startup, so one instance serves overlapping runs.
-        if run.kernel_folder:
-            path = os.path.join(run.kernel_folder, "this-tests.jsonl")
-            open(path, "w").close()
-        else:  # a run driven by hand, without a kernel's folder
-            fd, path = tempfile.mkstemp(prefix="nbtest-this-tests-", suffix=".jsonl")
-            os.close(fd)
+        path = run.private_file("this-tests.jsonl")
         cells = [[run.numbers[i], source_digest(cell.source)]
                  for i, cell in enumerate(run.notebook.cells) if is_runnable(cell)]
         run.startup["registry"] = {"file": path, "api": self.api, "cells": cells}
