@@ -7,6 +7,8 @@ which cells it runs, and what the kernel sees.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import write_notebook
 from pytester_helpers import collected_ids, output, run_pytest
@@ -135,3 +137,13 @@ def test_notest_leaves_out_its_own_folders_notebooks_only(project: pytest.Pytest
     write_notebook(nbs / "scratch" / "kept" / "sub.ipynb", ["x = 1"])
     result = run_pytest(project, "--collect-only", "-q", *RUN)
     assert collected_ids(result) == ["nbs/scratch/kept/sub.ipynb"]
+
+
+def test_tool_nbdev_tables_default_to_nbdev_3s_notest_flag(tmp_path: Path) -> None:
+    """nbdev 3's defaults: `tst_flags = "notest"` unless `[tool.nbdev]` says otherwise."""
+    this_tests("nbtest.nbdev.project_settings", "nbtest.nbdev.project_folder")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "mylib"\n\n[tool.nbdev]\n')
+    assert nbdev.project_settings(tmp_path)["tst_flags"] == ["notest"]
+    (tmp_path / "pyproject.toml").write_text('[tool.nbdev]\ntst_flags = "slow cuda"\n')
+    assert nbdev.project_settings(tmp_path)["tst_flags"] == ["slow", "cuda"]
+    assert nbdev.project_folder(tmp_path / "nbs" / "sub") == tmp_path
