@@ -20,7 +20,7 @@ from .config import NbTestConfig
 from .kernel.launch import Kernel
 from .kernel.life import NotebookKernel
 from .kernel.reaper import settle
-from .nbdev import calls_export
+from .nbdev import calls_export, cell_evals, default_eval
 from .notebook import directives, is_runnable
 from .plan import Plan, plan_notebook
 from .results import (
@@ -84,6 +84,7 @@ class NotebookSession:
         self.count = 0
         self.failed_cell: CellResult | None = None
         self.skipped_by: CellResult | None = None  # the cell that called pytest.skip()
+        self._nbdev_eval: bool | None = None  # nbdev: a cell's default eval, once read
         # (monotonic deadline, its name in reports): a limit from outside, e.g. pytest-timeout
         self.outer_limit: tuple[float, str] | None = None
         self.run_info = NotebookRun(plan.path, plan.config, plan.notebook,
@@ -191,13 +192,18 @@ class NotebookSession:
 
     def _excluded(self, cell: NotebookNode) -> bool:
         """A cell this run leaves out: an nbdev flag not given (`#|slow`), or, in an nbdev
-        project, a call of nbdev_export() that would rewrite the library."""
+        project, one nbdev_test does not run (front matter `eval: false`, a call of
+        nbdev_export() that would rewrite the library)."""
         if cell.get("cell_type") != "code":
             return False
         config = self.plan.config
         if set(directives(cell)) & (set(config.tst_flags) - set(config.flags)):
             return True
-        return bool(config.nbdev) and calls_export(cell.source)
+        if not config.nbdev:
+            return False
+        if self._nbdev_eval is None:  # the front matter's `eval`, every cell's default
+            self._nbdev_eval = default_eval(self.plan.notebook, self.plan.path)
+        return not cell_evals(cell, self._nbdev_eval)
 
     def _not_reached(self, index: int) -> CellResult:
         cell = self.plan.notebook.cells[index]

@@ -118,9 +118,19 @@ def test_directives_and_front_matter() -> None:
     assert directives(cell) == {"eval": "false", "hide": ""} and is_skipped(cell)
     assert not is_skipped({"cell_type": "code", "source": "#|export\nx = 1"})
     assert not is_skipped({"cell_type": "code", "source": "x = 1\n#| eval: false"})
-    assert calls_export("import nbdev; nbdev.nbdev_export()") is False  # not at a line start
+    # nbdev's rule (fastcore's does_cell_eval): the call's name and parenthesis anywhere.
+    assert calls_export("import nbdev; nbdev.nbdev_export()")
     assert calls_export("nbdev.nbdev_export()") and calls_export("notebook2script()")
-    assert not calls_export("# nbdev_export() is run by the release script")
+    assert calls_export("# nbdev_export() is run by the release script")
+    assert not calls_export("from nbdev import nbdev_export")
     nb = {"cells": [{"cell_type": "markdown",
                      "source": "# Title\n> summary\n\n- skip_exec: true\n- skip_showdoc: true"}]}
-    assert front_matter(nb) == {"skip_exec": "true", "skip_showdoc": "true"}
+    assert front_matter(nb) == {"title": "Title", "description": "summary", "skip_exec": True,
+                                "skip_showdoc": True}
+    # `- key: value` lines count only under a `# Title`, as nbdev's md_frontmatter reads them.
+    assert front_matter({"cells": [{"cell_type": "markdown", "source": "- skip_exec: true"}]}) \
+        == {}
+    layered = {"metadata": {"nbdev": {"eval": "true", "skip_exec": "false"}}, "cells": [
+        {"cell_type": "code", "source": "x = 1"},
+        {"cell_type": "raw", "source": "---\neval: false\n---"}]}
+    assert front_matter(layered) == {"eval": False, "skip_exec": "false"}

@@ -19,6 +19,9 @@ from typing import Any
 from .environment import STARTUP_VARS, kernel_environment, split_kernel_command
 from .template import PRELOAD_VAR
 
+STDERR_FILE = "template.err"  # beside the template's socket: what it wrote to stderr
+STDERR_TAIL = 2000  # characters of it a failed template's error quotes
+
 
 class ForkedProcess:
     """A forked kernel, with the subset of Popen's interface that jupyter_client uses."""
@@ -174,9 +177,13 @@ class ForkServer:
         if self.preload:
             self.env.update({PRELOAD_VAR: json.dumps(self.preload), "NBTEST_PROJECT_ROOT": root})
         # Same interpreter, same flags (ipykernel's spec has -Xfrozen_modules=off) as the spec.
-        self.process = subprocess.Popen(
-            [sys.executable, *flags, "-m", "nbtest.kernel.template", self.path], cwd=self.folder,
-            stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+        # Its stderr (a preloaded library's import-time warning) goes to a file, not the
+        # terminal: shown under -v (reports.py) and when the template fails (spawn).
+        with open(os.path.join(self.folder, STDERR_FILE), "wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, *flags, "-m", "nbtest.kernel.template", self.path],
+                cwd=self.folder, stdin=subprocess.DEVNULL, stderr=err, env=self.env,
+                start_new_session=True)
         atexit.register(self.stop)
 
     @classmethod
@@ -201,6 +208,16 @@ class ForkServer:
                 return dict(json.load(fh))
         except (OSError, ValueError):
             return {}
+
+    def stderr_text(self) -> str:
+        """What the template wrote to stderr (its imports' warnings; also what a kernel forked
+        from it writes there before ipykernel captures its output)."""
+        try:
+            with open(os.path.join(os.path.dirname(self.path), STDERR_FILE), encoding="utf-8",
+                      errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            return ""
 
     @classmethod
     def running(cls, flags: Sequence[str] = ()) -> ForkServer | None:
@@ -273,7 +290,9 @@ class ForkServer:
             except (FileNotFoundError, ConnectionRefusedError):
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     conn.close()
-                    raise RuntimeError("nbtest's kernel template process did not start") from None
+                    said = self.stderr_text().strip()[-STDERR_TAIL:]
+                    raise RuntimeError("nbtest's kernel template process did not start"
+                                       + (f"; its stderr:\n{said}" if said else "")) from None
                 time.sleep(0.01)
         # ipykernel watches its parent, read from JPY_PARENT_PID when ipykernel was imported,
         # i.e. in the template: the parent of a forked kernel is the template, so say so.

@@ -45,6 +45,11 @@ class NotebookKernel:
         info.startup["seed"] = config.seed
         # this_tests in the kernel checks names against the API even when nothing records.
         info.startup["api"] = list(config.api)
+        if config.nbdev:  # as nbdev_test: IN_TEST=1, the project's folder first on sys.path
+            from ..nbdev import kernel_setup
+
+            env, info.startup["sys_path"] = kernel_setup(self.path)
+            info.kernel_env.update(env)
         from ..gpu.probe import kernel_gpu_env, probe
 
         # With several GPUs, the kernel gets the one with most free memory right now; the

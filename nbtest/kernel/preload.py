@@ -28,6 +28,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -210,7 +211,16 @@ def learned(record: Mapping[str, Any]) -> list[str]:
                   and name.partition(".")[0] not in NEVER)
 
 
-_SETS_ENV = re.compile(r"^\s*(%env|%set_env)\b|os\.environ\b|os\.putenv\b", re.M)
+# A change of the environment, not a read of it (`os.environ.get(...)` is no reason to spawn):
+# `%env NAME=value` / `%env NAME value` / `%set_env`, an item assigned or deleted, a mutating
+# method, os.putenv / os.unsetenv.
+_SETS_ENV = re.compile(
+    r"^[ \t]*%(?:set_env\b|env[ \t]+[^\s=]+[ \t]*[= \t][ \t]*\S)"
+    r"|(?<![\w.])(?:os\.)?environ\s*\[[^\n]*?\]\s*(?:\+|\|)?=(?!=)"
+    r"|\bdel\s+(?:os\.)?environ\b"
+    r"|(?<![\w.])(?:os\.)?environ\.(?:update|setdefault|pop|popitem|clear)\s*\("
+    r"|(?<![\w.])(?:os\.)?environ\s*\|="
+    r"|\bos\.(?:putenv|unsetenv)\s*\(", re.M)
 
 
 def env_set_before_import(sources: Sequence[str], modules: Iterable[str]) -> str | None:
@@ -238,7 +248,9 @@ def _imports(source: str, only: Iterable[str] | None = None) -> set[tuple[int, s
     code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
                      for line in source.splitlines())
     try:
-        tree = ast.parse(code)
+        with warnings.catch_warnings():  # `'\d'` in a cell: no DeprecationWarning on screen
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code)
     except SyntaxError:
         return set()
     keep = set(only) if only is not None else None

@@ -23,6 +23,8 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
 
     settings = json.loads(settings_json)
     os.environ["NBTEST"] = "1"
+    for folder in reversed(settings.get("sys_path") or ()):  # nbdev: the project's folder
+        sys.path.insert(0, folder)
     if sys.platform.startswith("linux"):
         # A subreaper: what a cell starts and orphans (a double-forked daemon, in a new
         # session with a cleared environment) is reparented to the kernel, not to init, so

@@ -64,11 +64,17 @@ class NotebookFile(pytest.File):
         config = self.config.stash[CONFIG_KEY].with_notebook(settings)
         flags: set[str] = set()
         if config.nbdev:
-            from ..nbdev import notebook_flags, skips_exec
+            from ..nbdev import not_run, notebook_flags
             from .state import note_left_out
 
-            if skips_exec(nb):
-                note_left_out(self.config, self.path, "its front matter says skip_exec: true")
+            try:
+                why = not_run(nb, display_path(self.path))
+            except NbTestError as exc:  # front matter that is not YAML
+                yield UnreadableNotebook.from_parent(self, name=self.path.name,
+                                                     nodeid=self.nodeid, error=exc)
+                return
+            if why:
+                note_left_out(self.config, self.path, why)
                 return
             flags = notebook_flags([c for c in nb.cells if c.cell_type == "code"],
                                    config.tst_flags)

@@ -144,9 +144,12 @@ class NotebookReports:
         if forkserver is not None:  # what the fork template could not preload, once
             from ..kernel.preload import report_lines
 
+            verbose = self.config.getoption("verbose") > 0
             for server in forkserver.ForkServer.owned_servers():
                 for line in report_lines(server.preload_status()):
                     terminalreporter.write_line(f"nbtest: {line}")
+                for line in server.stderr_text().splitlines() if verbose else ():
+                    terminalreporter.write_line(f"nbtest: fork template stderr: {line}")
         rows = self.memory_rows
         if not rows or not self.mem_report:
             return
