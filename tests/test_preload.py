@@ -186,3 +186,19 @@ def test_execute_preload_forks_from_a_preloaded_template(make_notebook, run_cli)
     assert cli.returncode == 0, cli.stderr
     spawned = run_cli("execute", path, "--no-progress")
     assert spawned.returncode == 1  # a spawned kernel has not imported wave
+
+
+def test_a_second_openblas_pool_is_not_a_reason_to_drop(pytester: pytest.Pytester) -> None:
+    """scipy maps its own OpenBLAS beside numpy's, which starts its own (fork-safe) pool."""
+    this_tests("nbtest.kernel.preload.preload_modules", "nbtest.kernel.preload.fork_problems")
+    pytest.importorskip("numpy")
+    pytest.importorskip("scipy.linalg")
+    for name in ("a", "b"):
+        write_notebook(pytester.path / f"{name}.ipynb",
+                       ["import numpy, scipy.linalg\nprint(scipy.linalg.det(numpy.eye(2)))"])
+    result = run_pytest(pytester, "--nbtest", "-v", "--nbtest-preload", "numpy,scipy.linalg",
+                        "-p", "no:cacheprovider")
+    text = output(result)
+    assert result.ret == 0, text
+    assert "dropped" not in text
+    assert starts(result) == ["fork", "fork"]

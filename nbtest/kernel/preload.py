@@ -6,9 +6,10 @@ cache): the top-level modules that at least half of the notebooks imported, and 
 safe. In the template (`preload_modules`), each module is imported in turn and checked:
 
 - a module that fails to import is skipped and reported, never fatal;
-- a fork is unsafe when a module started Python threads, native threads (other than an
-  OpenBLAS pool, which shuts itself down around fork through pthread_atfork), or initialised
-  CUDA: the module is named, the template refuses to fork, and the harness starts a new
+- a fork is unsafe when a module started Python threads, native threads (other than those of
+  a pool library it mapped that shuts itself down around fork through pthread_atfork:
+  OpenBLAS, however many copies, LLVM's libomp, Intel's libiomp; not GNU's libgomp), or
+  initialised CUDA: the module is named, the template refuses to fork, and the harness starts a new
   template without it (`safe_subset`).
 
 In each forked kernel (`after_fork`): fresh random state for every preloaded library that
@@ -57,6 +58,34 @@ def _maps() -> str:
         return ""
 
 
+# Thread pools that survive a fork: OpenBLAS (pthreads build) and LLVM's and Intel's OpenMP
+# runtimes shut their workers down or rebuild them through pthread_atfork. GNU OpenMP (libgomp)
+# does not: a child that uses it after the parent started its pool hangs.
+_FORK_SAFE_POOL = re.compile(r"openblas|libomp[.\-_]|libiomp", re.I)
+_GNU_OPENMP = re.compile(r"libgomp", re.I)
+
+
+def _libraries(maps: str) -> set[str]:
+    """The shared libraries mapped in this process (paths), from /proc/self/maps."""
+    return {line.split()[-1] for line in maps.splitlines()
+            if ".so" in line and line.split()[-1].startswith("/")}
+
+
+def _pools(libraries: Iterable[str]) -> tuple[set[str], set[str]]:
+    """(fork-safe pool libraries, GNU OpenMP libraries) among `libraries`, by file name."""
+    names = {path.rpartition("/")[2]: path for path in libraries}
+    safe = {path for name, path in names.items() if _FORK_SAFE_POOL.search(name)}
+    gnu = {path for name, path in names.items() if _GNU_OPENMP.search(name)}
+    return safe, gnu
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _cuda_initialised() -> bool:
     torch: Any = sys.modules.get("torch")
     try:
@@ -78,11 +107,11 @@ def preload_modules(names: Sequence[str]) -> dict[str, Any]:
     loaded: list[str] = []
     failed: dict[str, str] = {}
     unsafe: dict[str, str] = {}
-    allowed_native = 0  # threads of OpenBLAS pools (fork-safe: pthread_atfork shuts them down)
+    allowed_native = 0  # threads of fork-safe pools (pthread_atfork shuts them down)
     seconds: dict[str, float] = {}
     for name in names:
         before_py, before_native = threading.active_count(), native_threads()
-        had_openblas, had_cuda = "openblas" in _maps(), _cuda_initialised()
+        had_libraries, had_cuda = _libraries(_maps()), _cuda_initialised()
         started = time.monotonic()
         try:
             importlib.import_module(name)
@@ -93,14 +122,20 @@ def preload_modules(names: Sequence[str]) -> dict[str, Any]:
         loaded.append(name)
         new_py = threading.active_count() - before_py
         new_native = native_threads() - before_native - new_py
-        if new_native > 0 and not had_openblas and "openblas" in _maps():
-            allowed_native += new_native
-            new_native = 0
+        gnu_pool = False
+        if new_native > 0:  # a pool library mapped by this import may own them: each such
+            # pool starts at most one worker per CPU (a second OpenBLAS beside numpy's, say)
+            safe, gnu = _pools(_libraries(_maps()) - had_libraries)
+            excused = min(new_native, len(safe) * _cpus())
+            allowed_native += excused
+            new_native -= excused
+            gnu_pool = bool(gnu)
         reasons = []
         if new_py > 0:
             reasons.append(f"it started {new_py} Python thread{'s' * (new_py > 1)}")
         if new_native > 0:
-            reasons.append(f"it started {new_native} native thread{'s' * (new_native > 1)}")
+            why = " (a GNU OpenMP pool, libgomp, which does not survive a fork)" * gnu_pool
+            reasons.append(f"it started {new_native} native thread{'s' * (new_native > 1)}{why}")
         if not had_cuda and _cuda_initialised():
             reasons.append("it initialised CUDA (kernels must do that after the fork)")
         if reasons:
