@@ -202,3 +202,39 @@ def test_a_second_openblas_pool_is_not_a_reason_to_drop(pytester: pytest.Pyteste
     assert result.ret == 0, text
     assert "dropped" not in text
     assert starts(result) == ["fork", "fork"]
+
+
+ENV_PROBE = textwrap.dedent("""\
+    import builtins, json, os, sys
+    try:
+        shell = get_ipython()  # noqa: F821 (a builtin in a kernel)
+    except NameError:
+        shell = None
+    SEEN = json.dumps({
+        "shell": type(shell).__name__, "kernel_app": "IPKernelApp" in getattr(shell, "config", {}),
+        "ipython": getattr(builtins, "__IPYTHON__", False), "ipykernel": "ipykernel" in sys.modules,
+        "argv": [os.path.basename(sys.argv[0]), *sys.argv[1:2], len(sys.argv)],
+        "displayhook": type(sys.displayhook).__name__,
+        "main_file": hasattr(sys.modules["__main__"], "__file__"),
+        "mplbackend": os.environ.get("MPLBACKEND"),
+    }, sort_keys=True)
+    """)
+
+
+def test_a_preloaded_module_sees_the_kernel_a_spawned_one_sees(pytester: pytest.Pytester
+                                                                ) -> None:
+    """Libraries decide at import whether they run in a notebook: preloaded in the template,
+    a module must see what it sees imported in a spawned kernel's cell."""
+    this_tests("nbtest.kernel.preload.kernel_like", "nbtest.kernel.template.serve")
+    (pytester.path / "envprobe.py").write_text(ENV_PROBE)
+    for name in ("a", "b"):
+        write_notebook(pytester.path / f"{name}.ipynb", ["import envprobe\nprint(envprobe.SEEN)"])
+    seen = []
+    for how in (["--nbtest-preload", "envprobe"], ["--nbtest-fork", "no"]):
+        result = run_pytest(pytester, "--nbtest", "-v", *how, "-p", "no:cacheprovider")
+        assert result.ret == 0, output(result)
+        assert set(starts(result)) == {"fork" if how[1] == "envprobe" else "spawn"}
+        seen.append(_printed(pytester))
+    forked, spawned = seen
+    assert json.loads(spawned[0])["shell"] == "ZMQInteractiveShell"
+    assert forked == spawned

@@ -29,7 +29,8 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 AUTO = "auto"
@@ -98,6 +99,51 @@ def _cuda_initialised() -> bool:
                    for fd in os.listdir("/proc/self/fd"))
     except OSError:
         return False
+
+
+@contextmanager
+def kernel_like(folder: str) -> Iterator[None]:
+    """Imports made inside see what they would see in a kernel's cell: an IPython kernel
+    shell (`get_ipython()` is a ZMQInteractiveShell whose config has an IPKernelApp section),
+    `__IPYTHON__` and `get_ipython` in builtins, the shell's displayhook, a `__main__` without
+    `__file__`, the launcher's `sys.argv` and the kernel's MPLBACKEND. Libraries decide at
+    import whether they run in a notebook (HTML progress bars, inline plots); a preloaded
+    module must decide as it would in the kernel. Afterwards all of it is undone (the forked
+    kernel makes its own shell) and, like the kernel's shell, it started no thread."""
+    import atexit
+    import importlib.util
+
+    from ipykernel.zmqshell import ZMQInteractiveShell
+    from traitlets.config import Config
+
+    env, argv, main = dict(os.environ), list(sys.argv), sys.modules.get("__main__")
+    launcher = importlib.util.find_spec("ipykernel_launcher")
+    connection = os.path.join(folder, "kernel.json")  # each kernel has its own: a stand-in
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # as
+    # IPKernelApp sets it before the first cell
+    # As launch.py starts an ipykernel: an in-memory history (no saving thread, either).
+    sys.argv = [getattr(launcher, "origin", None) or "ipykernel_launcher.py", "-f", connection,
+                "--HistoryManager.hist_file=:memory:"]
+    config = Config()
+    config.IPKernelApp.connection_file = connection
+    config.HistoryManager.hist_file = ":memory:"
+    shell = ZMQInteractiveShell.instance(config=config)
+    atexit.unregister(shell.atexit_operations)
+    ours = {k: v for k, v in os.environ.items() if env.get(k) != v}  # TERM, PAGER, ...
+    try:
+        with shell.builtin_trap, shell.display_trap:  # as while a cell runs
+            yield
+    finally:
+        ZMQInteractiveShell.clear_instance()
+        sys.argv = argv
+        if main is not None:
+            sys.modules["__main__"] = main
+        for key, value in ours.items():  # the kernel's own shell sets them; what a module
+            if os.environ.get(key) == value:  # set is kept (the template passes it on)
+                if key in env:
+                    os.environ[key] = env[key]
+                else:
+                    del os.environ[key]
 
 
 def preload_modules(names: Sequence[str]) -> dict[str, Any]:

@@ -72,9 +72,10 @@ def _preload_user_modules(path: str) -> dict[str, Any]:
     names = json.loads(os.environ.get(PRELOAD_VAR) or "[]")
     if not names:
         return {}
-    from .preload import STATUS_FILE, preload_modules, safe_subset
+    from .preload import STATUS_FILE, kernel_like, preload_modules, safe_subset
 
-    status = preload_modules(names)
+    with kernel_like(os.path.dirname(path)):
+        status = preload_modules(names)
     if status["unsafe"]:
         dropped = {**json.loads(os.environ.get(DROPPED_VAR) or "{}"), **status["unsafe"]}
         os.environ[PRELOAD_VAR] = json.dumps(safe_subset(names, status))
