@@ -25,8 +25,9 @@ class ForkedProcess:
 
     stdin = stdout = stderr = None
 
-    def __init__(self, pid: int, conn: socket.socket) -> None:
+    def __init__(self, pid: int, conn: socket.socket, server: ForkServer | None = None) -> None:
         self.pid = pid
+        self.server = server  # the template it was forked from
         self.returncode: int | None = None
         self._conn = conn
         self._orphaned = False  # the template is gone: no exit report will come
@@ -86,6 +87,11 @@ class ForkedProcess:
             if "exit" in message:
                 self.returncode = int(message["exit"])
                 self._conn.close()
+
+    def stale(self) -> list[str]:
+        """The files of the modules its template had loaded that changed since (then this
+        kernel holds old modules: it is started again, see NotebookKernel.start)."""
+        return self.server.changed() if self.server is not None else []
 
     def send_signal(self, sig: int) -> None:
         """Signal the kernel process."""
@@ -150,6 +156,7 @@ class ForkServer:
     """
 
     _instances: dict[tuple[str, ...], ForkServer] = {}
+    _retired: list[ForkServer] = []  # replaced by a new template; stopped with the others
     _lock = threading.Lock()
 
     def __init__(self, flags: Sequence[str], adopted: Mapping[str, Any] | None = None,
@@ -157,6 +164,9 @@ class ForkServer:
         self.flags = list(flags)
         self.owned = adopted is None
         self.preload = list(preload)
+        self.root = root
+        self._status: dict[str, Any] = {}
+        self._same: dict[str, list[int]] = {}  # files rewritten with the same content
         self.process: Any
         if adopted is not None:
             self.folder = ""
@@ -164,6 +174,7 @@ class ForkServer:
             self.env = dict(adopted["env"])
             self.process = _Adopted(int(adopted["pid"]))
             self.preload = list(adopted.get("preload", ()))
+            self.root = str(adopted.get("root", ""))
             return
         from .folders import make_folder
 
@@ -195,12 +206,46 @@ class ForkServer:
         """What the template preloaded, skipped and dropped ({} before it is ready)."""
         from .preload import STATUS_FILE
 
+        if self._status:
+            return self._status
         try:
             with open(os.path.join(os.path.dirname(self.path), STATUS_FILE),
                       encoding="utf-8") as fh:
-                return dict(json.load(fh))
+                self._status = dict(json.load(fh))
         except (OSError, ValueError):
             return {}
+        return self._status
+
+    def changed(self) -> list[str]:
+        """The files of the modules this preloaded template has loaded whose content changed
+        since it imported them (a stat per file; a hash where the stat changed)."""
+        if not self.preload:
+            return []
+        from .preload import changed_files
+
+        return changed_files(self.preload_status().get("files", {}), self._same)
+
+    @classmethod
+    def rebuild(cls, old: ForkServer) -> ForkServer:
+        """A new template in place of `old` (same flags and preload), which retires: it
+        forks no more and exits once its kernels have."""
+        with cls._lock:
+            if cls._instances.get(tuple(old.flags)) is old:
+                cls._instances[tuple(old.flags)] = ForkServer(old.flags, preload=old.preload,
+                                                              root=old.root)
+                if old.owned:
+                    cls._retired.append(old)
+                    old.retire()
+            return cls._instances[tuple(old.flags)]
+
+    def retire(self) -> None:
+        """Ask the template to fork no more and exit once its kernels have exited."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.connect(self.path)
+                conn.sendall(b'{"retire": true}\n')
+        except OSError:
+            pass  # gone already, or not listening yet: stop() at the end ends it
 
     @classmethod
     def running(cls, flags: Sequence[str] = ()) -> ForkServer | None:
@@ -230,7 +275,8 @@ class ForkServer:
             servers = [s for s in cls._instances.values()
                        if s.owned and s.process.poll() is None]
         return [{"flags": s.flags, "path": s.path, "pid": s.process.pid, "preload": s.preload,
-                 "env": {k: s.env[k] for k in STARTUP_VARS if k in s.env}} for s in servers]
+                 "root": s.root, "env": {k: s.env[k] for k in STARTUP_VARS if k in s.env}}
+                for s in servers]
 
     def ready(self) -> bool:
         """Whether the template has finished its imports (it listens only after them)."""
@@ -257,13 +303,18 @@ class ForkServer:
         started it, even in a process that outlives the session (an xdist socket server)."""
         with cls._lock:
             servers = [s for s in cls._instances.values() if id(s) not in keep]
+            servers += [s for s in cls._retired if id(s) not in keep]
+            cls._retired[:] = [s for s in cls._retired if id(s) in keep]
         for server in servers:
             server.stop()
 
     def spawn(self, args: Sequence[str], env: Mapping[str, str], cwd: str,
               timeout: float = 30.0, folder: str | None = None) -> ForkedProcess:
         """Fork a kernel with launcher arguments `args` in `cwd` with `env`; `folder`, the
-        kernel's private one, is removed by the template if the harness dies first."""
+        kernel's private one, is removed by the template if the harness dies first. A template
+        whose preloaded modules' files changed is replaced first (`rebuild`)."""
+        if self.preload and self.ready() and self.changed():
+            return ForkServer.rebuild(self).spawn(args, env, cwd, timeout, folder)
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         deadline = time.monotonic() + timeout
         while True:
@@ -294,7 +345,7 @@ class ForkServer:
         if "pid" not in reply:
             conn.close()
             raise RuntimeError(f"the kernel template refused to fork: {reply.get('error')}")
-        process = ForkedProcess(int(reply["pid"]), conn)
+        process = ForkedProcess(int(reply["pid"]), conn, self)
         process._buffer = rest  # an exit report may already have followed
         return process
 

@@ -14,8 +14,10 @@ safe. In the template (`preload_modules`), each module is imported in turn and c
 
 In each forked kernel (`after_fork`): fresh random state for every preloaded library that
 seeds itself at import (random, numpy's legacy global RandomState, torch's default
-generators), and the project's own preloaded modules whose files changed since the template
-imported them are dropped from sys.modules, so the notebook imports them anew. A notebook that
+generators). When a file of a module the template had loaded changes (its content: a rewrite
+with the same content is no change), the harness starts a new template before the next fork,
+and a kernel forked before the change is started again (`changed_files`): a kernel never mixes
+the old modules with the new ones. A notebook that
 sets environment variables before it imports a preloaded module (`OMP_NUM_THREADS` before
 `import torch`) is spawned, not forked (`env_set_before_import`): such variables are read at
 import, and the template imported with its own.
@@ -187,28 +189,59 @@ def preload_modules(names: Sequence[str]) -> dict[str, Any]:
         if reasons:
             unsafe[name] = "; ".join(reasons)
     return {"loaded": loaded, "failed": failed, "unsafe": unsafe, "seconds": seconds,
-            "allowed_native": allowed_native, "stamps": _project_stamps(loaded)}
+            "allowed_native": allowed_native,
+            "files": module_files(os.environ.get("NBTEST_PROJECT_ROOT", ""))}
 
 
-def _project_root() -> str:
-    return os.environ.get("NBTEST_PROJECT_ROOT", "")
+def _stat(path: str) -> list[int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_mtime_ns, info.st_size, info.st_ino]
 
 
-def _project_stamps(loaded: Iterable[str]) -> dict[str, list[float]]:
-    """(mtime, size) of each preloaded module's file under the project root."""
-    root = _project_root()
-    stamps: dict[str, list[float]] = {}
-    if not root:
-        return stamps
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None) or ""
-        if path and os.path.abspath(path).startswith(root + os.sep):
-            try:
-                info = os.stat(path)
-            except OSError:
-                continue
-            stamps[name] = [info.st_mtime, info.st_size]
-    return stamps
+def _digest(path: str) -> str:
+    import hashlib
+
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.blake2b(fh.read(), digest_size=16).hexdigest()
+    except OSError:
+        return ""
+
+
+def module_files(root: str) -> dict[str, list[Any]]:
+    """The file of every module loaded now: [mtime_ns, size, inode, digest]. The digest (of
+    the content) only for files under the project `root`, which a notebook may rewrite with
+    the same content (an nbdev export); elsewhere a new stat counts as a change."""
+    files: dict[str, list[Any]] = {}
+    inside = os.path.abspath(root) + os.sep if root else None
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str) or path in files:
+            continue
+        seen = _stat(path)
+        if seen is not None:
+            under = inside is not None and os.path.abspath(path).startswith(inside)
+            files[path] = [*seen, _digest(path) if under else ""]
+    return files
+
+
+def changed_files(files: Mapping[str, Sequence[Any]], same: dict[str, list[int]]) -> list[str]:
+    """The files of `files` (module_files' record) whose content is not what it was: stat
+    first, hash only when the stat differs (and remember in `same` a new stat whose content
+    is unchanged, so the next check is a stat again)."""
+    changed = []
+    for path, (*recorded, digest) in files.items():
+        now = _stat(path)
+        if now == recorded or (now is not None and same.get(path) == now):
+            continue
+        if now is not None and digest and _digest(path) == digest:
+            same[path] = now
+            continue
+        changed.append(path)
+    return changed
 
 
 def fork_problems(status: Mapping[str, Any]) -> list[str]:
@@ -220,8 +253,7 @@ def fork_problems(status: Mapping[str, Any]) -> list[str]:
 
 # ---------------------------------------------------------------------- in a forked kernel
 def after_fork(status: Mapping[str, Any]) -> None:
-    """In a kernel just forked from a preloaded template: fresh random state, and the stamps
-    drop_changed_modules compares when the notebook starts."""
+    """In a kernel just forked from a preloaded template: fresh random state."""
     numpy: Any = sys.modules.get("numpy")
     if numpy is not None:
         try:
@@ -234,29 +266,6 @@ def after_fork(status: Mapping[str, Any]) -> None:
             torch.seed()  # the default generators, from fresh entropy
         except Exception:
             pass
-    _STAMPS.update(status.get("stamps", {}))
-
-
-# The preloaded project modules' (mtime, size) as the template imported them; the startup code
-# calls drop_changed_modules when the notebook starts, which may be long after the fork (a
-# pre-warmed kernel is forked while the previous notebook runs, and may change those files).
-_STAMPS: dict[str, list[float]] = {}
-
-
-def drop_changed_modules() -> None:
-    """Drop from sys.modules the preloaded project modules whose files changed since the
-    template imported them (whole top-level packages), so the notebook imports them anew."""
-    changed = set()
-    for name, (mtime, size) in _STAMPS.items():
-        path = getattr(sys.modules.get(name), "__file__", None)
-        try:
-            info = os.stat(path) if path else None
-        except OSError:
-            info = None
-        if info is None or (info.st_mtime, info.st_size) != (mtime, size):
-            changed.add(name.partition(".")[0])
-    for name in [n for n in sys.modules if n.partition(".")[0] in changed]:
-        del sys.modules[name]
 
 
 # ------------------------------------------------------------------------- in the harness

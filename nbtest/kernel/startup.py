@@ -33,9 +33,6 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
             ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
         except (OSError, AttributeError):
             pass
-    preloaded = sys.modules.get("nbtest.kernel.preload")
-    if preloaded is not None:  # forked from a template that preloaded the user's modules
-        preloaded.drop_changed_modules()
     if settings.get("affected"):  # --nbtest-affected: note what the notebook uses
         try:
             from nbtest.affected import tracker as kernel_tracker

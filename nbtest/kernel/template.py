@@ -153,6 +153,7 @@ def serve(path: str) -> None:
     children: dict[int, socket.socket] = {}
     folders: dict[int, str] = {}  # each running kernel's private folder, made by the harness
     own = os.path.dirname(path)
+    retired = False
     while True:
         for key, _ in selector.select(timeout=1.0):
             if key.data == "accept":
@@ -164,6 +165,13 @@ def serve(path: str) -> None:
                     conn.close()
                     continue
                 conn.settimeout(None)
+                if request.get("retire"):  # a newer template serves from now on: exit once
+                    conn.close()  # the kernels forked from this one are gone
+                    selector.unregister(listener)
+                    listener.close()
+                    os.unlink(path)
+                    retired = True
+                    continue
                 problems = fork_safety_problems()
                 if preloaded:
                     from .preload import fork_problems
@@ -190,6 +198,8 @@ def serve(path: str) -> None:
             elif signal.SIGTERM in os.read(wake_r, 4096):  # the owner's stop, or its death
                 _exit_with_kernels(children, [*folders.values(), own])
         _reap(children, folders)
+        if retired and not children:
+            _exit_with_kernels(children, [*folders.values(), own])
         if os.getppid() != parent:  # the harness is gone: so are we, and our kernels
             _exit_with_kernels(children, [*folders.values(), own])
 
