@@ -193,6 +193,13 @@ def test_preload_choice_and_env_rules() -> None:
     assert choose(("x", "y"), record) == ["x", "y"]
     assert choose("auto", record) == ["numpy"]  # torch was found unsafe
     assert choose("auto", {}, {"a": ["m"], "b": ["m"]}) == ["m"]
+    # Learned from kernels: heavy roots first, each package by its entries; never nbtest's
+    # own or unsafe modules, nor what is cheap or loaded by too few notebooks.
+    loaded = {"torch": [2.0, "lib.basics"], "torch.nn": [0.5, "torch"], "lib": [0.01, None],
+              "lib.basics": [0.3, None], "IPython.x": [1.0, None], "bad": [1.0, None],
+              "tiny": [0.001, None]}
+    kernels = {"a": loaded, "b": {**loaded, "rare": [9.0, None]}, "c": {}, "d": {}}
+    assert choose("auto", {"unsafe": ["bad"]}, None, kernels) == ["torch", "lib", "lib.basics"]
     assert notebook_imports(["import a.b, c\nfrom d.e import f", "%time import g",
                              "from . import h"]) == ["a.b", "c", "d.e"]
     assert env_set_before_import(["import torch", "import os\nos.environ['X'] = '1'"],
@@ -262,3 +269,35 @@ def test_a_preloaded_module_sees_the_kernel_a_spawned_one_sees(pytester: pytest.
     forked, spawned = seen
     assert json.loads(spawned[0])["shell"] == "ZMQInteractiveShell"
     assert forked == spawned
+
+
+def test_auto_learns_what_kernels_loaded_through_any_entry(pytester: pytest.Pytester) -> None:
+    """Notebooks enter a local package through different submodules, each importing a
+    costly dependency no notebook names: the next `auto` session preloads both (their
+    kernels start with them), and the one after still does (kernels forked from the
+    preloaded template did not load them themselves)."""
+    this_tests("nbtest.kernel.preload.learned_from_kernels", "nbtest.kernel.imports.install",
+               "nbtest.plugin.templates.ImportsCapture.on_notebook_end",
+               "nbtest.plugin.templates.kernel_imports")
+    pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
+    (pytester.path / "heavydep.py").write_text("import time\ntime.sleep(0.2)\n")
+    package = pytester.path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("import time\ntime.sleep(0.05)\n")
+    for name in ("a", "b", "c"):
+        (package / f"{name}.py").write_text("import heavydep\nX = 1\n")
+    for name, entry in (("n1", "import mypkg.a"), ("n2", "from mypkg.b import X"),
+                        ("n3", "import mypkg.c")):
+        write_notebook(pytester.path / f"{name}.ipynb", [
+            "import sys\nprint('heavydep' in sys.modules, 'mypkg.b' in sys.modules)", entry])
+    seen = []
+    for session in range(3):
+        result = run_pytest(pytester, "--nbtest", "-v")
+        assert result.ret == 0, output(result)
+        if session:  # a preloaded template is waited for (the first may spawn meanwhile)
+            assert set(starts(result)) == {"fork"}, output(result)
+        seen.append(_printed(pytester))
+    assert seen[0] == ["False False"] * 3  # nothing learned yet: nothing preloaded
+    assert seen[1] == seen[2] == ["True True"] * 3
+    records = list((pytester.path / ".pytest_cache/d/nbtest-imports").glob("*.json"))
+    assert len(records) == 3

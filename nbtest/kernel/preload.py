@@ -2,8 +2,11 @@
 
 `[tool.nbtest] preload = ["numpy", "torch", "mypkg"]` (or `--nbtest-preload`, `nbtest execute
 --preload`) names them; `preload = "auto"` learns them from the previous session (pytest's
-cache): the top-level modules that at least half of the notebooks imported, and that proved
-safe. In the template (`preload_modules`), each module is imported in turn and checked:
+cache): what the kernels really loaded and what it cost them (kernel/imports.py), the heavy
+packages most notebooks loaded, however the notebooks entered them, and that proved safe
+(`learned_from_kernels`); before any kernel reported, the modules that at least half of the
+notebooks import as written. In the template (`preload_modules`), each module is imported in
+turn (in a kernel's likeness: `kernel_like`) and checked:
 
 - a module that fails to import is skipped and reported, never fatal;
 - a fork is unsafe when a module started Python threads, native threads (other than those of
@@ -38,7 +41,11 @@ from typing import Any
 AUTO = "auto"
 STATUS_FILE = "preload.json"  # beside the template's socket: what it preloaded and found
 CACHE_KEY = "nbtest/preload"  # pytest cache: imports per notebook, modules found unsafe
-MIN_SHARE = 0.5  # "auto" preloads the modules at least this share of notebooks imported
+MIN_SHARE = 0.5  # first session: the modules at least this share of notebooks import as written
+# Later sessions learn from the kernels: a package is preloaded when at least KERNEL_SHARE of
+# the notebooks loaded it and loading it cost at least MIN_SAVING_S per notebook on average.
+KERNEL_SHARE = 0.25
+MIN_SAVING_S = 0.02
 # Modules a fresh kernel imports anyway, or that must not be taken from the template.
 NEVER = frozenset({"__main__", "builtins", "sys", "nbtest", "ipykernel", "IPython", "zmq",
                    "tornado", "jupyter_client", "jupyter_core", "traitlets", "debugpy"})
@@ -300,6 +307,42 @@ def learned(record: Mapping[str, Any]) -> list[str]:
                   and name.partition(".")[0] not in NEVER)
 
 
+def learned_from_kernels(kernels: Mapping[str, Mapping[str, Sequence[Any]]],
+                         unsafe: Iterable[str] = ()) -> list[str]:
+    """The modules "auto" preloads, from what the kernels of the last session loaded:
+    `kernels` = {notebook: {module: [self_seconds, importer]}} (kernel/imports.py). A top-level
+    package is chosen when at least KERNEL_SHARE of the notebooks (two at least) loaded it
+    and its modules' own loading time, summed over the notebooks and shared among all of
+    them, is at least MIN_SAVING_S; what is preloaded of it are its entries (the modules
+    of it imported from the notebook or from another package: `torch`, `mylib.basics`), the
+    costliest packages first (torch before the library that imports it). Never NEVER's
+    packages, nor modules found unsafe."""
+    if len(kernels) < 2:
+        return []
+    cost: dict[str, float] = {}
+    users: dict[str, int] = {}
+    entries: dict[str, set[str]] = {}
+    for modules in kernels.values():
+        seen = set()
+        for name, (seconds, importer) in modules.items():
+            top = name.partition(".")[0]
+            if top in NEVER or top.startswith("_") or top in sys.builtin_module_names:
+                continue
+            seen.add(top)
+            cost[top] = cost.get(top, 0.0) + float(seconds)
+            if importer is None or importer.partition(".")[0] != top:
+                entries.setdefault(top, set()).add(name)
+        for top in seen:
+            users[top] = users.get(top, 0) + 1
+    skip = set(unsafe)
+    need = max(2, int(len(kernels) * KERNEL_SHARE + 0.999))
+    chosen = sorted((top for top in cost if users[top] >= need
+                     and cost[top] / len(kernels) >= MIN_SAVING_S),
+                    key=lambda top: (-cost[top], top))
+    return [name for top in chosen for name in sorted(entries.get(top, ()))
+            if name not in skip]
+
+
 _SETS_ENV = re.compile(r"^\s*(%env|%set_env)\b|os\.environ\b|os\.putenv\b", re.M)
 
 
@@ -356,13 +399,18 @@ def notebook_imports(sources: Iterable[str]) -> list[str]:
 
 
 def choose(setting: Any, record: Mapping[str, Any],
-           current: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+           current: Mapping[str, Sequence[str]] | None = None,
+           kernels: Mapping[str, Mapping[str, Sequence[Any]]] | None = None) -> list[str]:
     """The modules to preload for the `preload` option's value: a list as given; "auto": what
-    `learned` finds in this session's notebooks (`current`, when known before the template
+    `learned_from_kernels` finds in what the last session's kernels loaded (`kernels`, for
+    the notebooks of this session when known), or before any kernel reported, what `learned`
+    finds in this session's notebooks as written (`current`, when known before the template
     starts) or else in the last session's, from the cache `record`."""
     if not setting:
         return []
     if setting != AUTO:
         return list(setting)
+    if kernels:
+        return learned_from_kernels(kernels, record.get("unsafe", ()))
     imports = current if current else record.get("imports", {})
     return learned({"imports": imports, "unsafe": record.get("unsafe", ())})

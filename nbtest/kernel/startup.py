@@ -5,7 +5,8 @@ its settings as a JSON string literal (`repr` of `json.dumps`), so no path or me
 inject code. It imports nothing heavy: numpy only when a seed is asked for, torch never (a seed
 reaches torch through an import hook, if and when the notebook imports it), nbtest.registry.api
 only when this_tests calls are captured, nbtest.affected.tracker (standard library only) only
-under --nbtest-affected.
+under --nbtest-affected, nbtest.kernel.imports (standard library only) only with
+`preload = "auto"`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
             ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
         except (OSError, AttributeError):
             pass
+    if settings.get("imports"):  # preload = "auto": what the notebook imports, and its cost
+        try:
+            from nbtest.kernel import imports as kernel_imports
+        except ImportError:  # nbtest is not installed beside this kernel: nothing is learned
+            pass
+        else:
+            kernel_imports.install(settings["imports"])
     if settings.get("affected"):  # --nbtest-affected: note what the notebook uses
         try:
             from nbtest.affected import tracker as kernel_tracker
