@@ -132,7 +132,7 @@ def test_a_rewritten_preloaded_module_never_changes_a_verdict(pytester: pytest.P
     """Notebook a rewrites a preloaded module (new content), b rewrites it again with the same
     content: b and c see only the new module, everywhere (helper's `from mylib import Thing`
     too), as without preload; the same content rebuilds nothing (c forks from b's template)."""
-    this_tests("nbtest.kernel.preload.changed_files", "nbtest.kernel.forkserver.ForkServer.rebuild",
+    this_tests("nbtest.kernel.freshness.changed_files", "nbtest.kernel.freshness.rebuild",
                "nbtest.kernel.forkserver.ForkedProcess.stale")
     verdicts = []
     for how in (["--nbtest-preload", "mylib,helper"], ["--nbtest-fork", "no"]):
@@ -256,7 +256,7 @@ def test_a_preloaded_module_sees_the_kernel_a_spawned_one_sees(pytester: pytest.
                                                                 ) -> None:
     """Libraries decide at import whether they run in a notebook: preloaded in the template,
     a module must see what it sees imported in a spawned kernel's cell."""
-    this_tests("nbtest.kernel.preload.kernel_like", "nbtest.kernel.template.serve")
+    this_tests("nbtest.kernel.likeness.kernel_like", "nbtest.kernel.template.serve")
     (pytester.path / "envprobe.py").write_text(ENV_PROBE)
     for name in ("a", "b"):
         write_notebook(pytester.path / f"{name}.ipynb", ["import envprobe\nprint(envprobe.SEEN)"])

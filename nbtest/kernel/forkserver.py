@@ -91,7 +91,9 @@ class ForkedProcess:
     def stale(self) -> list[str]:
         """The files of the modules its template had loaded that changed since (then this
         kernel holds old modules: it is started again, see NotebookKernel.start)."""
-        return self.server.changed() if self.server is not None else []
+        from .freshness import changed
+
+        return changed(self.server) if self.server is not None else []
 
     def send_signal(self, sig: int) -> None:
         """Signal the kernel process."""
@@ -166,7 +168,7 @@ class ForkServer:
         self.preload = list(preload)
         self.root = root
         self._status: dict[str, Any] = {}
-        self._same: dict[str, list[int]] = {}  # files rewritten with the same content
+        self.same_files: dict[str, list[int]] = {}  # rewritten with the same content
         self.process: Any
         if adopted is not None:
             self.folder = ""
@@ -215,37 +217,6 @@ class ForkServer:
         except (OSError, ValueError):
             return {}
         return self._status
-
-    def changed(self) -> list[str]:
-        """The files of the modules this preloaded template has loaded whose content changed
-        since it imported them (a stat per file; a hash where the stat changed)."""
-        if not self.preload:
-            return []
-        from .preload import changed_files
-
-        return changed_files(self.preload_status().get("files", {}), self._same)
-
-    @classmethod
-    def rebuild(cls, old: ForkServer) -> ForkServer:
-        """A new template in place of `old` (same flags and preload), which retires: it
-        forks no more and exits once its kernels have."""
-        with cls._lock:
-            if cls._instances.get(tuple(old.flags)) is old:
-                cls._instances[tuple(old.flags)] = ForkServer(old.flags, preload=old.preload,
-                                                              root=old.root)
-                if old.owned:
-                    cls._retired.append(old)
-                    old.retire()
-            return cls._instances[tuple(old.flags)]
-
-    def retire(self) -> None:
-        """Ask the template to fork no more and exit once its kernels have exited."""
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.connect(self.path)
-                conn.sendall(b'{"retire": true}\n')
-        except OSError:
-            pass  # gone already, or not listening yet: stop() at the end ends it
 
     @classmethod
     def running(cls, flags: Sequence[str] = ()) -> ForkServer | None:
@@ -312,9 +283,12 @@ class ForkServer:
               timeout: float = 30.0, folder: str | None = None) -> ForkedProcess:
         """Fork a kernel with launcher arguments `args` in `cwd` with `env`; `folder`, the
         kernel's private one, is removed by the template if the harness dies first. A template
-        whose preloaded modules' files changed is replaced first (`rebuild`)."""
-        if self.preload and self.ready() and self.changed():
-            return ForkServer.rebuild(self).spawn(args, env, cwd, timeout, folder)
+        whose preloaded modules' files changed is replaced first (freshness.py)."""
+        if self.preload and self.ready():
+            from .freshness import changed, rebuild
+
+            if changed(self):
+                return rebuild(self).spawn(args, env, cwd, timeout, folder)
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         deadline = time.monotonic() + timeout
         while True:

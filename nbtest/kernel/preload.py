@@ -6,7 +6,7 @@ cache): what the kernels really loaded and what it cost them (kernel/imports.py)
 packages most notebooks loaded, however the notebooks entered them, and that proved safe
 (`learned_from_kernels`); before any kernel reported, the modules that at least half of the
 notebooks import as written. In the template (`preload_modules`), each module is imported in
-turn (in a kernel's likeness: `kernel_like`) and checked:
+turn (in a kernel's likeness: likeness.py) and checked:
 
 - a module that fails to import is skipped and reported, never fatal;
 - a fork is unsafe when a module started Python threads, native threads (other than those of
@@ -19,7 +19,7 @@ In each forked kernel (`after_fork`): fresh random state for every preloaded lib
 seeds itself at import (random, numpy's legacy global RandomState, torch's default
 generators). When a file of a module the template had loaded changes (its content: a rewrite
 with the same content is no change), the harness starts a new template before the next fork,
-and a kernel forked before the change is started again (`changed_files`): a kernel never mixes
+and a kernel forked before the change is started again (freshness.py): a kernel never mixes
 the old modules with the new ones. A notebook that
 sets environment variables before it imports a preloaded module (`OMP_NUM_THREADS` before
 `import torch`) is spawned, not forked (`env_set_before_import`): such variables are read at
@@ -34,8 +34,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 AUTO = "auto"
@@ -110,54 +109,12 @@ def _cuda_initialised() -> bool:
         return False
 
 
-@contextmanager
-def kernel_like(folder: str) -> Iterator[None]:
-    """Imports made inside see what they would see in a kernel's cell: an IPython kernel
-    shell (`get_ipython()` is a ZMQInteractiveShell whose config has an IPKernelApp section),
-    `__IPYTHON__` and `get_ipython` in builtins, the shell's displayhook, a `__main__` without
-    `__file__`, the launcher's `sys.argv` and the kernel's MPLBACKEND. Libraries decide at
-    import whether they run in a notebook (HTML progress bars, inline plots); a preloaded
-    module must decide as it would in the kernel. Afterwards all of it is undone (the forked
-    kernel makes its own shell) and, like the kernel's shell, it started no thread."""
-    import atexit
-    import importlib.util
-
-    from ipykernel.zmqshell import ZMQInteractiveShell
-    from traitlets.config import Config
-
-    env, argv, main = dict(os.environ), list(sys.argv), sys.modules.get("__main__")
-    launcher = importlib.util.find_spec("ipykernel_launcher")
-    connection = os.path.join(folder, "kernel.json")  # each kernel has its own: a stand-in
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # as
-    # IPKernelApp sets it before the first cell
-    # As launch.py starts an ipykernel: an in-memory history (no saving thread, either).
-    sys.argv = [getattr(launcher, "origin", None) or "ipykernel_launcher.py", "-f", connection,
-                "--HistoryManager.hist_file=:memory:"]
-    config = Config()
-    config.IPKernelApp.connection_file = connection
-    config.HistoryManager.hist_file = ":memory:"
-    shell = ZMQInteractiveShell.instance(config=config)
-    atexit.unregister(shell.atexit_operations)
-    ours = {k: v for k, v in os.environ.items() if env.get(k) != v}  # TERM, PAGER, ...
-    try:
-        with shell.builtin_trap, shell.display_trap:  # as while a cell runs
-            yield
-    finally:
-        ZMQInteractiveShell.clear_instance()
-        sys.argv = argv
-        if main is not None:
-            sys.modules["__main__"] = main
-        for key, value in ours.items():  # the kernel's own shell sets them; what a module
-            if os.environ.get(key) == value:  # set is kept (the template passes it on)
-                if key in env:
-                    os.environ[key] = env[key]
-                else:
-                    del os.environ[key]
-
-
 def preload_modules(names: Sequence[str]) -> dict[str, Any]:
-    """Import `names` in order, checking fork safety after each: the template's status."""
+    """Import `names` in order, checking fork safety after each: the template's status (with
+    the files of every module loaded, see freshness.py)."""
     import importlib
+
+    from .freshness import module_files
 
     loaded: list[str] = []
     failed: dict[str, str] = {}
@@ -198,57 +155,6 @@ def preload_modules(names: Sequence[str]) -> dict[str, Any]:
     return {"loaded": loaded, "failed": failed, "unsafe": unsafe, "seconds": seconds,
             "allowed_native": allowed_native,
             "files": module_files(os.environ.get("NBTEST_PROJECT_ROOT", ""))}
-
-
-def _stat(path: str) -> list[int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return [info.st_mtime_ns, info.st_size, info.st_ino]
-
-
-def _digest(path: str) -> str:
-    import hashlib
-
-    try:
-        with open(path, "rb") as fh:
-            return hashlib.blake2b(fh.read(), digest_size=16).hexdigest()
-    except OSError:
-        return ""
-
-
-def module_files(root: str) -> dict[str, list[Any]]:
-    """The file of every module loaded now: [mtime_ns, size, inode, digest]. The digest (of
-    the content) only for files under the project `root`, which a notebook may rewrite with
-    the same content (an nbdev export); elsewhere a new stat counts as a change."""
-    files: dict[str, list[Any]] = {}
-    inside = os.path.abspath(root) + os.sep if root else None
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if not isinstance(path, str) or path in files:
-            continue
-        seen = _stat(path)
-        if seen is not None:
-            under = inside is not None and os.path.abspath(path).startswith(inside)
-            files[path] = [*seen, _digest(path) if under else ""]
-    return files
-
-
-def changed_files(files: Mapping[str, Sequence[Any]], same: dict[str, list[int]]) -> list[str]:
-    """The files of `files` (module_files' record) whose content is not what it was: stat
-    first, hash only when the stat differs (and remember in `same` a new stat whose content
-    is unchanged, so the next check is a stat again)."""
-    changed = []
-    for path, (*recorded, digest) in files.items():
-        now = _stat(path)
-        if now == recorded or (now is not None and same.get(path) == now):
-            continue
-        if now is not None and digest and _digest(path) == digest:
-            same[path] = now
-            continue
-        changed.append(path)
-    return changed
 
 
 def fork_problems(status: Mapping[str, Any]) -> list[str]:

@@ -72,7 +72,8 @@ def _preload_user_modules(path: str) -> dict[str, Any]:
     names = json.loads(os.environ.get(PRELOAD_VAR) or "[]")
     if not names:
         return {}
-    from .preload import STATUS_FILE, kernel_like, preload_modules, safe_subset
+    from .likeness import kernel_like
+    from .preload import STATUS_FILE, preload_modules, safe_subset
 
     with kernel_like(os.path.dirname(path)):
         status = preload_modules(names)
