@@ -301,3 +301,39 @@ def test_auto_learns_what_kernels_loaded_through_any_entry(pytester: pytest.Pyte
     assert seen[1] == seen[2] == ["True True"] * 3
     records = list((pytester.path / ".pytest_cache/d/nbtest-imports").glob("*.json"))
     assert len(records) == 3
+
+
+def test_auto_times_torch_under_a_seed(pytester: pytest.Pytester) -> None:
+    """--nbtest-seed finds torch through its own import hook: it is still timed (here a
+    stand-in torch package beside the notebooks)."""
+    this_tests("nbtest.kernel.imports.ImportTimer.find_spec", "nbtest.kernel.startup.startup_code")
+    pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
+    (pytester.path / "torch").mkdir()
+    (pytester.path / "torch" / "__init__.py").write_text(
+        "SEEDS = []\ndef manual_seed(seed):\n    SEEDS.append(seed)\n")
+    for name in ("a", "b"):
+        # Not written as an import: the first session preloads nothing (it would be timed
+        # in the template then, not in the kernels).
+        write_notebook(pytester.path / f"{name}.ipynb",
+                       ["torch = __import__('torch')\nassert torch.SEEDS == [3]"])
+    result = run_pytest(pytester, "--nbtest", "-v", "--nbtest-seed", "3")
+    assert result.ret == 0, output(result)
+    records = [json.loads(p.read_text())["modules"]
+               for p in (pytester.path / ".pytest_cache/d/nbtest-imports").glob("*.json")]
+    assert len(records) == 2 and all("torch" in modules for modules in records), records
+
+
+def test_auto_keeps_what_the_first_session_preloaded_as_written(
+        pytester: pytest.Pytester) -> None:
+    """The first session preloads what the notebooks import as written; their kernels never
+    load it themselves, so its cost in the template is credited: the next session keeps it."""
+    this_tests("nbtest.plugin.templates.ImportsCapture.on_notebook_end")
+    pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
+    (pytester.path / "heavydep.py").write_text("import time\ntime.sleep(0.2)\n")
+    for name in ("a", "b"):
+        write_notebook(pytester.path / f"{name}.ipynb",
+                       ["import sys\nprint('heavydep' in sys.modules)", "import heavydep"])
+    for _ in range(2):
+        result = run_pytest(pytester, "--nbtest", "-v")
+        assert result.ret == 0 and set(starts(result)) == {"fork"}, output(result)
+        assert _printed(pytester) == ["True"] * 2

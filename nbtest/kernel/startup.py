@@ -79,7 +79,6 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
         return
 
     import importlib.abc
-    import importlib.machinery
 
     class SeedTorchOnImport(importlib.abc.MetaPathFinder):
         """Seeds torch right after the notebook imports it, without importing it here."""
@@ -89,7 +88,12 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
             if name != "torch":
                 return None
             sys.meta_path.remove(self)
-            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            spec = None  # found by the finders after this one (preload = "auto" times it)
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                spec = find(name, path, target) if find is not None else None
+                if spec is not None:
+                    break
             if spec is None or spec.loader is None:
                 return spec
             run_module = spec.loader.exec_module

@@ -144,6 +144,18 @@ class ImportsCapture(Callback):
                 before = {}
             modules = {**{name: cost for name, cost in before.items()
                           if name.partition(".")[0] in tops}, **modules}
+            # Never recorded (preloaded from the first session on, as written): what the
+            # template's import of it cost, for a module the notebook imports as written.
+            from ..kernel.preload import notebook_imports
+
+            written = {name.partition(".")[0] for name in notebook_imports(
+                cell.source for cell in run.notebook.cells if cell.cell_type == "code")}
+            known = {name.partition(".")[0] for name in modules}
+            for server in servers:
+                for name, seconds in server.preload_status().get("seconds", {}).items():
+                    top = name.partition(".")[0]
+                    if top in written and top not in known:
+                        modules.setdefault(name, [seconds, None])
         try:
             temporary = target.with_suffix(f".{os.getpid()}.tmp")
             temporary.write_text(json.dumps({"notebook": notebook, "modules": modules}),
