@@ -7,6 +7,7 @@ inherits like any kernel).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import textwrap
@@ -118,18 +119,39 @@ def _keep_outputs(pytester: pytest.Pytester) -> None:
         """)
 
 
-def test_a_changed_project_module_is_imported_anew(pytester: pytest.Pytester) -> None:
-    this_tests("nbtest.kernel.preload.after_fork")
-    (pytester.path / "mylib.py").write_text("VALUE = 1\n")
-    write_notebook(pytester.path / "a.ipynb", [
-        "import mylib, pathlib, os, time\nassert mylib.VALUE == 1\n"
-        "pathlib.Path(mylib.__file__).write_text('VALUE = 2  # changed\\n')\n"
-        "os.utime(mylib.__file__, (time.time() + 5, time.time() + 5))"])
-    write_notebook(pytester.path / "b.ipynb", ["import mylib\nassert mylib.VALUE == 2"])
-    result = run_pytest(pytester, "--nbtest", "-v", "--nbtest-preload", "mylib",
-                        "-p", "no:cacheprovider")
-    assert result.ret == 0, output(result)
-    assert starts(result) == ["fork", "fork"]
+LIB_V1 = "VALUE = 1\n\nclass Thing:\n    kind = 'old'\n"
+LIB_V2 = "VALUE = 2\n\nclass Thing:\n    kind = 'new'\n"
+REWRITE = ("import pathlib, os, time\n"
+           "pathlib.Path('mylib.py').write_text({text!r})\n"
+           "os.utime('mylib.py', (time.time() + {later}, time.time() + {later}))")
+SAME_OBJECTS = ("import mylib, helper, os\nassert helper.Thing is mylib.Thing\n"
+                "assert (mylib.VALUE, helper.Thing.kind) == (2, 'new')\nprint(os.getppid())")
+
+
+def test_a_rewritten_preloaded_module_never_changes_a_verdict(pytester: pytest.Pytester) -> None:
+    """Notebook a rewrites a preloaded module (new content), b rewrites it again with the same
+    content: b and c see only the new module, everywhere (helper's `from mylib import Thing`
+    too), as without preload; the same content rebuilds nothing (c forks from b's template)."""
+    this_tests("nbtest.kernel.freshness.changed_files", "nbtest.kernel.freshness.rebuild",
+               "nbtest.kernel.forkserver.ForkedProcess.stale")
+    verdicts = []
+    for how in (["--nbtest-preload", "mylib,helper"], ["--nbtest-fork", "no"]):
+        (pytester.path / "mylib.py").write_text(LIB_V1)
+        (pytester.path / "helper.py").write_text("from mylib import Thing\n")
+        write_notebook(pytester.path / "a.ipynb", ["import mylib, helper",
+                                                   REWRITE.format(text=LIB_V2, later=5)])
+        write_notebook(pytester.path / "b.ipynb", [SAME_OBJECTS,
+                                                   REWRITE.format(text=LIB_V2, later=10)])
+        write_notebook(pytester.path / "c.ipynb", [SAME_OBJECTS])
+        result = run_pytest(pytester, "--nbtest", "-v", *how, "-p", "no:cacheprovider")
+        verdicts.append((result.ret, result.parseoutcomes()))
+        if how[0] == "--nbtest-preload":
+            assert starts(result) == ["fork"] * 3, output(result)
+            b_parent, c_parent = _printed(pytester)[1:]
+            assert b_parent == c_parent  # same content: no new template
+    with_preload, without = verdicts
+    assert without == (0, {"passed": 3})
+    assert with_preload == without
 
 
 def test_setting_the_environment_before_a_preloaded_import_spawns(
@@ -171,6 +193,13 @@ def test_preload_choice_and_env_rules() -> None:
     assert choose(("x", "y"), record) == ["x", "y"]
     assert choose("auto", record) == ["numpy"]  # torch was found unsafe
     assert choose("auto", {}, {"a": ["m"], "b": ["m"]}) == ["m"]
+    # Learned from kernels: heavy roots first, each package by its entries; never nbtest's
+    # own or unsafe modules, nor what is cheap or loaded by too few notebooks.
+    loaded = {"torch": [2.0, "lib.basics"], "torch.nn": [0.5, "torch"], "lib": [0.01, None],
+              "lib.basics": [0.3, None], "IPython.x": [1.0, None], "bad": [1.0, None],
+              "tiny": [0.001, None]}
+    kernels = {"a": loaded, "b": {**loaded, "rare": [9.0, None]}, "c": {}, "d": {}}
+    assert choose("auto", {"unsafe": ["bad"]}, None, kernels) == ["torch", "lib", "lib.basics"]
     assert notebook_imports(["import a.b, c\nfrom d.e import f", "%time import g",
                              "from . import h"]) == ["a.b", "c", "d.e"]
     assert env_set_before_import(["import torch", "import os\nos.environ['X'] = '1'"],
@@ -186,3 +215,125 @@ def test_execute_preload_forks_from_a_preloaded_template(make_notebook, run_cli)
     assert cli.returncode == 0, cli.stderr
     spawned = run_cli("execute", path, "--no-progress")
     assert spawned.returncode == 1  # a spawned kernel has not imported wave
+
+
+def test_a_second_openblas_pool_is_not_a_reason_to_drop(pytester: pytest.Pytester) -> None:
+    """scipy maps its own OpenBLAS beside numpy's, which starts its own (fork-safe) pool."""
+    this_tests("nbtest.kernel.preload.preload_modules", "nbtest.kernel.preload.fork_problems")
+    # Looked for, not imported: numpy cannot load twice in a process whose in-process
+    # pytester sessions dropped it from sys.modules.
+    if importlib.util.find_spec("numpy") is None or importlib.util.find_spec("scipy") is None:
+        pytest.skip("needs numpy and scipy")
+    for name in ("a", "b"):
+        write_notebook(pytester.path / f"{name}.ipynb",
+                       ["import numpy, scipy.linalg\nprint(scipy.linalg.det(numpy.eye(2)))"])
+    result = run_pytest(pytester, "--nbtest", "-v", "--nbtest-preload", "numpy,scipy.linalg",
+                        "-p", "no:cacheprovider")
+    text = output(result)
+    assert result.ret == 0, text
+    assert "dropped" not in text
+    assert starts(result) == ["fork", "fork"]
+
+
+ENV_PROBE = textwrap.dedent("""\
+    import builtins, json, os, sys
+    try:
+        shell = get_ipython()  # noqa: F821 (a builtin in a kernel)
+    except NameError:
+        shell = None
+    SEEN = json.dumps({
+        "shell": type(shell).__name__, "kernel_app": "IPKernelApp" in getattr(shell, "config", {}),
+        "ipython": getattr(builtins, "__IPYTHON__", False), "ipykernel": "ipykernel" in sys.modules,
+        "argv": [os.path.basename(sys.argv[0]), *sys.argv[1:2], len(sys.argv)],
+        "displayhook": type(sys.displayhook).__name__,
+        "main_file": hasattr(sys.modules["__main__"], "__file__"),
+        "mplbackend": os.environ.get("MPLBACKEND"),
+    }, sort_keys=True)
+    """)
+
+
+def test_a_preloaded_module_sees_the_kernel_a_spawned_one_sees(pytester: pytest.Pytester
+                                                                ) -> None:
+    """Libraries decide at import whether they run in a notebook: preloaded in the template,
+    a module must see what it sees imported in a spawned kernel's cell."""
+    this_tests("nbtest.kernel.likeness.kernel_like", "nbtest.kernel.template.serve")
+    (pytester.path / "envprobe.py").write_text(ENV_PROBE)
+    for name in ("a", "b"):
+        write_notebook(pytester.path / f"{name}.ipynb", ["import envprobe\nprint(envprobe.SEEN)"])
+    seen = []
+    for how in (["--nbtest-preload", "envprobe"], ["--nbtest-fork", "no"]):
+        result = run_pytest(pytester, "--nbtest", "-v", *how, "-p", "no:cacheprovider")
+        assert result.ret == 0, output(result)
+        assert set(starts(result)) == {"fork" if how[1] == "envprobe" else "spawn"}
+        seen.append(_printed(pytester))
+    forked, spawned = seen
+    assert json.loads(spawned[0])["shell"] == "ZMQInteractiveShell"
+    assert forked == spawned
+
+
+def test_auto_learns_what_kernels_loaded_through_any_entry(pytester: pytest.Pytester) -> None:
+    """Notebooks enter a local package through different submodules, each importing a
+    costly dependency no notebook names: the next `auto` session preloads both (their
+    kernels start with them), and the one after still does (kernels forked from the
+    preloaded template did not load them themselves)."""
+    this_tests("nbtest.kernel.preload.learned_from_kernels", "nbtest.kernel.imports.install",
+               "nbtest.plugin.templates.ImportsCapture.on_notebook_end",
+               "nbtest.plugin.templates.kernel_imports")
+    pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
+    (pytester.path / "heavydep.py").write_text("import time\ntime.sleep(0.2)\n")
+    package = pytester.path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("import time\ntime.sleep(0.05)\n")
+    for name in ("a", "b", "c"):
+        (package / f"{name}.py").write_text("import heavydep\nX = 1\n")
+    for name, entry in (("n1", "import mypkg.a"), ("n2", "from mypkg.b import X"),
+                        ("n3", "import mypkg.c")):
+        write_notebook(pytester.path / f"{name}.ipynb", [
+            "import sys\nprint('heavydep' in sys.modules, 'mypkg.b' in sys.modules)", entry])
+    seen = []
+    for session in range(3):
+        result = run_pytest(pytester, "--nbtest", "-v")
+        assert result.ret == 0, output(result)
+        if session:  # a preloaded template is waited for (the first may spawn meanwhile)
+            assert set(starts(result)) == {"fork"}, output(result)
+        seen.append(_printed(pytester))
+    assert seen[0] == ["False False"] * 3  # nothing learned yet: nothing preloaded
+    assert seen[1] == seen[2] == ["True True"] * 3
+    records = list((pytester.path / ".pytest_cache/d/nbtest-imports").glob("*.json"))
+    assert len(records) == 3
+
+
+def test_auto_times_torch_under_a_seed(pytester: pytest.Pytester) -> None:
+    """--nbtest-seed finds torch through its own import hook: it is still timed (here a
+    stand-in torch package beside the notebooks)."""
+    this_tests("nbtest.kernel.imports.ImportTimer.find_spec", "nbtest.kernel.startup.startup_code")
+    pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
+    (pytester.path / "torch").mkdir()
+    (pytester.path / "torch" / "__init__.py").write_text(
+        "SEEDS = []\ndef manual_seed(seed):\n    SEEDS.append(seed)\n")
+    for name in ("a", "b"):
+        # Not written as an import: the first session preloads nothing (it would be timed
+        # in the template then, not in the kernels).
+        write_notebook(pytester.path / f"{name}.ipynb",
+                       ["torch = __import__('torch')\nassert torch.SEEDS == [3]"])
+    result = run_pytest(pytester, "--nbtest", "-v", "--nbtest-seed", "3")
+    assert result.ret == 0, output(result)
+    records = [json.loads(p.read_text())["modules"]
+               for p in (pytester.path / ".pytest_cache/d/nbtest-imports").glob("*.json")]
+    assert len(records) == 2 and all("torch" in modules for modules in records), records
+
+
+def test_auto_keeps_what_the_first_session_preloaded_as_written(
+        pytester: pytest.Pytester) -> None:
+    """The first session preloads what the notebooks import as written; their kernels never
+    load it themselves, so its cost in the template is credited: the next session keeps it."""
+    this_tests("nbtest.plugin.templates.ImportsCapture.on_notebook_end")
+    pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
+    (pytester.path / "heavydep.py").write_text("import time\ntime.sleep(0.2)\n")
+    for name in ("a", "b"):
+        write_notebook(pytester.path / f"{name}.ipynb",
+                       ["import sys\nprint('heavydep' in sys.modules)", "import heavydep"])
+    for _ in range(2):
+        result = run_pytest(pytester, "--nbtest", "-v")
+        assert result.ret == 0 and set(starts(result)) == {"fork"}, output(result)
+        assert _printed(pytester) == ["True"] * 2

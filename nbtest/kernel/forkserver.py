@@ -28,8 +28,9 @@ class ForkedProcess:
 
     stdin = stdout = stderr = None
 
-    def __init__(self, pid: int, conn: socket.socket) -> None:
+    def __init__(self, pid: int, conn: socket.socket, server: ForkServer | None = None) -> None:
         self.pid = pid
+        self.server = server  # the template it was forked from
         self.returncode: int | None = None
         self._conn = conn
         self._orphaned = False  # the template is gone: no exit report will come
@@ -89,6 +90,13 @@ class ForkedProcess:
             if "exit" in message:
                 self.returncode = int(message["exit"])
                 self._conn.close()
+
+    def stale(self) -> list[str]:
+        """The files of the modules its template had loaded that changed since (then this
+        kernel holds old modules: it is started again, see NotebookKernel.start)."""
+        from .freshness import changed
+
+        return changed(self.server) if self.server is not None else []
 
     def send_signal(self, sig: int) -> None:
         """Signal the kernel process."""
@@ -153,6 +161,7 @@ class ForkServer:
     """
 
     _instances: dict[tuple[str, ...], ForkServer] = {}
+    _retired: list[ForkServer] = []  # replaced by a new template; stopped with the others
     _lock = threading.Lock()
 
     def __init__(self, flags: Sequence[str], adopted: Mapping[str, Any] | None = None,
@@ -160,6 +169,9 @@ class ForkServer:
         self.flags = list(flags)
         self.owned = adopted is None
         self.preload = list(preload)
+        self.root = root
+        self._status: dict[str, Any] = {}
+        self.same_files: dict[str, list[int]] = {}  # rewritten with the same content
         self.process: Any
         if adopted is not None:
             self.folder = ""
@@ -167,6 +179,7 @@ class ForkServer:
             self.env = dict(adopted["env"])
             self.process = _Adopted(int(adopted["pid"]))
             self.preload = list(adopted.get("preload", ()))
+            self.root = str(adopted.get("root", ""))
             return
         from .folders import make_folder
 
@@ -202,12 +215,15 @@ class ForkServer:
         """What the template preloaded, skipped and dropped ({} before it is ready)."""
         from .preload import STATUS_FILE
 
+        if self._status:
+            return self._status
         try:
             with open(os.path.join(os.path.dirname(self.path), STATUS_FILE),
                       encoding="utf-8") as fh:
-                return dict(json.load(fh))
+                self._status = dict(json.load(fh))
         except (OSError, ValueError):
             return {}
+        return self._status
 
     def stderr_text(self) -> str:
         """What the template wrote to stderr (its imports' warnings; also what a kernel forked
@@ -247,7 +263,8 @@ class ForkServer:
             servers = [s for s in cls._instances.values()
                        if s.owned and s.process.poll() is None]
         return [{"flags": s.flags, "path": s.path, "pid": s.process.pid, "preload": s.preload,
-                 "env": {k: s.env[k] for k in STARTUP_VARS if k in s.env}} for s in servers]
+                 "root": s.root, "env": {k: s.env[k] for k in STARTUP_VARS if k in s.env}}
+                for s in servers]
 
     def ready(self) -> bool:
         """Whether the template has finished its imports (it listens only after them)."""
@@ -274,13 +291,21 @@ class ForkServer:
         started it, even in a process that outlives the session (an xdist socket server)."""
         with cls._lock:
             servers = [s for s in cls._instances.values() if id(s) not in keep]
+            servers += [s for s in cls._retired if id(s) not in keep]
+            cls._retired[:] = [s for s in cls._retired if id(s) in keep]
         for server in servers:
             server.stop()
 
     def spawn(self, args: Sequence[str], env: Mapping[str, str], cwd: str,
               timeout: float = 30.0, folder: str | None = None) -> ForkedProcess:
         """Fork a kernel with launcher arguments `args` in `cwd` with `env`; `folder`, the
-        kernel's private one, is removed by the template if the harness dies first."""
+        kernel's private one, is removed by the template if the harness dies first. A template
+        whose preloaded modules' files changed is replaced first (freshness.py)."""
+        if self.preload and self.ready():
+            from .freshness import changed, rebuild
+
+            if changed(self):
+                return rebuild(self).spawn(args, env, cwd, timeout, folder)
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         deadline = time.monotonic() + timeout
         while True:
@@ -313,7 +338,7 @@ class ForkServer:
         if "pid" not in reply:
             conn.close()
             raise RuntimeError(f"the kernel template refused to fork: {reply.get('error')}")
-        process = ForkedProcess(int(reply["pid"]), conn)
+        process = ForkedProcess(int(reply["pid"]), conn, self)
         process._buffer = rest  # an exit report may already have followed
         return process
 

@@ -76,6 +76,12 @@ class NotebookKernel:
         wait for the end of the kernels stopped before (reaper.settle)."""
         await self.launch()
         assert self.kernel is not None
+        process = getattr(self.kernel.km.provisioner, "process", None)
+        if getattr(process, "stale", lambda: [])():  # forked (pre-warmed) before a preloaded
+            self.kernel.kill(wait=False)  # module's file changed: it holds the old module
+            self.kernel = None
+            await self.launch()  # from a template rebuilt with the new file
+            assert self.kernel is not None
         await self.kernel.wait_ready(self.config.startup_timeout, self.path)
         code = startup_code(self.run_info.startup)
         reply = await self.kernel.kc.execute_interactive(

@@ -2,19 +2,25 @@
 
 `[tool.nbtest] preload = ["numpy", "torch", "mypkg"]` (or `--nbtest-preload`, `nbtest execute
 --preload`) names them; `preload = "auto"` learns them from the previous session (pytest's
-cache): the top-level modules that at least half of the notebooks imported, and that proved
-safe. In the template (`preload_modules`), each module is imported in turn and checked:
+cache): what the kernels really loaded and what it cost them (kernel/imports.py), the heavy
+packages most notebooks loaded, however the notebooks entered them, and that proved safe
+(`learned_from_kernels`); before any kernel reported, the modules that at least half of the
+notebooks import as written. In the template (`preload_modules`), each module is imported in
+turn (in a kernel's likeness: likeness.py) and checked:
 
 - a module that fails to import is skipped and reported, never fatal;
-- a fork is unsafe when a module started Python threads, native threads (other than an
-  OpenBLAS pool, which shuts itself down around fork through pthread_atfork), or initialised
-  CUDA: the module is named, the template refuses to fork, and the harness starts a new
+- a fork is unsafe when a module started Python threads, native threads (other than those of
+  a pool library it mapped that shuts itself down around fork through pthread_atfork:
+  OpenBLAS, however many copies, LLVM's libomp, Intel's libiomp; not GNU's libgomp), or
+  initialised CUDA: the module is named, the template refuses to fork, and the harness starts a new
   template without it (`safe_subset`).
 
 In each forked kernel (`after_fork`): fresh random state for every preloaded library that
 seeds itself at import (random, numpy's legacy global RandomState, torch's default
-generators), and the project's own preloaded modules whose files changed since the template
-imported them are dropped from sys.modules, so the notebook imports them anew. A notebook that
+generators). When a file of a module the template had loaded changes (its content: a rewrite
+with the same content is no change), the harness starts a new template before the next fork,
+and a kernel forked before the change is started again (freshness.py): a kernel never mixes
+the old modules with the new ones. A notebook that
 sets environment variables before it imports a preloaded module (`OMP_NUM_THREADS` before
 `import torch`) is spawned, not forked (`env_set_before_import`): such variables are read at
 import, and the template imported with its own.
@@ -35,7 +41,11 @@ from typing import Any
 AUTO = "auto"
 STATUS_FILE = "preload.json"  # beside the template's socket: what it preloaded and found
 CACHE_KEY = "nbtest/preload"  # pytest cache: imports per notebook, modules found unsafe
-MIN_SHARE = 0.5  # "auto" preloads the modules at least this share of notebooks imported
+MIN_SHARE = 0.5  # first session: the modules at least this share of notebooks import as written
+# Later sessions learn from the kernels: a package is preloaded when at least KERNEL_SHARE of
+# the notebooks loaded it and loading it cost at least MIN_SAVING_S per notebook on average.
+KERNEL_SHARE = 0.25
+MIN_SAVING_S = 0.02
 # Modules a fresh kernel imports anyway, or that must not be taken from the template.
 NEVER = frozenset({"__main__", "builtins", "sys", "nbtest", "ipykernel", "IPython", "zmq",
                    "tornado", "jupyter_client", "jupyter_core", "traitlets", "debugpy"})
@@ -58,6 +68,34 @@ def _maps() -> str:
         return ""
 
 
+# Thread pools that survive a fork: OpenBLAS (pthreads build) and LLVM's and Intel's OpenMP
+# runtimes shut their workers down or rebuild them through pthread_atfork. GNU OpenMP (libgomp)
+# does not: a child that uses it after the parent started its pool hangs.
+_FORK_SAFE_POOL = re.compile(r"openblas|libomp[.\-_]|libiomp", re.I)
+_GNU_OPENMP = re.compile(r"libgomp", re.I)
+
+
+def _libraries(maps: str) -> set[str]:
+    """The shared libraries mapped in this process (paths), from /proc/self/maps."""
+    return {line.split()[-1] for line in maps.splitlines()
+            if ".so" in line and line.split()[-1].startswith("/")}
+
+
+def _pools(libraries: Iterable[str]) -> tuple[set[str], set[str]]:
+    """(fork-safe pool libraries, GNU OpenMP libraries) among `libraries`, by file name."""
+    names = {path.rpartition("/")[2]: path for path in libraries}
+    safe = {path for name, path in names.items() if _FORK_SAFE_POOL.search(name)}
+    gnu = {path for name, path in names.items() if _GNU_OPENMP.search(name)}
+    return safe, gnu
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _cuda_initialised() -> bool:
     torch: Any = sys.modules.get("torch")
     try:
@@ -73,17 +111,20 @@ def _cuda_initialised() -> bool:
 
 
 def preload_modules(names: Sequence[str]) -> dict[str, Any]:
-    """Import `names` in order, checking fork safety after each: the template's status."""
+    """Import `names` in order, checking fork safety after each: the template's status (with
+    the files of every module loaded, see freshness.py)."""
     import importlib
+
+    from .freshness import module_files
 
     loaded: list[str] = []
     failed: dict[str, str] = {}
     unsafe: dict[str, str] = {}
-    allowed_native = 0  # threads of OpenBLAS pools (fork-safe: pthread_atfork shuts them down)
+    allowed_native = 0  # threads of fork-safe pools (pthread_atfork shuts them down)
     seconds: dict[str, float] = {}
     for name in names:
         before_py, before_native = threading.active_count(), native_threads()
-        had_openblas, had_cuda = "openblas" in _maps(), _cuda_initialised()
+        had_libraries, had_cuda = _libraries(_maps()), _cuda_initialised()
         started = time.monotonic()
         try:
             importlib.import_module(name)
@@ -94,41 +135,27 @@ def preload_modules(names: Sequence[str]) -> dict[str, Any]:
         loaded.append(name)
         new_py = threading.active_count() - before_py
         new_native = native_threads() - before_native - new_py
-        if new_native > 0 and not had_openblas and "openblas" in _maps():
-            allowed_native += new_native
-            new_native = 0
+        gnu_pool = False
+        if new_native > 0:  # a pool library mapped by this import may own them: each such
+            # pool starts at most one worker per CPU (a second OpenBLAS beside numpy's, say)
+            safe, gnu = _pools(_libraries(_maps()) - had_libraries)
+            excused = min(new_native, len(safe) * _cpus())
+            allowed_native += excused
+            new_native -= excused
+            gnu_pool = bool(gnu)
         reasons = []
         if new_py > 0:
             reasons.append(f"it started {new_py} Python thread{'s' * (new_py > 1)}")
         if new_native > 0:
-            reasons.append(f"it started {new_native} native thread{'s' * (new_native > 1)}")
+            why = " (a GNU OpenMP pool, libgomp, which does not survive a fork)" * gnu_pool
+            reasons.append(f"it started {new_native} native thread{'s' * (new_native > 1)}{why}")
         if not had_cuda and _cuda_initialised():
             reasons.append("it initialised CUDA (kernels must do that after the fork)")
         if reasons:
             unsafe[name] = "; ".join(reasons)
     return {"loaded": loaded, "failed": failed, "unsafe": unsafe, "seconds": seconds,
-            "allowed_native": allowed_native, "stamps": _project_stamps(loaded)}
-
-
-def _project_root() -> str:
-    return os.environ.get("NBTEST_PROJECT_ROOT", "")
-
-
-def _project_stamps(loaded: Iterable[str]) -> dict[str, list[float]]:
-    """(mtime, size) of each preloaded module's file under the project root."""
-    root = _project_root()
-    stamps: dict[str, list[float]] = {}
-    if not root:
-        return stamps
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None) or ""
-        if path and os.path.abspath(path).startswith(root + os.sep):
-            try:
-                info = os.stat(path)
-            except OSError:
-                continue
-            stamps[name] = [info.st_mtime, info.st_size]
-    return stamps
+            "allowed_native": allowed_native,
+            "files": module_files(os.environ.get("NBTEST_PROJECT_ROOT", ""))}
 
 
 def fork_problems(status: Mapping[str, Any]) -> list[str]:
@@ -140,8 +167,7 @@ def fork_problems(status: Mapping[str, Any]) -> list[str]:
 
 # ---------------------------------------------------------------------- in a forked kernel
 def after_fork(status: Mapping[str, Any]) -> None:
-    """In a kernel just forked from a preloaded template: fresh random state, and the stamps
-    drop_changed_modules compares when the notebook starts."""
+    """In a kernel just forked from a preloaded template: fresh random state."""
     numpy: Any = sys.modules.get("numpy")
     if numpy is not None:
         try:
@@ -154,29 +180,6 @@ def after_fork(status: Mapping[str, Any]) -> None:
             torch.seed()  # the default generators, from fresh entropy
         except Exception:
             pass
-    _STAMPS.update(status.get("stamps", {}))
-
-
-# The preloaded project modules' (mtime, size) as the template imported them; the startup code
-# calls drop_changed_modules when the notebook starts, which may be long after the fork (a
-# pre-warmed kernel is forked while the previous notebook runs, and may change those files).
-_STAMPS: dict[str, list[float]] = {}
-
-
-def drop_changed_modules() -> None:
-    """Drop from sys.modules the preloaded project modules whose files changed since the
-    template imported them (whole top-level packages), so the notebook imports them anew."""
-    changed = set()
-    for name, (mtime, size) in _STAMPS.items():
-        path = getattr(sys.modules.get(name), "__file__", None)
-        try:
-            info = os.stat(path) if path else None
-        except OSError:
-            info = None
-        if info is None or (info.st_mtime, info.st_size) != (mtime, size):
-            changed.add(name.partition(".")[0])
-    for name in [n for n in sys.modules if n.partition(".")[0] in changed]:
-        del sys.modules[name]
 
 
 # ------------------------------------------------------------------------- in the harness
@@ -209,6 +212,42 @@ def learned(record: Mapping[str, Any]) -> list[str]:
     need = max(2, int(len(notebooks) * MIN_SHARE + 0.999))
     return sorted(name for name, n in counts.items() if n >= need and name not in unsafe
                   and name.partition(".")[0] not in NEVER)
+
+
+def learned_from_kernels(kernels: Mapping[str, Mapping[str, Sequence[Any]]],
+                         unsafe: Iterable[str] = ()) -> list[str]:
+    """The modules "auto" preloads, from what the kernels of the last session loaded:
+    `kernels` = {notebook: {module: [self_seconds, importer]}} (kernel/imports.py). A top-level
+    package is chosen when at least KERNEL_SHARE of the notebooks (two at least) loaded it
+    and its modules' own loading time, summed over the notebooks and shared among all of
+    them, is at least MIN_SAVING_S; what is preloaded of it are its entries (the modules
+    of it imported from the notebook or from another package: `torch`, `mylib.basics`), the
+    costliest packages first (torch before the library that imports it). Never NEVER's
+    packages, nor modules found unsafe."""
+    if len(kernels) < 2:
+        return []
+    cost: dict[str, float] = {}
+    users: dict[str, int] = {}
+    entries: dict[str, set[str]] = {}
+    for modules in kernels.values():
+        seen = set()
+        for name, (seconds, importer) in modules.items():
+            top = name.partition(".")[0]
+            if top in NEVER or top.startswith("_") or top in sys.builtin_module_names:
+                continue
+            seen.add(top)
+            cost[top] = cost.get(top, 0.0) + float(seconds)
+            if importer is None or importer.partition(".")[0] != top:
+                entries.setdefault(top, set()).add(name)
+        for top in seen:
+            users[top] = users.get(top, 0) + 1
+    skip = set(unsafe)
+    need = max(2, int(len(kernels) * KERNEL_SHARE + 0.999))
+    chosen = sorted((top for top in cost if users[top] >= need
+                     and cost[top] / len(kernels) >= MIN_SAVING_S),
+                    key=lambda top: (-cost[top], top))
+    return [name for top in chosen for name in sorted(entries.get(top, ()))
+            if name not in skip]
 
 
 # A change of the environment, not a read of it (`os.environ.get(...)` is no reason to spawn):
@@ -278,13 +317,18 @@ def notebook_imports(sources: Iterable[str]) -> list[str]:
 
 
 def choose(setting: Any, record: Mapping[str, Any],
-           current: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+           current: Mapping[str, Sequence[str]] | None = None,
+           kernels: Mapping[str, Mapping[str, Sequence[Any]]] | None = None) -> list[str]:
     """The modules to preload for the `preload` option's value: a list as given; "auto": what
-    `learned` finds in this session's notebooks (`current`, when known before the template
+    `learned_from_kernels` finds in what the last session's kernels loaded (`kernels`, for
+    the notebooks of this session when known), or before any kernel reported, what `learned`
+    finds in this session's notebooks as written (`current`, when known before the template
     starts) or else in the last session's, from the cache `record`."""
     if not setting:
         return []
     if setting != AUTO:
         return list(setting)
+    if kernels:
+        return learned_from_kernels(kernels, record.get("unsafe", ()))
     imports = current if current else record.get("imports", {})
     return learned({"imports": imports, "unsafe": record.get("unsafe", ())})

@@ -5,7 +5,8 @@ its settings as a JSON string literal (`repr` of `json.dumps`), so no path or me
 inject code. It imports nothing heavy: numpy only when a seed is asked for, torch never (a seed
 reaches torch through an import hook, if and when the notebook imports it), nbtest.registry.api
 only when this_tests calls are captured, nbtest.affected.hooks and tracker (standard library
-only) only under --nbtest-affected.
+only) only under --nbtest-affected, nbtest.kernel.imports (standard library only) only with
+`preload = "auto"`.
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
             ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
         except (OSError, AttributeError):
             pass
-    preloaded = sys.modules.get("nbtest.kernel.preload")
-    if preloaded is not None:  # forked from a template that preloaded the user's modules
-        preloaded.drop_changed_modules()
+    if settings.get("imports"):  # preload = "auto": what the notebook imports, and its cost
+        try:
+            from nbtest.kernel import imports as kernel_imports
+        except ImportError:  # nbtest is not installed beside this kernel: nothing is learned
+            pass
+        else:
+            kernel_imports.install(settings["imports"])
     if settings.get("affected"):  # --nbtest-affected: note what the notebook uses
         try:
             from nbtest.affected import hooks as kernel_tracker
@@ -76,7 +81,6 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
         return
 
     import importlib.abc
-    import importlib.machinery
 
     class SeedTorchOnImport(importlib.abc.MetaPathFinder):
         """Seeds torch right after the notebook imports it, without importing it here."""
@@ -86,7 +90,12 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
             if name != "torch":
                 return None
             sys.meta_path.remove(self)
-            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            spec = None  # found by the finders after this one (preload = "auto" times it)
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                spec = find(name, path, target) if find is not None else None
+                if spec is not None:
+                    break
             if spec is None or spec.loader is None:
                 return spec
             run_module = spec.loader.exec_module

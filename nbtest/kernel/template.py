@@ -72,9 +72,11 @@ def _preload_user_modules(path: str) -> dict[str, Any]:
     names = json.loads(os.environ.get(PRELOAD_VAR) or "[]")
     if not names:
         return {}
+    from .likeness import kernel_like
     from .preload import STATUS_FILE, preload_modules, safe_subset
 
-    status = preload_modules(names)
+    with kernel_like(os.path.dirname(path)):
+        status = preload_modules(names)
     if status["unsafe"]:
         dropped = {**json.loads(os.environ.get(DROPPED_VAR) or "{}"), **status["unsafe"]}
         os.environ[PRELOAD_VAR] = json.dumps(safe_subset(names, status))
@@ -152,6 +154,7 @@ def serve(path: str) -> None:
     children: dict[int, socket.socket] = {}
     folders: dict[int, str] = {}  # each running kernel's private folder, made by the harness
     own = os.path.dirname(path)
+    retired = False
     while True:
         for key, _ in selector.select(timeout=1.0):
             if key.data == "accept":
@@ -163,6 +166,13 @@ def serve(path: str) -> None:
                     conn.close()
                     continue
                 conn.settimeout(None)
+                if request.get("retire"):  # a newer template serves from now on: exit once
+                    conn.close()  # the kernels forked from this one are gone
+                    selector.unregister(listener)
+                    listener.close()
+                    os.unlink(path)
+                    retired = True
+                    continue
                 problems = fork_safety_problems()
                 if preloaded:
                     from .preload import fork_problems
@@ -189,6 +199,8 @@ def serve(path: str) -> None:
             elif signal.SIGTERM in os.read(wake_r, 4096):  # the owner's stop, or its death
                 _exit_with_kernels(children, [*folders.values(), own])
         _reap(children, folders)
+        if retired and not children:
+            _exit_with_kernels(children, [*folders.values(), own])
         if os.getppid() != parent:  # the harness is gone: so are we, and our kernels
             _exit_with_kernels(children, [*folders.values(), own])
 

@@ -142,6 +142,10 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         # A session that collects no notebook pays nothing for the notebook-side callbacks.
         config.stash[CALLBACKS_KEY] = session_callbacks(config, nbconfig) if enabled else []
+        if enabled and nbconfig.preload == "auto" and nbconfig.fork != "no":
+            from .templates import ImportsCapture  # what kernels load: what "auto" learns
+
+            config.stash[CALLBACKS_KEY].append(ImportsCapture(config))
         if nbconfig.api:
             start_registry(config, nbconfig)
         if enabled and nbconfig.affected:

@@ -3,12 +3,19 @@ learns it from the last session's notebooks, kept in pytest's cache)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ..callback import Callback, NotebookRun
 from ..config import NbTestConfig
 from ..errors import NbTestError
+from ..results import NotebookResult
 from .state import CONFIG_KEY, FORK_TEMPLATES_KEY
 
 
@@ -55,10 +62,107 @@ def preload_for(config: pytest.Config, nbconfig: NbTestConfig,
     """The modules the fork template preloads (see nbtest.kernel.preload)."""
     if not nbconfig.preload:
         return []
-    from ..kernel.preload import CACHE_KEY, choose
+    from ..kernel.preload import AUTO, CACHE_KEY, choose
 
     cache = getattr(config, "cache", None)  # none under -p no:cacheprovider
-    return choose(nbconfig.preload, cache.get(CACHE_KEY, {}) if cache else {}, current)
+    kernels = kernel_imports(config) if nbconfig.preload == AUTO else {}
+    if current:  # the notebooks of this session, where their kernels reported
+        resolved = {path: str(Path(path).resolve()) for path in current}
+        kernels = {path: kernels[path] for path in resolved.values() if path in kernels}
+    return choose(nbconfig.preload, cache.get(CACHE_KEY, {}) if cache else {}, current,
+                  kernels)
+
+
+KERNELS_DIR = "nbtest-imports"  # in pytest's cache: one file per notebook (xdist workers
+# write their own notebooks' at once): what its kernel loaded, see nbtest.kernel.imports
+
+
+def _kernels_dir(config: pytest.Config) -> Path | None:
+    cache = getattr(config, "cache", None)
+    try:
+        return Path(cache.mkdir(KERNELS_DIR)) if cache is not None else None
+    except OSError:
+        return None
+
+
+def kernel_imports(config: pytest.Config) -> dict[str, dict[str, list[Any]]]:
+    """What the kernels of earlier sessions loaded, per notebook (those that still exist)."""
+    folder = _kernels_dir(config)
+    found: dict[str, dict[str, list[Any]]] = {}
+    for path in sorted(folder.glob("*.json")) if folder is not None else ():
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if os.path.exists(record["notebook"]):
+                found[record["notebook"]] = dict(record["modules"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a bad record teaches nothing
+    return found
+
+
+class ImportsCapture(Callback):
+    """With `preload = "auto"`: each notebook's kernel reports what it loaded and what that
+    cost (nbtest.kernel.imports); kept in pytest's cache for the next session's choice."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config  # its cache comes after nbtest's pytest_configure
+
+    @property
+    def folder(self) -> Path | None:
+        """Where the records go (None without pytest's cache)."""
+        return _kernels_dir(self.config)
+
+    def before_kernel_start(self, run: NotebookRun) -> None:
+        """Tell the startup code where to report (a file in the kernel's private folder)."""
+        if self.folder is not None and run.kernel_folder:
+            path = os.path.join(run.kernel_folder, "imports.jsonl")
+            open(path, "w").close()
+            run.startup["imports"] = path
+
+    def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
+        """Keep what the kernel reported. A kernel forked from a preloaded template did not
+        load the preloaded packages itself: what the notebook's last record says of those is
+        kept (so they stay preloaded while the notebook is as it was)."""
+        path, folder = run.startup.get("imports"), self.folder
+        if not path or folder is None:
+            return
+        modules: dict[str, list[Any]] = {}
+        try:
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    modules.update(json.loads(line))
+        except (OSError, ValueError):
+            pass  # a line cut short by a dying kernel: keep what was read
+        notebook = str(Path(run.path).resolve())
+        target = folder / (hashlib.sha1(notebook.encode()).hexdigest()[:20] + ".json")
+        if str(result.extras.get("kernel_start", "")).startswith("fork"):
+            forkserver = sys.modules.get("nbtest.kernel.forkserver")
+            servers = list(forkserver.ForkServer._instances.values()) if forkserver else []
+            tops = {name.partition(".")[0] for server in servers for name in server.preload}
+            try:
+                before = json.loads(target.read_text(encoding="utf-8")).get("modules", {})
+            except (OSError, ValueError, AttributeError):
+                before = {}
+            modules = {**{name: cost for name, cost in before.items()
+                          if name.partition(".")[0] in tops}, **modules}
+            # Never recorded (preloaded from the first session on, as written): what the
+            # template's import of it cost, for a module the notebook imports as written.
+            from ..kernel.preload import notebook_imports
+
+            written = {name.partition(".")[0] for name in notebook_imports(
+                cell.source for cell in run.notebook.cells if cell.cell_type == "code")}
+            known = {name.partition(".")[0] for name in modules}
+            for server in servers:
+                for name, seconds in server.preload_status().get("seconds", {}).items():
+                    top = name.partition(".")[0]
+                    if top in written and top not in known:
+                        modules.setdefault(name, [seconds, None])
+        try:
+            temporary = target.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps({"notebook": notebook, "modules": modules}),
+                                 encoding="utf-8")
+            os.replace(temporary, target)
+        except OSError:
+            pass  # a read-only cache: the next session learns less
 
 def remember_imports(config: pytest.Config, notebooks: dict[Any, Any]) -> dict[str, list[str]]:
     """With `preload = "auto"`: each notebook's imports, kept for the next session too."""
