@@ -21,7 +21,7 @@ from conftest import FORK, pid_gone
 from nbtest import this_tests
 from nbtest.config import NbTestConfig
 from nbtest.execute import run_notebook
-from nbtest.kernel.forkserver import ForkedProcess
+from nbtest.kernel.forked import ForkedProcess
 from nbtest.results import DIED, NOT_RUN, PASSED, TIMEOUT
 
 
@@ -31,7 +31,7 @@ def test_forked_kernel_ignoring_sigint_times_out_and_leaves_no_process(
     """A cell that ignores SIGINT and spins, with a `sleep 600` child in its process group and
     one in a session of its own: the timeout kills them all."""
     this_tests("nbtest.kernel.launch.Kernel.kill", "nbtest.execute.NotebookSession.run_cell",
-               "nbtest.kernel.forkserver.ForkedProcess.wait")
+               "nbtest.kernel.forked.ForkedProcess.wait")
     path = make_notebook("spin.ipynb", [textwrap.dedent("""\
         import os, signal, subprocess
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -101,7 +101,7 @@ def test_forked_kernel_death_is_explained(make_notebook: Callable[..., Path],
                                           no_kernel_left: Callable[[], None], code: str,
                                           detail: str) -> None:
     """The template reports the child's exit status: code and signal, as for a spawned one."""
-    this_tests("nbtest.kernel.forkserver.ForkedProcess.poll", "nbtest.kernel.life.describe_exit")
+    this_tests("nbtest.kernel.forked.ForkedProcess.poll", "nbtest.kernel.life.describe_exit")
     path = make_notebook("dies.ipynb", ["x = 1", code, "y = 2"])
     result = run_notebook(path, FORK)
     assert result.extras["kernel_start"] == "fork"

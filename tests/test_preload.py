@@ -133,7 +133,7 @@ def test_a_rewritten_preloaded_module_never_changes_a_verdict(pytester: pytest.P
     content: b and c see only the new module, everywhere (helper's `from mylib import Thing`
     too), as without preload; the same content rebuilds nothing (c forks from b's template)."""
     this_tests("nbtest.kernel.freshness.changed_files", "nbtest.kernel.freshness.rebuild",
-               "nbtest.kernel.forkserver.ForkedProcess.stale")
+               "nbtest.kernel.forked.ForkedProcess.stale")
     verdicts = []
     for how in (["--nbtest-preload", "mylib,helper"], ["--nbtest-fork", "no"]):
         (pytester.path / "mylib.py").write_text(LIB_V1)

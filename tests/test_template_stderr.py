@@ -3,16 +3,21 @@ terminal: it is shown under -v, or when the template fails (issue 28, clean outp
 
 from __future__ import annotations
 
+import os
 import re
+import time
+from pathlib import Path
 
 import pytest
 from conftest import write_notebook
 from pytester_helpers import output, run_pytest
 
 from nbtest import this_tests
+from nbtest.kernel.forkserver import ForkServer
 
 pytest_plugins = ["pytester"]
 
+HANG_GUARD = 120  # seconds for the template to import; never a speed assertion
 WARNS = "import warnings\nwarnings.warn('noisy import-time warning', UserWarning)\nVALUE = 1\n"
 
 
@@ -33,4 +38,28 @@ def test_the_templates_import_warnings_show_under_v_only(pytester: pytest.Pytest
     assert re.findall(r"PASSED \(kernel: ([^)]+)\)", text) == ["fork", "fork"]
     assert re.search(r"nbtest: fork template stderr: .*UserWarning: noisy import-time warning",
                      text), text
+    no_kernel_left()
+
+
+def test_kernels_forked_later_write_to_the_harness_stderr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_kernel_left) -> None:
+    """Only the template's imports go to its file: once it serves, its stderr (which the
+    kernels it forks inherit, with what a failed kernel start prints) is the harness's."""
+    this_tests("nbtest.kernel.template._stderr_to_file", "nbtest.kernel.template.serve")
+    (tmp_path / "noisy.py").write_text(WARNS)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    server = ForkServer((), preload=["noisy"], root=str(tmp_path))
+    try:
+        deadline = time.monotonic() + HANG_GUARD
+        while not server.ready() and server.process.poll() is None:
+            assert time.monotonic() < deadline, "the template never got ready"
+            time.sleep(0.05)
+        assert server.ready(), server.stderr_text()
+        assert "noisy import-time warning" in server.stderr_text()
+        ours = os.stat(f"/proc/{os.getpid()}/fd/2")
+        theirs = os.stat(f"/proc/{server.process.pid}/fd/2")
+        assert (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+    finally:
+        server.stop()
     no_kernel_left()

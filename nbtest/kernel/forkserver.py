@@ -17,111 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .environment import STARTUP_VARS, kernel_environment, split_kernel_command
-from .template import PRELOAD_VAR
+from .forked import ForkedProcess
+from .template import PRELOAD_VAR, TEMPLATE_STDERR
 
-STDERR_FILE = "template.err"  # beside the template's socket: what it wrote to stderr
 STDERR_TAIL = 2000  # characters of it a failed template's error quotes
-
-
-class ForkedProcess:
-    """A forked kernel, with the subset of Popen's interface that jupyter_client uses."""
-
-    stdin = stdout = stderr = None
-
-    def __init__(self, pid: int, conn: socket.socket, server: ForkServer | None = None) -> None:
-        self.pid = pid
-        self.server = server  # the template it was forked from
-        self.returncode: int | None = None
-        self._conn = conn
-        self._orphaned = False  # the template is gone: no exit report will come
-        self._buffer = b""
-        self._lock = threading.Lock()  # the reaper thread may wait while another polls
-
-    def poll(self) -> int | None:
-        """The exit code once the template has reported it, else None."""
-        if self.returncode is None:
-            self._read(block=False)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for the exit report; raises subprocess.TimeoutExpired like Popen."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.returncode is None:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise subprocess.TimeoutExpired(["forked kernel"], timeout or 0)
-            step = min(left, 0.1) if left is not None else 0.1
-            if self._orphaned:  # nothing to block on: look again after a pause, not at once
-                time.sleep(min(step, 0.02))
-            self._read(block=True, timeout=step)
-        return self.returncode
-
-    def _read(self, block: bool, timeout: float | None = None) -> None:
-        if not self._lock.acquire(blocking=block):
-            return  # another thread is reading (the reaper's wait): poll() does not block
-        try:
-            if self.returncode is None:
-                self._read_locked(block, timeout)
-        finally:
-            self._lock.release()
-
-    def _read_locked(self, block: bool, timeout: float | None) -> None:
-        if self._orphaned:
-            if not _alive(self.pid):
-                self.returncode = -signal.SIGKILL
-            return
-        self._conn.settimeout(timeout if block else 0.0)
-        try:
-            data = self._conn.recv(4096)
-        except (BlockingIOError, socket.timeout):
-            return
-        except OSError:
-            data = b""
-        if not data:  # the template died: the kernel dies with it (or has died)
-            self._orphaned = True
-            self._conn.close()
-            if not _alive(self.pid):
-                self.returncode = -signal.SIGKILL
-            return
-        self._buffer += data
-        while b"\n" in self._buffer:
-            line, self._buffer = self._buffer.split(b"\n", 1)
-            message = json.loads(line)
-            if "exit" in message:
-                self.returncode = int(message["exit"])
-                self._conn.close()
-
-    def stale(self) -> list[str]:
-        """The files of the modules its template had loaded that changed since (then this
-        kernel holds old modules: it is started again, see NotebookKernel.start)."""
-        from .freshness import changed
-
-        return changed(self.server) if self.server is not None else []
-
-    def send_signal(self, sig: int) -> None:
-        """Signal the kernel process."""
-        if self.returncode is None:
-            os.kill(self.pid, sig)
-
-    def kill(self) -> None:
-        """SIGKILL the kernel process."""
-        self.send_signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        """SIGTERM the kernel process."""
-        self.send_signal(signal.SIGTERM)
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs: a zombie (a killed kernel its new parent has not reaped yet, which
-    can take init a second) has exited."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
 
 
 def warm_up(argv: Sequence[str], preload: Sequence[str] = (), root: str = "") -> None:
@@ -190,13 +89,12 @@ class ForkServer:
         if self.preload:
             self.env.update({PRELOAD_VAR: json.dumps(self.preload), "NBTEST_PROJECT_ROOT": root})
         # Same interpreter, same flags (ipykernel's spec has -Xfrozen_modules=off) as the spec.
-        # Its stderr (a preloaded library's import-time warning) goes to a file, not the
-        # terminal: shown under -v (reports.py) and when the template fails (spawn).
-        with open(os.path.join(self.folder, STDERR_FILE), "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, *flags, "-m", "nbtest.kernel.template", self.path],
-                cwd=self.folder, stdin=subprocess.DEVNULL, stderr=err, env=self.env,
-                start_new_session=True)
+        # What its imports write to stderr (a preloaded library's import-time warning) goes
+        # to TEMPLATE_STDERR, not the terminal: shown under -v (reports.py) and
+        # when the template fails (spawn). Its kernels write to our stderr.
+        self.process = subprocess.Popen(
+            [sys.executable, *flags, "-m", "nbtest.kernel.template", self.path],
+            cwd=self.folder, stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
         atexit.register(self.stop)
 
     @classmethod
@@ -226,10 +124,9 @@ class ForkServer:
         return self._status
 
     def stderr_text(self) -> str:
-        """What the template wrote to stderr (its imports' warnings; also what a kernel forked
-        from it writes there before ipykernel captures its output)."""
+        """What the template's imports wrote to stderr (a library's import-time warnings)."""
         try:
-            with open(os.path.join(os.path.dirname(self.path), STDERR_FILE), encoding="utf-8",
+            with open(os.path.join(os.path.dirname(self.path), TEMPLATE_STDERR), encoding="utf-8",
                       errors="replace") as fh:
                 return fh.read()
         except OSError:

@@ -26,6 +26,8 @@ from typing import Any
 # here: a forked kernel has only the packages `python -m nbtest.kernel.template` needs.
 PRELOAD_VAR = "NBTEST_PRELOAD"  # JSON list: the user's modules the template imports
 DROPPED_VAR = "NBTEST_PRELOAD_DROPPED"  # JSON mapping: modules found unsafe, and why
+STDERR_FD_VAR = "NBTEST_TEMPLATE_STDERR_FD"  # the harness's stderr, kept across a re-exec
+TEMPLATE_STDERR = "template.err"  # beside the socket: what the imports wrote to stderr
 # A client that connects must send its request at once (the harness does): a silent one must
 # not hold the loop, which also hears of the harness's death.
 REQUEST_TIMEOUT_S = 10.0
@@ -63,6 +65,22 @@ def fork_safety_problems() -> list[str]:
     return problems
 
 
+
+
+def _stderr_to_file(file: str) -> int:
+    """Point fd 2 at `file` (appending); return an fd of the harness's stderr, kept inheritable
+    and named in the environment, so a re-exec without an unsafe module finds it again."""
+    kept = os.environ.get(STDERR_FD_VAR)
+    if kept is None:
+        harness = os.dup(2)
+        os.set_inheritable(harness, True)
+        os.environ[STDERR_FD_VAR] = str(harness)
+    else:
+        harness = int(kept)
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return harness
 
 
 def _preload_user_modules(path: str) -> dict[str, Any]:
@@ -130,8 +148,18 @@ def _become_kernel(request: Mapping[str, Any], preloaded: Mapping[str, Any]) -> 
 def serve(path: str) -> None:
     """The template's loop: accept requests, fork kernels, report their exits."""
     before = dict(os.environ)
-    _preload()
-    preloaded = _preload_user_modules(path)
+    # The imports' stderr (a library's import-time warning) goes to a file the harness shows
+    # under -v or when the template fails; the kernels forked later write to the harness's
+    # stderr again, as spawned ones do (a kernel's failed start must reach the terminal).
+    harness_stderr = _stderr_to_file(os.path.join(os.path.dirname(path), TEMPLATE_STDERR))
+    try:
+        _preload()
+        preloaded = _preload_user_modules(path)
+    finally:
+        sys.stderr.flush()
+        os.dup2(harness_stderr, 2)
+        os.close(harness_stderr)  # kernels inherit fd 2 alone, and no variable of ours
+        os.environ.pop(STDERR_FD_VAR, None)
     # Variables the imports set (debugpy's PYDEVD_USE_FRAME_EVAL, ...): a spawned kernel has
     # them, so each forked kernel gets them too, unless its own environment says otherwise.
     added = {k: v for k, v in os.environ.items() if before.get(k) != v}
