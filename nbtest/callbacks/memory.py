@@ -28,6 +28,7 @@ quotes); a cell whose end-of-cell look finds the peak over it fails too.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -48,6 +49,11 @@ from .sampler import (  # noqa: F401 - the figures' sources, as reports and test
 
 BUDGETS = (("mem_max", "peak RSS"), ("gpu_mem_max", "peak GPU memory"))
 RETURN_WAIT = 5.0  # seconds the driver gets to list the kernel's GPU memory as free again
+
+
+def _over(mib: float) -> int:
+    """A figure over a budget, rounded up: 200.3 MiB over 200 MiB reads 201, never 200."""
+    return math.ceil(mib)
 
 
 def read_budget(run: NotebookRun, name: str) -> int | None:
@@ -94,7 +100,7 @@ class MemoryCallback(Callback):
 
         cell = self.cell if self.cell is not None else self.last_cell
         where = "while cell {} ran" if self.cell is not None else "after cell {}"
-        text = f"peak RSS {peak / MIB:.0f} MiB exceeds mem_max {format_size(limit)}"
+        text = f"peak RSS {_over(peak / MIB)} MiB exceeds mem_max {format_size(limit)}"
         if cell is not None:
             text += f" ({where.format(cell)})"
         run.extras[MEMORY_STOP] = text
@@ -116,7 +122,7 @@ class MemoryCallback(Callback):
             sampler.limit_hit = True  # the run stops here: the kernel is killed with it
             from ..gpu.probe import format_size
 
-            return (f"peak RSS {sampler.peak_rss / MIB:.0f} MiB exceeds mem_max "
+            return (f"peak RSS {_over(sampler.peak_rss / MIB)} MiB exceeds mem_max "
                     f"{format_size(sampler.limit or 0)}")
         return None
 
@@ -176,7 +182,7 @@ def budget_violations(figures: dict[str, float | None],
     for name, what in BUDGETS:
         budget, figure = budgets.get(name), figures.get(name)
         if budget and figure is not None and figure * MIB > budget:
-            found.append(f"{what} {figure:.0f} MiB exceeds {name} {format_size(budget)}")
+            found.append(f"{what} {_over(figure)} MiB exceeds {name} {format_size(budget)}")
     return found
 
 
