@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,12 @@ def install(folder: Path, monkeypatch: Any, scene: dict[str, Any]) -> Path:
     scene_file = folder / "scene.json"
     scene_file.write_text(json.dumps(scene))
     script = folder / "nvidia-smi"
-    script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(TESTS)!r})\n"
-                      "from fake_nvidia_smi import main\nsys.exit(main(sys.argv[1:]))\n")
+    # A shell script that execs the interpreter: a `#!` line cannot hold a path with spaces
+    # (a checkout under "/tmp/with space/"), and the kernel would find no nvidia-smi at all.
+    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); "
+            "from fake_nvidia_smi import main; sys.exit(main(sys.argv[1:]))")
+    script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(code)} "
+                      '"$@"\n')
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv(SCENE_VAR, str(scene_file))
