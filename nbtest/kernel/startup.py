@@ -5,7 +5,7 @@ its settings as a JSON string literal (`repr` of `json.dumps`), so no path or me
 inject code. It imports nothing heavy: numpy only when a seed is asked for, torch never (a seed
 reaches torch through an import hook, if and when the notebook imports it), nbtest.registry.api
 only when this_tests calls are captured, nbtest.affected.hooks and tracker (standard library
-only) only under --nbtest-affected.
+only) only under --nbtest-affected, nbtest.kernel.profiling only under --nbtest-profile.
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
             ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
         except (OSError, AttributeError):
             pass
+    if settings.get("profile_file"):  # --nbtest-profile: time imports, count outputs
+        try:
+            from nbtest.kernel import profiling
+        except ImportError:  # nbtest is not installed beside this kernel: no breakdown
+            pass
+        else:
+            profiling.install(settings["profile_file"])
     preloaded = sys.modules.get("nbtest.kernel.preload")
     if preloaded is not None:  # forked from a template that preloaded the user's modules
         preloaded.drop_changed_modules()
