@@ -190,6 +190,10 @@ def cmd_execute(args: argparse.Namespace) -> int:
     callbacks += [load_callback(spec) for spec in args.callback]
     if args.registry:
         callbacks.append(_registry_capture(config))
+    if config.profile:
+        from .callbacks.profile import ProfileCallback, profile_lines
+
+        callbacks.append(ProfileCallback())
     from .callbacks.outputs import OutputCheck
 
     callbacks.append(OutputCheck.from_config(config, Path.cwd()))
@@ -233,6 +237,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
         memory[-1] += f" ({result.extras['peak_gpu_source']})"
     if memory:
         print(f"  memory: {', '.join(memory)} (kernel process tree)", file=sys.stderr)
+    for line in profile_lines(result.extras.get("profile") or {}) if config.profile else ():
+        print(f"  {line}", file=sys.stderr)
     if result.extras.get("gpu_memory_left"):
         print(f"  warning: GPU memory not returned: {result.extras['gpu_memory_left']}",
               file=sys.stderr)

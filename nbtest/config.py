@@ -209,6 +209,8 @@ OPTIONS: tuple[Option, ...] = (
          PYTEST, INI, METADATA),
     _opt("mem_report", parse_bool, False, "print a table of each notebook's wall time and memory",
          PYTEST, INI, is_flag=True),
+    _opt("profile", parse_bool, False, "per notebook: time in kernel start, imports (by module), "
+         "cells; output traffic", CLI, PYTEST, INI, cli_flag="--profile", is_flag=True),
     _opt("check_outputs", parse_bool, False,
          "compare every code cell's stored outputs, as --nbval does", CLI, PYTEST, INI,
          cli_flag="--check-outputs", is_flag=True),

@@ -6,7 +6,7 @@ inject code. It imports nothing heavy: numpy only when a seed is asked for, torc
 reaches torch through an import hook, if and when the notebook imports it), nbtest.registry.api
 only when this_tests calls are captured, nbtest.affected.hooks and tracker (standard library
 only) only under --nbtest-affected, nbtest.kernel.imports (standard library only) only with
-`preload = "auto"`.
+`preload = "auto"` or --nbtest-profile, nbtest.kernel.profiling only under --nbtest-profile.
 """
 
 from __future__ import annotations
@@ -43,6 +43,13 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
             pass
         else:
             kernel_imports.install(settings["imports"])
+    if settings.get("profile_file"):  # --nbtest-profile: time imports, count outputs
+        try:
+            from nbtest.kernel import profiling
+        except ImportError:  # nbtest is not installed beside this kernel: no breakdown
+            pass
+        else:
+            profiling.install(settings["profile_file"])
     if settings.get("affected"):  # --nbtest-affected: note what the notebook uses
         try:
             from nbtest.affected import hooks as kernel_tracker

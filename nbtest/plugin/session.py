@@ -37,13 +37,18 @@ def session_config(config: pytest.Config) -> NbTestConfig:
                         project=project_layer(config.rootpath, ini))
 
 def session_callbacks(config: pytest.Config, nbconfig: NbTestConfig) -> list[Any]:
-    """The callbacks every notebook of the session gets: memory, output checks, coverage."""
+    """The callbacks every notebook of the session gets: memory, output checks, coverage,
+    the profile."""
     from ..callbacks.memory import MemoryCallback
     from ..callbacks.outputs import OutputCheck, register_summary
 
     output_check = OutputCheck.from_config(nbconfig, config.rootpath)
     register_summary(config, output_check)
     callbacks: list[Any] = [MemoryCallback(), output_check]
+    if nbconfig.profile:
+        from ..callbacks.profile import register_summary as register_profile
+
+        callbacks.append(register_profile(config))
     if nbconfig.cov:
         from ..callbacks.coverage import KernelCoverage
 
