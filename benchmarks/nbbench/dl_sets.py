@@ -13,27 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .sets import code_cell, write_notebook
+from .sets import code_cell, nbdev_pyproject, write_notebook
 
 LIB = "dlbench"
 N_NOTEBOOKS = 20
 
-PYPROJECT = f"""[build-system]
-requires = ["setuptools>=77"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "{LIB}"
-dynamic = ["version"]
-description = "a deep-learning library's docs suite, for the benchmark"
-requires-python = ">=3.9"
-
-[tool.setuptools.dynamic]
-version = {{attr = "{LIB}.__version__"}}
-
-[tool.nbdev]
-tst_flags = "slow"
-"""
+PYPROJECT = nbdev_pyproject(LIB, "a deep-learning library's docs suite, for the benchmark")
 
 # The package: path -> source. Heavy imports happen in `imports`, as such libraries do.
 MODULES: dict[str, str] = {

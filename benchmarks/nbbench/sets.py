@@ -97,22 +97,27 @@ def make_preload_set(root: Path, name: str) -> Path:
 
 # nbdev 3 reads its settings from pyproject.toml (nbdev 2 from settings.ini, which nbdev 3
 # refuses); nbtest reads either.
-NBDEV_PYPROJECT = """[build-system]
+def nbdev_pyproject(name: str, description: str) -> str:
+    """The pyproject.toml of a generated nbdev project whose package is `name`."""
+    return f"""[build-system]
 requires = ["setuptools>=77"]
 build-backend = "setuptools.build_meta"
 
 [project]
-name = "nbdevbench"
+name = "{name}"
 dynamic = ["version"]
-description = "bench"
+description = "{description}"
 requires-python = ">=3.9"
 
 [tool.setuptools.dynamic]
-version = {attr = "nbdevbench.__version__"}
+version = {{attr = "{name}.__version__"}}
 
 [tool.nbdev]
 tst_flags = "slow"
 """
+
+
+NBDEV_PYPROJECT = nbdev_pyproject("nbdevbench", "bench")
 NBDEV_PACKAGE = ('__version__ = "0.0.1"\nimport numpy as np\n\n'
                  "def scale(values, k=2):\n    return np.asarray(values) * k\n")
 NBDEV_IMPORTS = ("#|hide\nimport numpy as np, pandas as pd\nimport matplotlib\n"

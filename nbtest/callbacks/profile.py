@@ -123,15 +123,21 @@ def profile_lines(profile: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def session_imports(profiles: Iterable[Mapping[str, Any]]) -> list[tuple[str, float, int]]:
-    """(top-level package, own seconds over the session, notebooks), costliest first."""
+def _summed(profiles: Iterable[Mapping[str, Any]], key: str) -> list[tuple[str, float, int]]:
+    """(name, seconds over the session, notebooks) of the profiles' `key` figures, costliest
+    first."""
     seconds: dict[str, float] = {}
     notebooks: dict[str, int] = {}
     for profile in profiles:
-        for name, s in profile.get("modules", {}).items():
+        for name, s in profile.get(key, {}).items():
             seconds[name] = seconds.get(name, 0.0) + s
             notebooks[name] = notebooks.get(name, 0) + 1
     return [(name, s, notebooks[name]) for name, s in _top(seconds, len(seconds))]
+
+
+def session_imports(profiles: Iterable[Mapping[str, Any]]) -> list[tuple[str, float, int]]:
+    """(top-level package, own seconds over the session, notebooks), costliest first."""
+    return _summed(profiles, "modules")
 
 
 def preload_advice(profiles: Iterable[Mapping[str, Any]]) -> list[tuple[str, float, int]]:
@@ -139,15 +145,8 @@ def preload_advice(profiles: Iterable[Mapping[str, Any]]) -> list[tuple[str, flo
     themselves, two notebooks or more, costing WORTH_PRELOADING or more: what to preload."""
     from ..kernel.preload import NEVER
 
-    seconds: dict[str, float] = {}
-    notebooks: dict[str, int] = {}
-    for profile in profiles:
-        for name, s in profile.get("entries", {}).items():
-            seconds[name] = seconds.get(name, 0.0) + s
-            notebooks[name] = notebooks.get(name, 0) + 1
-    return [(name, s, notebooks[name]) for name, s in _top(seconds, len(seconds))
-            if notebooks[name] >= 2 and s >= WORTH_PRELOADING
-            and name.partition(".")[0] not in NEVER]
+    return [(name, s, count) for name, s, count in _summed(profiles, "entries")
+            if count >= 2 and s >= WORTH_PRELOADING and name.partition(".")[0] not in NEVER]
 
 
 def summary_lines(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
