@@ -5,6 +5,7 @@ medians, the ratios issue 28 sets targets for, and one profiled nbtest session."
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 from .dl_sets import N_NOTEBOOKS, cell_count, make_dl_project
 from .markdown import emit, row
 from .runner import warm_up, with_bytecode
-from .tools import NO_PEERS
+from .tools import NO_PEERS, floor_cmd
 from .venv import in_bench_venv
 
 RUN_TIMEOUT_S = 1800
@@ -27,6 +28,12 @@ TARGETS = (("nbtest serial, preload auto", "nbdev_test serial", 1.2),
            ("nbtest -n 2, preload auto", "nbdev_test 2 workers", 1.5),
            ("nbtest serial, preload auto", "nbmake serial", 0.25),
            ("nbtest -n 2, preload auto", "nbmake -n 2", 0.25))
+# What a kernel per notebook costs before any harness work (benchmarks/floor_kernels.py, with
+# the modules nbtest's "auto" chose preloaded): the floor a target may be out of reach behind.
+FLOORS = (("floor: a kernel per notebook, 1 at a time", "nbdev_test serial",
+           "nbtest serial, preload auto"),
+          ("floor: a kernel per notebook, 2 at a time", "nbdev_test 2 workers",
+           "nbtest -n 2, preload auto"))
 
 
 def dl_tools(py: str, notebooks: int) -> dict[str, list[str]]:
@@ -45,6 +52,19 @@ def dl_tools(py: str, notebooks: int) -> dict[str, list[str]]:
         "nbmake serial": nbmake,
         "nbmake -n 2": [*nbmake, "-n", "2"],
     }
+
+
+def learned_preload(project: Path) -> list[str]:
+    """The modules `--nbtest-preload auto` chose from the kernels of the session that learned
+    (what they reported, kept in pytest's cache)."""
+    from nbtest.kernel.preload import learned_from_kernels
+    from nbtest.plugin.templates import KERNELS_DIR
+
+    kernels = {}
+    for path in sorted((project / ".pytest_cache" / "d" / KERNELS_DIR).glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        kernels[record["notebook"]] = record["modules"]
+    return learned_from_kernels(kernels)
 
 
 def run_once(cmd: list[str], cwd: Path, env: dict[str, str], notebooks: int) -> tuple[float, str]:
@@ -73,6 +93,8 @@ def main(script: str, doc: str) -> int:
     parser.add_argument("--notebooks", type=int, default=N_NOTEBOOKS,
                         help="use the first N notebooks (a smoke test: fewer)")
     parser.add_argument("--quick", action="store_true", help="1 round: a smoke test")
+    parser.add_argument("--targets-only", action="store_true",
+                        help="leave out the runs no target or floor needs (nbtest without preload)")
     parser.add_argument("--out")
     args = parser.parse_args()
     in_bench_venv(script, sys.argv[1:])
@@ -87,6 +109,9 @@ def main(script: str, doc: str) -> int:
                          "PYTEST_ADDOPTS": "-p no:randomly",
                          "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"})
     tools = dl_tools(sys.executable, n)
+    if args.targets_only:
+        tools = {tool: cmd for tool, cmd in tools.items() if not tool.startswith("nbtest")
+                 or "preload" in tool}
     results: dict[str, list[float]] = {tool: [] for tool in tools}
     loads = [load()]
     try:
@@ -94,6 +119,10 @@ def main(script: str, doc: str) -> int:
                                        "dlbench.basics"], project, env)
         # --nbtest-preload auto learns in a first session (untimed); the timed ones are later.
         run_once(tools["nbtest serial, preload auto"], project, env, n)
+        preload = ",".join(learned_preload(project))
+        print(f"bench: preload auto chose {preload}", file=sys.stderr, flush=True)
+        for jobs, (floor, _, _) in enumerate(FLOORS, start=1):
+            tools[floor], results[floor] = floor_cmd(sys.executable, "nbs", preload, jobs), []
         names = list(tools)
         for round_ in range(runs):
             shift = round_ % len(names)
@@ -102,7 +131,8 @@ def main(script: str, doc: str) -> int:
                 print(f"bench: round {round_ + 1} {tool}: {results[tool][-1]:.2f} s "
                       f"(load {load()})", file=sys.stderr, flush=True)
             loads.append(load())
-        profile = run_once([*tools["nbtest serial"], "--nbtest-profile"], project, env, n)[1]
+        plain = dl_tools(sys.executable, n)["nbtest serial"]
+        profile = run_once([*plain, "--nbtest-profile"], project, env, n)[1]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return emit(section(runs, n, results, loads, profile), args.out)
@@ -115,7 +145,7 @@ def section(runs: int, n: int, results: dict[str, list[float]], loads: list[str]
     cells = cell_count() * n // N_NOTEBOOKS
     lines = ["## A deep-learning library's docs suite (issue 28)", "",
              f"`benchmarks/bench_dl.py --runs {runs}`, {time.strftime('%Y-%m-%d')}, "
-             f"{os.cpu_count()} cores, **shared with other jobs** (load average 1/5/15 min "
+             f"{os.cpu_count()} cores, niceness {os.nice(0)} (load average 1/5/15 min "
              f"before and after each round: {'; '.join(loads)}). {n} nbdev notebooks "
              f"(~{cells} code cells) of a generated library `dlbench` (20 submodules, entered "
              "through `dlbench.basics`, `.data.all`, `.torch_core`, `.tabular.all`, "
@@ -135,6 +165,11 @@ def section(runs: int, n: int, results: dict[str, list[float]], loads: list[str]
         ratio = med[tool] / med[peer]
         lines.append(row(f"{tool} ≤ {limit}× {peer}", f"{ratio:.2f}",
                          "yes" if ratio <= limit else "**no**"))
+    lines += ["", "| floor | floor / peer | nbtest / floor |", "| --- | --- | --- |"]
+    for floor, peer, tool in FLOORS:
+        if floor in med:
+            lines.append(row(f"{floor} (peer: {peer}; nbtest: {tool})",
+                             f"{med[floor] / med[peer]:.2f}", f"{med[tool] / med[floor]:.2f}"))
     advice = [line for line in profile.partition("nbtest profile")[2].splitlines()
               if line.startswith(("imports by", "consider", "  [tool.nbtest]"))]
     lines += ["", "`--nbtest-profile` of one `nbtest serial` session (no preload) says:", "",
