@@ -133,6 +133,23 @@ def test_kernel_environment(monkeypatch: pytest.MonkeyPatch, given: str | None,
     assert env["PATH"] == os.environ["PATH"]
 
 
+@pytest.mark.parametrize("given", [{}, {"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "0"},
+                                   {"KMP_BLOCKTIME": "200"}])
+def test_kernels_wait_passively_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch,
+                                                      given: dict[str, str]) -> None:
+    """An idle kernel's OpenMP threads do not spin (that took the CPU of the kernel beside
+    it under -n 2), unless the user set OpenMP's waiting: then theirs is kept."""
+    this_tests(kernel_environment)
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    env = kernel_environment({})
+    assert env.get("OMP_WAIT_POLICY") == given.get("OMP_WAIT_POLICY",
+                                                   None if given else "PASSIVE")
+    assert all(env[name] == value for name, value in given.items())
+
+
 def _fake_kernelspec(root: Path, name: str, argv: list[str]) -> None:
     spec = root / "kernels" / name
     spec.mkdir(parents=True)

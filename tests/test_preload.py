@@ -248,15 +248,20 @@ ENV_PROBE = textwrap.dedent("""\
         "displayhook": type(sys.displayhook).__name__,
         "main_file": hasattr(sys.modules["__main__"], "__file__"),
         "mplbackend": os.environ.get("MPLBACKEND"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }, sort_keys=True)
     """)
 
 
-def test_a_preloaded_module_sees_the_kernel_a_spawned_one_sees(pytester: pytest.Pytester
-                                                                ) -> None:
+def test_a_preloaded_module_sees_the_kernel_a_spawned_one_sees(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """Libraries decide at import whether they run in a notebook: preloaded in the template,
-    a module must see what it sees imported in a spawned kernel's cell."""
-    this_tests("nbtest.kernel.likeness.kernel_like", "nbtest.kernel.template.serve")
+    a module must see what it sees imported in a spawned kernel's cell. OpenMP reads its wait
+    policy when it loads (in the template, for a forked kernel): both see the passive one."""
+    this_tests("nbtest.kernel.likeness.kernel_like", "nbtest.kernel.template.serve",
+               "nbtest.kernel.environment.kernel_environment")
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
+        monkeypatch.delenv(name, raising=False)
     (pytester.path / "envprobe.py").write_text(ENV_PROBE)
     for name in ("a", "b"):
         write_notebook(pytester.path / f"{name}.ipynb", ["import envprobe\nprint(envprobe.SEEN)"])
@@ -268,6 +273,7 @@ def test_a_preloaded_module_sees_the_kernel_a_spawned_one_sees(pytester: pytest.
         seen.append(_printed(pytester))
     forked, spawned = seen
     assert json.loads(spawned[0])["shell"] == "ZMQInteractiveShell"
+    assert json.loads(spawned[0])["omp_wait_policy"] == "PASSIVE"
     assert forked == spawned
 
 

@@ -21,7 +21,13 @@ STARTUP_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE"
                 "PYTHONUSERBASE", "PYTHONSTARTUP", "PYTHONWARNINGS", "PYTHONDEVMODE",
                 "PYTHONUTF8", "PYTHONIOENCODING", "PYTHONHASHSEED", "COVERAGE_PROCESS_START",
                 "COVERAGE_PROCESS_CONFIG",
-                "LD_PRELOAD", "LD_LIBRARY_PATH", "VIRTUAL_ENV")
+                "LD_PRELOAD", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "OMP_WAIT_POLICY")
+# OpenMP's threads busy-wait after each parallel region (GNU libgomp: 300,000 spins). A kernel
+# waits for its next cell right after one, so its idle threads spin on while another notebook's
+# kernel needs that core: under -n 2 that doubled the kernels' CPU time and cost a third of the
+# wall time (benchmarks/RESULTS.md). Kernels wait passively unless the user chose.
+OPENMP_WAIT = {"OMP_WAIT_POLICY": "PASSIVE"}
+_OPENMP_CHOICES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 
 def kernel_environment(extra: Mapping[str, str]) -> dict[str, str]:
@@ -32,6 +38,8 @@ def kernel_environment(extra: Mapping[str, str]) -> dict[str, str]:
         env["MPLBACKEND"] = _INLINE_BACKEND
     env["NBTEST"] = "1"
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # debugpy's frozen-modules warning is noise
+    if not any(name in env for name in _OPENMP_CHOICES):
+        env.update(OPENMP_WAIT)  # read when libgomp loads: in the template, for forked kernels
     env.update(extra)
     return env
 
