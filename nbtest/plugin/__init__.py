@@ -287,14 +287,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Stop a per-cell notebook's kernel after its last cell item; drop unused warm kernels."""
+    """Drop a pre-warmed kernel its notebook item never used."""
     if "nbtest.plugin.items" not in sys.modules:
         return
-    from .items import CellItem, NotebookItem
+    from .items import NotebookItem
 
-    if isinstance(item, CellItem):
-        item.finish_unless_followed(nextitem)
-    elif isinstance(item, NotebookItem):
+    if isinstance(item, NotebookItem):
         item.drop_prewarmed()
 
 
@@ -307,13 +305,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         forkserver.ForkServer.stop_all(keep=config.stash.get(TEMPLATES_KEY, set()))
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Kill kernels of per-cell notebooks that never reached their last cell, and wait for
-    the end of every kernel's stop (its processes gone, its folder removed)."""
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """Around pytest's own teardown of what is still set up (a per-cell notebook cut short by
+    -x or Ctrl-C: its NotebookFile's teardown kills that kernel, publishing nothing): kill the
+    pre-warmed kernels never used, and wait for the end of every kernel's stop (its
+    processes gone, its folder removed)."""
     if "nbtest.plugin.items" not in sys.modules:
-        return
-    from ..kernel.reaper import settle
-    from .items import close_open_sessions
+        return (yield)
+    from .cell_kernel import ENDING_KEY
 
-    close_open_sessions()
-    settle()  # the end of every kernel's stop (kernel/reaper.py): processes gone, folders too
+    session.config.stash[ENDING_KEY] = True
+    try:
+        return (yield)
+    finally:
+        from ..kernel.reaper import settle
+        from .items import close_open_sessions
+
+        close_open_sessions()
+        settle()  # the end of every kernel's stop (kernel/reaper.py): processes gone, folders too

@@ -21,7 +21,7 @@ from ..notebook import is_skipped
 from ..results import NB_FAILED, NB_SKIPPED, SKIPPED, CellResult, NotebookResult
 from .state import CALLBACKS_KEY, CONFIG_KEY, EXPORTS_NOT_RUN, KERNEL_START
 
-# Sessions of --nbtest-cells notebooks still open; closed at session end whatever happened.
+# Pre-warmed sessions of notebook items still open; closed at session end whatever happened.
 OPEN_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
 # NotebookResult.extras shown as JUnit properties (and read back by --nbtest-mem-report).
 RESULT_PROPERTIES = (("peak_rss_mib", "nbtest peak RSS MiB"),
@@ -213,7 +213,7 @@ class CellItem(_NotebookItemBase):
 
     def setup(self) -> None:
         """Bring the notebook's kernel to the state just before this cell."""
-        self.parent.kernel_before(self)  # type: ignore[union-attr]
+        self.parent.cell_kernel.before(self)  # type: ignore[union-attr]
 
     def runtest(self) -> None:
         """Run this cell (and an injected-parameters cell that belongs to it)."""
@@ -221,12 +221,12 @@ class CellItem(_NotebookItemBase):
 
         from ..report import cell_failure_text
 
-        parent: Any = self.parent
-        session = parent.kernel_before(self)
-        for index in parent.indices_of(self.number):
+        kernel: Any = self.parent.cell_kernel  # type: ignore[union-attr]
+        session = kernel.before(self)
+        for index in kernel.indices_of(self.number):
             result = run_sync(session.run_cell)(index)
             self.record((result,), {"kernel_start": session.kernel.start_method})
-            parent.verdicts[self.number] = result.failed
+            kernel.verdicts[self.number] = result.failed
             if session.skipped_by is result:  # the cell called pytest.skip()
                 skip_here(result.detail)
             if result.status == SKIPPED:  # a skip tag or marker, or nothing to run
@@ -236,11 +236,6 @@ class CellItem(_NotebookItemBase):
                 raise NotebookFailed(cell_failure_text(result, str(session.plan.path),
                                                        color(self.config)))
 
-    def finish_unless_followed(self, nextitem: pytest.Item | None) -> None:
-        """After the notebook's last cell item, stop the kernel and publish the result."""
-        if nextitem is None or nextitem.parent is not self.parent:
-            self.parent.close_kernel()  # type: ignore[union-attr]
-
 
 def skip_here(reason: str) -> None:
     """Skip the running item, reported at the item's own location (its cell in the notebook),
@@ -249,7 +244,7 @@ def skip_here(reason: str) -> None:
 
 
 def close_open_sessions() -> None:
-    """Kill the kernels of per-cell notebooks left open (Ctrl-C, -x, deselection)."""
+    """Kill the pre-warmed kernels left open (Ctrl-C, -x, the next item deselected)."""
     for session in list(OPEN_SESSIONS):
         session.close()
     OPEN_SESSIONS.clear()
