@@ -6,6 +6,7 @@ and the judging of each cell's reply to verdict.py; plan.py prepares the noteboo
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -75,7 +76,8 @@ class NotebookSession:
     """
 
     def __init__(self, plan: Plan, callbacks: Iterable[Callback] = ()) -> None:
-        self.plan = plan
+        # Its own copy of the notebook: the run writes outputs into it, the plan stays as is.
+        self.plan = plan = dataclasses.replace(plan, notebook=copy.deepcopy(plan.notebook))
         self.dispatcher = Dispatcher(callbacks)
         self.client: Any = None
         self.cells: dict[int, CellResult] = {}  # by executed index

@@ -38,6 +38,7 @@ from .state import (
     LEFT_OUT_OUTPUT,
     SWITCHES_KEY,
     TEMPLATES_KEY,
+    is_notebook_item,
     nbtest_active,
     nbtest_enabled,
     note_left_out,
@@ -250,20 +251,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
         reunite_split_notebooks(session.config, items)
         keep_cells_together(items)
-    # One entry per notebook: its items' options and the notebook (a cell item's is its file's).
-    notebooks = {item.path: (item.nbconfig, getattr(item, "notebook", None)
-                             or getattr(item.parent, "notebook", None))
-                 for item in items if hasattr(item, "nbconfig")
-                 and not item.get_closest_marker("skip")}
-    forking = [(nbconfig, nb) for nbconfig, nb in notebooks.values()
-               if nb is not None and nbconfig.fork != "no"]
+    # One entry per notebook: its plan, and the notebook as read (its file's).
+    notebooks = {item.path: (item.plan, item.parent.notebook) for item in items
+                 if is_notebook_item(item) and not item.get_closest_marker("skip")}
+    forking = [plan for plan, _ in notebooks.values() if plan.config.fork != "no"]
     imports = remember_imports(session.config, notebooks)
     if not forking:
         return  # nothing imported: a session without notebooks pays nothing here
-    if len(forking) == 1 and forking[0][0].fork == "auto":
+    if len(forking) == 1 and forking[0].config.fork == "auto":
         return  # one kernel starts sooner spawned; a template would only take CPU from it
-    names = {nbconfig.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
-             for nbconfig, nb in forking}
+    names = {plan.kernel_name for plan in forking}
     from ..kernel.forkserver import warm_up
     from ..kernel.specs import kernel_argv
 

@@ -35,17 +35,14 @@ class CellKernel:
         """A fresh kernel for this notebook's cell items, started and answering."""
         from jupyter_core.utils import run_sync
 
-        from ..execute import NotebookSession, plan_notebook
-        from .items import display_path
+        from ..execute import NotebookSession
 
         if self.start_error is not None:  # reported once, at the first cell item
             skip_here("the notebook's kernel did not start: "
                       f"{self.start_error.message[:200]}")
         self.hook = HookCallback(item)
         config = item.config
-        plan = plan_notebook(display_path(self.file.path), self.file.session_config,
-                             notebook=self.file.notebook)
-        session = NotebookSession(plan,
+        session = NotebookSession(self.file.plan,
                                   [*config.stash.get(CALLBACKS_KEY, []), self.hook])
         try:
             run_sync(session.start)()
@@ -59,7 +56,7 @@ class CellKernel:
 
     def indices_of(self, number: int) -> list[int]:
         """The executed indices of cell `number` (its injected-parameters cell too)."""
-        plan = self.session.plan
+        plan = self.file.plan
         return [index for index, n in enumerate(plan.numbers)
                 if n == number and plan.notebook.cells[index].cell_type == "code"]
 
@@ -75,19 +72,17 @@ class CellKernel:
         from jupyter_core.utils import run_sync
 
         session = self.session
-        if session is not None:
-            first = self.indices_of(item.number)[0]
-            if max(session.cells, default=-1) >= first or (
-                    session.failed_cell is not None
-                    and not self.verdicts.get(session.failed_cell.number)):
-                self.close()  # it ran this cell or a later one: start again
-                session = None
+        first = self.indices_of(item.number)[0]
+        if session is not None and (max(session.cells, default=-1) >= first or (
+                session.failed_cell is not None
+                and not self.verdicts.get(session.failed_cell.number))):
+            self.close()  # it ran this cell or a later one: start again
+            session = None
         if session is None:
             session = self._open(item)
         assert self.hook is not None
         self.hook.item = item  # hooks name the item whose setup or test runs
         session.outer_limit = item.outer_limit
-        first = self.indices_of(item.number)[0]
         for index in session.code_cells:
             if session.failed_cell or session.skipped_by or index >= first:
                 break

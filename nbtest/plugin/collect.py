@@ -25,6 +25,8 @@ class NotebookFile(pytest.File):
     """A `.ipynb` file: read once here, then one item (or one per code cell)."""
 
     skip_compare: tuple[str, ...] = NBVAL_SKIP_COMPARE
+    notebook: Any = None  # the notebook as read, once collected
+    plan: Any = None  # the notebook resolved (nbtest.plan.Plan), once collected
 
     @property
     def session_config(self) -> NbTestConfig:
@@ -37,23 +39,30 @@ class NotebookFile(pytest.File):
         self.__dict__["_session_config"] = value
 
     def collect(self) -> Iterator[pytest.Item]:
-        """Load the notebook and yield its items, with markers from its metadata."""
-        from ..notebook import load_notebook, notebook_settings
+        """Load the notebook, resolve it once into the plan its items run (options from its
+        metadata parsed here, and nowhere else), and yield its items, with their markers."""
+        import dataclasses
+
+        from ..notebook import load_notebook
+        from ..plan import plan_notebook
 
         try:
             nb = load_notebook(display_path(self.path))
-            settings = notebook_settings(nb, display_path(self.path))
+            plan = plan_notebook(display_path(self.path), self.session_config, notebook=nb)
             added = [key for key in self.skip_compare if key not in NBVAL_SKIP_COMPARE]
             if added:  # an nbval conftest's pytest_collectstart extended it
-                settings["skip_compare"] = (*settings.get("skip_compare", ()), *added)
-                self.session_config = self.session_config.with_explicit(
-                    skip_compare=settings["skip_compare"])
+                self.session_config = self.session_config.with_explicit(skip_compare=(
+                    *plan.config.notebook.get("skip_compare", ()), *added))
+                plan = dataclasses.replace(
+                    plan, config=self.session_config.with_notebook(plan.config.notebook))
         except NbTestError as exc:
             # An error of this file alone: the rest of the session still runs.
             yield UnreadableNotebook.from_parent(self, name=self.path.name, nodeid=self.nodeid,
                                                  error=exc)
             return
-        config = self.config.stash[CONFIG_KEY].with_notebook(settings)
+        self.notebook = nb  # as read: what the affected fingerprint and preload read
+        self.plan = plan
+        config = plan.config
         flags: set[str] = set()
         if config.nbdev:
             from ..nbdev import not_run, notebook_flags
@@ -76,17 +85,15 @@ class NotebookFile(pytest.File):
             # An explicit node id: pytest 9 parses the cached ids of --lf / --sw / --deselect,
             # reading `[3]` as parameters; an id built by name would not compare equal.
             items = [CellItem.from_parent(self, name=f"cell[{n}]", number=n,
-                                          nodeid=f"{self.nodeid}::cell[{n}]")
+                                          nodeid=f"{self.nodeid}::cell[{n}]", plan=plan)
                      for n in numbers]
-            self.notebook = nb
             from .cell_kernel import CellKernel
 
             self.cell_kernel = CellKernel(self)
         else:
             items = [NotebookItem.from_parent(self, name=self.path.name, nodeid=self.nodeid,
-                                              notebook=nb)]
+                                              plan=plan)]
         for item in items:
-            item.nbconfig = config  # this notebook's resolved options (metadata included)
             for marker in (*config.markers, *sorted(flags)):
                 item.add_marker(marker)
             if config.skip:

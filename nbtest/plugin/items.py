@@ -10,16 +10,19 @@ import os
 import re
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..callback import Callback, NotebookRun
-from ..config import NbTestConfig, in_pytest_spelling
+from ..config import in_pytest_spelling
 from ..errors import NbTestError, NotebookFailed
 from ..notebook import is_skipped
 from ..results import NB_FAILED, NB_SKIPPED, SKIPPED, CellResult, NotebookResult
 from .state import CALLBACKS_KEY, CONFIG_KEY, EXPORTS_NOT_RUN, KERNEL_START
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 # Pre-warmed sessions of notebook items still open; closed at session end whatever happened.
 OPEN_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -79,10 +82,13 @@ class ReportsNbTestErrors:
 
 
 class _NotebookItemBase(ReportsNbTestErrors, pytest.Item):
-    """What both item kinds share: the report and the callbacks."""
+    """What both item kinds share: the notebook's plan, the report and the callbacks."""
 
-    nbconfig: NbTestConfig  # the notebook's resolved options, set at collection
     outer_limit: tuple[float, str] | None = None  # a deadline from outside (timeout_bridge)
+
+    def __init__(self, *, plan: Plan, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan  # the notebook resolved once, at collection (its options: plan.config)
 
     def callbacks(self) -> list[Callback]:
         """The session's callbacks plus the pytest hook feeder for this item."""
@@ -124,23 +130,20 @@ class _NotebookItemBase(ReportsNbTestErrors, pytest.Item):
 class NotebookItem(_NotebookItemBase):
     """One notebook as one test."""
 
-    def __init__(self, *, notebook: Any, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.notebook = notebook
         self.next_item: pytest.Item | None = None  # set by the plugin before the run
         self.prewarmed: Any = None  # a NotebookSession whose kernel is already booting
+        self.ran = False  # a session was made for it: too late to pre-warm one
 
     def new_session(self) -> Any:
         """The NotebookSession for this notebook (the pre-warmed one, if any)."""
-        from ..execute import NotebookSession, plan_notebook
+        from ..execute import NotebookSession
 
         session, self.prewarmed = self.prewarmed, None
         if session is None:
-            parent: Any = self.parent
-            plan = plan_notebook(display_path(self.path), parent.session_config,
-                                 notebook=self.notebook)
-            session = NotebookSession(plan, self.callbacks())
-        self.notebook = None  # the plan holds its own copy; keep the harness small
+            session = NotebookSession(self.plan, self.callbacks())
+        self.ran = True
         return session
 
     async def prewarm_next(self, session: Any, early: bool) -> None:
@@ -154,7 +157,7 @@ class NotebookItem(_NotebookItemBase):
             return
         nxt = self.next_item
         if (isinstance(nxt, NotebookItem) and nxt.prewarmed is None
-                and nxt.notebook is not None and not nxt.get_closest_marker("skip")):
+                and not nxt.ran and not nxt.get_closest_marker("skip")):
             session = nxt.new_session()
             nxt.prewarmed = session
             OPEN_SESSIONS.add(session)
