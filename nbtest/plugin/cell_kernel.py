@@ -6,6 +6,7 @@ and at session end after `-x`, Ctrl-C or an internal error.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -44,13 +45,14 @@ class CellKernel:
         config = item.config
         session = NotebookSession(self.file.plan,
                                   [*config.stash.get(CALLBACKS_KEY, []), self.hook])
-        try:
-            run_sync(session.start)()
-        except BaseException as exc:  # a failed start, or Ctrl-C during it
-            if isinstance(exc, NbTestError):
+        with contextlib.ExitStack() as ending:
+            ending.enter_context(session)  # a failed start, or Ctrl-C during it, ends it
+            try:
+                run_sync(session.start)()
+            except NbTestError as exc:
                 self.start_error = exc
-            session.close()
-            raise
+                raise
+            ending.pop_all()  # started: close() ends it, at the file's teardown
         self.session = session
         return session
 
@@ -108,17 +110,14 @@ class CellKernel:
         session, self.session = self.session, None
         if session is None:
             return
-        if self.file.config.stash.get(ENDING_KEY, False):
-            session.close()
-            return
-        try:
+        with session:  # the kernel is gone when this block is left, whatever happens in it
+            if self.file.config.stash.get(ENDING_KEY, False):
+                return
             result = session.finish()
-            if result.status == NB_FAILED and self.hook is not None:
-                self.hook.item.save_failed(result)  # type: ignore[attr-defined]
-            elif (result.passed and session.plan.config.update_outputs
-                  and all(cell.status != NOT_RUN for cell in result.cells)):
-                from ..outputs.update import write_updated_outputs
+        if result.status == NB_FAILED and self.hook is not None:
+            self.hook.item.save_failed(result)  # type: ignore[attr-defined]
+        elif (result.passed and session.plan.config.update_outputs
+              and all(cell.status != NOT_RUN for cell in result.cells)):
+            from ..outputs.update import write_updated_outputs
 
-                write_updated_outputs(session.plan.path, result)
-        finally:
-            session.close()
+            write_updated_outputs(session.plan.path, result)

@@ -160,12 +160,13 @@ class NotebookItem(_NotebookItemBase):
                 and not nxt.ran and not nxt.get_closest_marker("skip")):
             session = nxt.new_session()
             nxt.prewarmed = session
-            OPEN_SESSIONS.add(session)
+            OPEN_SESSIONS.add(session)  # ended at session end, should its item never run
             try:
-                await session.launch()
+                await session.launch()  # its item's run_all enters it: `async with` ends it
             except NbTestError:
                 nxt.prewarmed = None  # the next item reports its own start failure
                 OPEN_SESSIONS.discard(session)
+                session.close()
 
     def runtest(self) -> None:
         """Run the notebook in a fresh kernel; fail with the report of its failing cell."""
@@ -175,15 +176,12 @@ class NotebookItem(_NotebookItemBase):
 
         session = self.new_session()
         session.outer_limit = self.outer_limit
-        OPEN_SESSIONS.add(session)
-        try:
+        OPEN_SESSIONS.discard(session)  # pre-warmed: from here on this item ends it
+        # `with`: a KeyboardInterrupt out of the event loop skips run_all's `async with`.
+        with session:
             result = run_sync(session.run_all)(
                 lambda: self.prewarm_next(session, early=True),
                 lambda: self.prewarm_next(session, early=False))
-        finally:
-            # A KeyboardInterrupt out of the event loop skips run_all's own clean-up.
-            session.close()
-            OPEN_SESSIONS.discard(session)
         self.record(result.cells, result.extras)
         if result.status == NB_SKIPPED:  # a cell called pytest.skip()
             skip_here(result.reason)
