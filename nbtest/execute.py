@@ -6,6 +6,7 @@ and the judging of each cell's reply to verdict.py; plan.py prepares the noteboo
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -18,7 +19,7 @@ from nbformat import NotebookNode
 from .callback import Callback, Dispatcher, NotebookRun
 from .config import NbTestConfig
 from .kernel.launch import Kernel
-from .kernel.life import NotebookKernel
+from .kernel.life import KernelState, NotebookKernel
 from .kernel.reaper import settle
 from .nbdev import calls_export, cell_evals, default_eval
 from .notebook import directives, is_runnable
@@ -39,7 +40,8 @@ from .results import (
 )
 from .verdict import SKIP_ERRORS, clear_outputs, judge_cell, output_tail, timeout_detail
 
-__all__ = ["NotebookSession", "Plan", "plan_notebook", "run_notebook", "run_plan"]
+__all__ = ["KernelState", "NotebookSession", "Plan", "plan_notebook", "run_notebook",
+           "run_plan"]
 
 # nbclient logs timeouts and deaths as errors; nbtest reports them itself, once, per cell.
 _QUIET = logging.getLogger("nbtest.nbclient")
@@ -61,9 +63,9 @@ def run_plan(plan: Plan, callbacks: Iterable[Callback] = ()) -> NotebookResult:
     if plan.config.skip:
         return session.skipped(plan.config.skip)
     try:
-        return run_sync(session.run_all)()
+        with session:  # also after KeyboardInterrupt / SIGTERM mid-cell
+            return run_sync(session.run_all)()
     finally:
-        session.close()  # also after KeyboardInterrupt / SIGTERM mid-cell
         settle()  # the kernel's processes have exited and its folder is gone
 
 
@@ -71,11 +73,15 @@ class NotebookSession:
     """One notebook in one kernel, cell by cell; each cell's result is tracked as it runs.
 
     `run_plan` drives it in one go; pytest's per-cell items drive it one cell at a time
-    (`start`, `run_cell`, `finish`), so both faces share this single execution path.
+    (`start`, `run_cell`, `finish`), so both faces share this single execution path. Its
+    kernel's life is a context: `async with session:` launches it (unless pre-warmed) and
+    leaving the block ends it (KernelState.RELEASED), however it is left; `with session:`
+    ends it too, around an event loop a KeyboardInterrupt may leave without unwinding.
     """
 
     def __init__(self, plan: Plan, callbacks: Iterable[Callback] = ()) -> None:
-        self.plan = plan
+        # Its own copy of the notebook: the run writes outputs into it, the plan stays as is.
+        self.plan = plan = dataclasses.replace(plan, notebook=copy.deepcopy(plan.notebook))
         self.dispatcher = Dispatcher(callbacks)
         self.client: Any = None
         self.cells: dict[int, CellResult] = {}  # by executed index
@@ -104,12 +110,32 @@ class NotebookSession:
         """Executed-notebook indices of the code cells, in order."""
         return [i for i, c in enumerate(self.plan.notebook.cells) if c.cell_type == "code"]
 
+    @property
+    def state(self) -> KernelState:
+        """Where its kernel is in its life."""
+        return self.life.state
+
+    async def __aenter__(self) -> NotebookSession:
+        await self.launch()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __enter__(self) -> NotebookSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Kill the kernel's whole process tree, if one is running, and remove its folder:
-        the run is over, finished or abandoned. Callbacks first take a last look at a kernel
-        still alive and answering (before_kernel_stop)."""
-        self._stop()
-        self.life.release()
+        the run is over, finished or abandoned (done once: later calls do nothing). Callbacks
+        first take a last look at a kernel still alive and answering (before_kernel_stop)."""
+        try:
+            self._stop()
+        finally:
+            self.life.release()
 
     def _stop(self) -> None:
         self.life.stop(last_look=self.client is not None and (
@@ -126,8 +152,7 @@ class NotebookSession:
         """Start, run every code cell in order, finish. `after_launch` runs once the kernel's
         process exists, `after_start` once it answers: the pytest face launches the next
         notebook's kernel in one of them, so it boots while this one runs."""
-        try:
-            await self.launch()
+        async with self:
             if after_launch is not None:
                 await after_launch()
             await self.start()
@@ -135,10 +160,7 @@ class NotebookSession:
                 await after_start()
             for index in self.code_cells:
                 await self.run_cell(index)
-        except BaseException:
-            self.close()
-            raise
-        return self.finish()
+            return self.finish()
 
     async def launch(self) -> None:
         """Start the kernel process, without waiting for it: pre-warming for a later start()."""

@@ -220,6 +220,9 @@ def metadata_settings(metadata: Mapping[str, Any], path: Path) -> dict[str, Any]
     return parse_layer(raw, METADATA, f"{path}: metadata.nbtest")
 
 
+DEFAULT_KERNEL = "python3"  # the kernel of a notebook that names none, unless --kernel says
+
+
 def kernel_name(nb: NotebookNode) -> str | None:
     """The kernelspec name the notebook asks for, if any."""
     return nb.metadata.get("kernelspec", {}).get("name") or None

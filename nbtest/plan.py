@@ -10,7 +10,7 @@ from pathlib import Path
 from nbformat import NotebookNode
 
 from .config import NbTestConfig
-from .notebook import kernel_name, load_notebook, notebook_settings
+from .notebook import DEFAULT_KERNEL, kernel_name, load_notebook, notebook_settings
 from .params import inject_parameters, injected_index
 
 
@@ -29,16 +29,17 @@ class Plan:
 
 def plan_notebook(path: str | Path, config: NbTestConfig | None = None,
                   notebook: NotebookNode | None = None) -> Plan:
-    """Load `path` (unless given), resolve its config and inject its parameters."""
+    """Load `path` (unless given), resolve its config and inject its parameters. A given
+    notebook is never changed: the plan holds it, or a copy with the parameters injected,
+    and each run executes a copy of that (NotebookSession), so one plan serves many runs."""
     path = Path(path)
     nb = notebook if notebook is not None else load_notebook(path)
     config = (config or NbTestConfig()).with_notebook(notebook_settings(nb, path))
-    name = config.kernel or kernel_name(nb) or "python3"
+    name = config.kernel or kernel_name(nb) or DEFAULT_KERNEL
     original = len(nb.cells)
-    nb = copy.deepcopy(nb)
     if config.parameters:
         language = nb.metadata.get("kernelspec", {}).get("language") or "python"
-        nb = inject_parameters(nb, config.parameters, name, language)
+        nb = inject_parameters(copy.deepcopy(nb), config.parameters, name, language)
     where = injected_index(nb)
     added = len(nb.cells) - original  # 1 when papermill added a cell, 0 when it replaced one
     # Number cells as in the input file; an added injected cell shares its parameters cell's.

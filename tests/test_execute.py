@@ -315,3 +315,42 @@ def test_path_with_quotes_cannot_inject_code(tmp_path: Path, make_notebook) -> N
     assert result.cells[0].output_tail.splitlines() == [str(folder), str(path.resolve())]
     assert not (folder / "pwned").exists() and not Path("pwned").exists()
     assert os.path.exists(path)
+
+
+def test_a_session_is_a_context_that_ends_its_kernel(make_notebook, no_kernel_left) -> None:
+    """`async with NotebookSession(plan)`: the kernel launches on entry and, however the block
+    is left (here by an error mid-run), ends there, folder and all; ending it again does
+    nothing. One plan serves a second run: the first left no output in it."""
+    from jupyter_core.utils import run_sync
+
+    from nbtest.execute import KernelState, NotebookSession, plan_notebook
+    from nbtest.kernel.reaper import settle
+
+    this_tests(NotebookSession.__aenter__, NotebookSession.__aexit__, NotebookSession.close,
+               "nbtest.kernel.life.NotebookKernel.release")
+    plan = plan_notebook(make_notebook("a.ipynb", ["print('hi')", "x = 2"]))
+    session = NotebookSession(plan)
+    seen = []
+
+    async def run_then_fail() -> None:
+        async with session as entered:
+            seen.append(entered.state)
+            await session.start()
+            seen.append(session.state)
+            await session.run_cell(0)
+            raise RuntimeError("the caller failed")
+
+    with pytest.raises(RuntimeError, match="the caller failed"):
+        run_sync(run_then_fail)()
+    assert seen == [KernelState.LAUNCHED, KernelState.READY]
+    assert session.state is KernelState.RELEASED
+    settle()  # the kernel's stop ends in the background (kernel/reaper.py)
+    assert not os.path.exists(session.run_info.kernel_folder)
+    session.close()  # a second end: nothing to do
+    assert session.state is KernelState.RELEASED
+    assert session.plan.notebook.cells[0].outputs  # the run's own copy has the output
+    assert not plan.notebook.cells[0].outputs  # the plan's notebook is as it was
+    again = run_sync(NotebookSession(plan).run_all)()
+    assert again.passed and again.cells[0].execution_count == 1
+    settle()
+    no_kernel_left()

@@ -175,3 +175,38 @@ def test_cell_items_carry_the_notebook_markers(pytester: pytest.Pytester, nb) ->
     result = pytester.runpytest("--nbtest", "--nbtest-cells", "--collect-only", "-q",
                                 "-m", "not slow")
     assert collected_ids(result) == ["fast.ipynb::cell[1]"]
+
+
+# A conftest counting every parse of a notebook's metadata into nbtest options, by file.
+COUNT_PARSES = """
+import nbtest.notebook
+
+parse = nbtest.notebook.metadata_settings
+
+
+def counted(metadata, path):
+    with open("parses.txt", "a") as fh:
+        fh.write(f"{path}\\n")
+    return parse(metadata, path)
+
+
+nbtest.notebook.metadata_settings = counted
+"""
+
+
+@pytest.mark.parametrize("cells", [False, True], ids=["notebook", "cells"])
+def test_a_notebook_is_resolved_once(pytester: pytest.Pytester, nb, no_kernel_left,
+                                     cells: bool) -> None:
+    """Collection builds each notebook's plan (its metadata parsed once); its items, the
+    affected deselection, the preflight and the run all use that plan."""
+    this_tests("nbtest.plugin.collect.NotebookFile.collect", "nbtest.plan.plan_notebook",
+               "nbtest.plugin.state.is_notebook_item")
+    pytester.makeconftest(COUNT_PARSES)
+    nb("a.ipynb", ["x = 1", "assert x == 1"], nbtest={"timeout": 30})
+    nb("b.ipynb", ["y = 2"], nbtest={"gpu_min_free": 0})
+    args = ["--nbtest", "--nbtest-affected", *(["--nbtest-cells"] if cells else [])]
+    result = run_pytest(pytester, *args)
+    result.assert_outcomes(passed=3 if cells else 2)
+    parses = (pytester.path / "parses.txt").read_text().split()
+    assert sorted(parses) == ["a.ipynb", "b.ipynb"]
+    no_kernel_left()

@@ -73,7 +73,7 @@ def test_reruns_rerun_a_failed_cell_in_a_fresh_kernel_and_never_hide_a_failure(
         pytester: pytest.Pytester, project: Path, no_kernel_left) -> None:
     """Case 1: `--reruns 2` ends exit 1 with cell 3 failed; the flaky cell passes on rerun."""
     this_tests("nbtest.plugin.items.CellItem.setup",
-               "nbtest.plugin.collect.NotebookFile.kernel_before")
+               "nbtest.plugin.cell_kernel.CellKernel.before")
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "--reruns", "2", "-rA",
                         "--junitxml=junit.xml")
     text = output(result)
@@ -153,7 +153,7 @@ def test_last_failed_failed_first_stepwise_and_node_ids(pytester: pytest.Pyteste
                                                         project: Path) -> None:
     """Case 4: the cached ids round-trip; a cell run alone gets its earlier cells as setup."""
     this_tests("nbtest.plugin.collect.NotebookFile.collect",
-               "nbtest.plugin.collect.NotebookFile.kernel_before")
+               "nbtest.plugin.cell_kernel.CellKernel.before")
     first = run_pytest(pytester, "--nbtest", "--nbtest-cells", "nbs")
     assert first.ret == pytest.ExitCode.TESTS_FAILED
     cached = json.loads((pytester.path / ".pytest_cache/v/cache/lastfailed").read_text())

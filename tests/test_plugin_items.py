@@ -139,7 +139,7 @@ def test_cells_fail_at_third_code_cell(pytester: pytest.Pytester, nb, no_kernel_
     """Cells 2 and 3 pass (3 sees cell 2's `x`: one kernel), cell 5 fails, 6 and 7 are
     skipped with `cell 5 failed`; the next notebook starts with a fresh kernel."""
     this_tests("nbtest.plugin.items.CellItem.runtest", "nbtest.plugin.items.CellItem.setup",
-               "nbtest.plugin.items.CellItem.finish_unless_followed")
+               "nbtest.plugin.collect.NotebookFile.teardown")
     nb("steps.ipynb", STEPS)
     nb("zfresh.ipynb", ["import os\nassert 'y' not in globals()", "a = 1", "assert a == 1"])
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-rA", "--junitxml=cells.xml")
@@ -169,29 +169,62 @@ def test_cells_fail_at_third_code_cell(pytester: pytest.Pytester, nb, no_kernel_
     no_kernel_left()
 
 
+# A conftest noting, at each kernel's last look, whether a collector's teardown stops it.
+STOP_WHERE = """
+import traceback
+
+from nbtest.callback import Callback
+from nbtest.plugin.state import CALLBACKS_KEY
+
+
+class Where(Callback):
+    def before_kernel_stop(self, run):
+        frames = traceback.extract_stack()
+        by_teardown = any(f.name == "teardown" and f.filename.endswith("collect.py")
+                          for f in frames)
+        with open("stops.txt", "a") as fh:
+            fh.write(f"{run.path.name} {'teardown' if by_teardown else 'elsewhere'}\\n")
+
+
+def pytest_sessionstart(session):
+    session.config.stash[CALLBACKS_KEY].append(Where())
+"""
+
+
 def test_cells_stopped_by_x_leave_no_kernel(pytester: pytest.Pytester, nb,
                                             no_kernel_left) -> None:
-    this_tests("nbtest.plugin.items.CellItem.runtest", "nbtest.plugin.items.close_open_sessions")
+    """-x in the middle of a notebook's cells: the kernel is stopped by its NotebookFile's
+    teardown (pytest's SetupState, at session end), not left to a sweep."""
+    this_tests("nbtest.plugin.items.CellItem.runtest",
+               "nbtest.plugin.collect.NotebookFile.teardown",
+               "nbtest.plugin.cell_kernel.CellKernel.close")
+    pytester.makeconftest(STOP_WHERE)
     nb("steps.ipynb", ["x = 1", "assert x == 2", "y = 3", "z = 4"])
     nb("zlater.ipynb", ["a = 1"])
     result = run_pytest(pytester, "--nbtest", "--nbtest-cells", "-x", "-rA")
     result.assert_outcomes(passed=1, failed=1)
     assert "stopping after 1 failures" in output(result)
     assert "zlater.ipynb" not in result.stdout.str()
+    assert (pytester.path / "stops.txt").read_text() == "steps.ipynb teardown\n"
     no_kernel_left()
 
 
 @pytest.mark.parametrize("cells", [False, True], ids=["notebook", "cells"])
 def test_ctrl_c_while_a_cell_runs_leaves_no_kernel(pytester: pytest.Pytester, nb,
                                                    no_kernel_left, cells: bool) -> None:
+    """Ctrl-C mid-cell: no kernel left; a per-cell notebook's kernel is stopped by its
+    NotebookFile's teardown."""
     this_tests("nbtest.plugin.items.NotebookItem.runtest", "nbtest.plugin.items.CellItem.runtest",
-               "nbtest.plugin.items.close_open_sessions")
+               "nbtest.plugin.collect.NotebookFile.teardown")
+    pytester.makeconftest(STOP_WHERE)
     nb("sleeper.ipynb", ["x = 1",
                          "import time\nopen('sleeping.txt', 'w').write('yes')\ntime.sleep(120)",
                          "y = 2"])
     args = ["--nbtest", "-p", "no:cacheprovider", *(["--nbtest-cells"] if cells else []),
             "sleeper.ipynb"]
     interrupt_once_started(args, pytester.path, pytester.path / "sleeping.txt")
+    if cells:
+        assert (pytester.path / "stops.txt").read_text() == "sleeper.ipynb teardown\n"
     no_kernel_left()
 
 

@@ -64,7 +64,7 @@ def relative(path: str | Path, root: Path) -> str:
 
 def static_fingerprint(nb: Any, config: NbTestConfig, path: Path, root: Path) -> dict[str, Any]:
     """What can be read without a kernel: code cells, options, kernel, depends globs."""
-    from ..notebook import kernel_name
+    from ..notebook import DEFAULT_KERNEL, kernel_name
     from ..outputs.compare import is_compared
 
     cells = []
@@ -79,7 +79,7 @@ def static_fingerprint(nb: Any, config: NbTestConfig, path: Path, root: Path) ->
             "outputs": cell.get("outputs", []) if compared else None}))])
     settings = {o.name: _plain(getattr(config, o.name)) for o in OPTIONS
                 if o.name not in NOT_FINGERPRINTED}
-    settings["kernel"] = config.kernel or kernel_name(nb) or "python3"
+    settings["kernel"] = config.kernel or kernel_name(nb) or DEFAULT_KERNEL
     settings["language"] = nb.metadata.get("kernelspec", {}).get("language")
     static = {"notebook": relative(path, root), "settings": settings, "cells": cells,
               "depends": list(config.depends), "cache": bool(config.cache)}

@@ -75,12 +75,12 @@ class AffectedSession:
     def deselect(self, items: list[pytest.Item]) -> None:
         """Drop the items of notebooks unchanged since their last pass (plugin's
         collection_modifyitems calls this after the marker skips, before the preflight)."""
-        from ..plugin.state import CONFIG_KEY
+        from ..plugin.state import CONFIG_KEY, is_notebook_item
 
         checker = Checker(self.root, self.store, self.config.stash[CONFIG_KEY].affected_max_age)
         by_path: dict[Path, list[pytest.Item]] = {}
         for item in items:
-            if hasattr(item, "nbconfig"):
+            if is_notebook_item(item):
                 by_path.setdefault(item.path, []).append(item)
         decisions, dropped = [], []
         groups: dict[str, list[pytest.Item]] = {}
@@ -88,12 +88,9 @@ class AffectedSession:
         for path, group in by_path.items():
             if any(item.get_closest_marker("skip") for item in group):
                 continue  # skipped for a reason: shown as skipped, as without the mode
-            parent: Any = group[0].parent
-            notebook = getattr(group[0], "notebook", None) or getattr(parent, "notebook", None)
-            if notebook is None:
-                continue
-            nbconfig = parent.session_config.with_notebook(_notebook_layer(group[0]))
-            static = static_fingerprint(notebook, nbconfig, path, self.root)
+            first: Any = group[0]
+            static = static_fingerprint(first.parent.notebook, first.plan.config, path,
+                                        self.root)
             static["settings"].update(options)
             try:
                 decision = checker.decide(static)
@@ -240,9 +237,3 @@ class AffectedSession:
         if self.config.getoption("verbose") > 0:
             for decision in sorted(unchanged, key=lambda d: d.notebook):
                 terminalreporter.write_line(f"  {decision.notebook}: {decision.describe()}")
-
-
-def _notebook_layer(item: pytest.Item) -> dict[str, Any]:
-    """The notebook's metadata layer as its item resolved it."""
-    nbconfig: Any = getattr(item, "nbconfig", None)
-    return dict(nbconfig.notebook) if nbconfig is not None else {}

@@ -1,12 +1,14 @@
 """One notebook's kernel from launch to kill: the GPU it is given, its start and startup code,
 the interrupt after a timeout, the last look callbacks take, and what its death looked like.
 
-NotebookSession (execute.py) owns one; cells never reach the kernel through here.
+NotebookSession (execute.py) owns one; cells never reach the kernel through here. Its life is
+a KernelState that only moves forward, so ending it twice, or from two places, does nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,16 @@ INTERRUPT_GRACE = 0.2  # seconds a timed-out kernel gets to react to SIGINT befo
 MEMORY_STOP, PEAK_RSS = "memory_stop", "peak_rss_mib"
 
 
+class KernelState(enum.Enum):
+    """Where a notebook's kernel is in its life, in order."""
+
+    NEW = "new"  # no process yet
+    LAUNCHED = "launched"  # its process exists; it may not answer yet
+    READY = "ready"  # it answered and ran nbtest's startup code
+    STOPPED = "stopped"  # its whole process tree was sent SIGKILL; its folder is kept
+    RELEASED = "released"  # its private folder is gone too: nothing of it is left
+
+
 class NotebookKernel:
     """The kernel of one notebook run. `run_info` is the callbacks' NotebookRun (its
     kernel_env and startup settings shape the kernel); `dispatcher` sends kernel events."""
@@ -33,12 +45,11 @@ class NotebookKernel:
         self.sources = sources  # the code that will run: what decides fork or spawn
         self.run_info, self.dispatcher = run_info, dispatcher
         self.kernel: Kernel | None = None
-        self.stop_announced = False  # before_kernel_stop went out (once per kernel)
-        self.released = False  # the kernel's folder is gone (release())
+        self.state = KernelState.NEW
 
     async def launch(self) -> None:
         """Start the kernel process, without waiting for it: pre-warming for a later start()."""
-        if self.kernel is not None:
+        if self.state is not KernelState.NEW:
             return
         config, info = self.config, self.run_info
         info.kernel_env["NBTEST_NOTEBOOK"] = str(self.path.resolve())
@@ -68,6 +79,7 @@ class NotebookKernel:
         except BaseException:  # no kernel (unknown name, failed start): the folder goes now
             shutil.rmtree(info.kernel_folder, ignore_errors=True)
             raise
+        self.state = KernelState.LAUNCHED
         info.kernel_pid = self.kernel.pid
         info.extras["kernel_start"] = self.kernel.start_method
 
@@ -79,7 +91,7 @@ class NotebookKernel:
         process = getattr(self.kernel.km.provisioner, "process", None)
         if getattr(process, "stale", lambda: [])():  # forked (pre-warmed) before a preloaded
             self.kernel.kill(wait=False)  # module's file changed: it holds the old module
-            self.kernel = None
+            self.kernel, self.state = None, KernelState.NEW
             await self.launch()  # from a template rebuilt with the new file
             assert self.kernel is not None
         await self.kernel.wait_ready(self.config.startup_timeout, self.path)
@@ -97,6 +109,7 @@ class NotebookKernel:
         # The kernels stopped before this one finish exiting in the background, meanwhile;
         # they are gone before this notebook's first cell, their memory (GPU too) free again.
         settle()
+        self.state = KernelState.READY
         return self.kernel
 
     def stop(self, last_look: bool) -> None:
@@ -104,20 +117,31 @@ class NotebookKernel:
         callbacks first look at the kernel, still alive and answering (before_kernel_stop).
         Every process has been sent SIGKILL on return; their exit is awaited in the background
         (kernel/reaper.py) while the next notebook's kernel answers and runs its startup code
-        (start() waits for it before the first cell)."""
-        if self.kernel is None:
+        (start() waits for it before the first cell). STOPPED from here on."""
+        if self.state in (KernelState.STOPPED, KernelState.RELEASED):
             return
-        if last_look and not self.stop_announced:
-            self.stop_announced = True
-            self.dispatcher.kernel_stop(self.run_info)
-        # The folder stays until release(): notebook-end reads what callbacks kept there.
-        self.kernel.kill(self.run_info.stop_grace, wait=False, keep_folder=True)
+        if self.kernel is None:  # never launched, or its launch failed (its folder went then)
+            self.state = KernelState.STOPPED
+            return
+        self.state = KernelState.STOPPED  # first: the last look is taken once, whatever it does
+        try:
+            if last_look:
+                self.dispatcher.kernel_stop(self.run_info)
+        finally:
+            # The folder stays until release(): notebook-end reads what callbacks kept there.
+            self.kernel.kill(self.run_info.stop_grace, wait=False, keep_folder=True)
 
     def release(self) -> None:
-        """Remove the kernel's private folder (stop() first): the run is over."""
-        if self.kernel is not None and not self.released:
-            self.released = True
-            self.kernel.remove_folder()
+        """Stop the kernel (unless done) and remove its private folder: the run is over.
+        RELEASED from here on."""
+        if self.state is KernelState.RELEASED:
+            return
+        try:
+            self.stop(last_look=False)
+        finally:
+            self.state = KernelState.RELEASED
+            if self.kernel is not None:
+                self.kernel.remove_folder()
 
     async def stop_after_timeout(self) -> None:
         """Interrupt, give the cell a moment, then kill: whatever SIGINT did, a cell may
@@ -125,7 +149,7 @@ class NotebookKernel:
         assert self.kernel is not None
         await self.kernel.interrupt()
         await asyncio.sleep(INTERRUPT_GRACE)
-        self.kernel.kill(self.run_info.stop_grace, wait=False, keep_folder=True)
+        self.stop(last_look=False)
 
     def death_detail(self) -> str:
         """How the kernel died, from its exit status."""

@@ -38,6 +38,7 @@ from .state import (
     LEFT_OUT_OUTPUT,
     SWITCHES_KEY,
     TEMPLATES_KEY,
+    is_notebook_item,
     nbtest_active,
     nbtest_enabled,
     note_left_out,
@@ -250,20 +251,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
         reunite_split_notebooks(session.config, items)
         keep_cells_together(items)
-    # One entry per notebook: its items' options and the notebook (a cell item's is its file's).
-    notebooks = {item.path: (item.nbconfig, getattr(item, "notebook", None)
-                             or getattr(item.parent, "notebook", None))
-                 for item in items if hasattr(item, "nbconfig")
-                 and not item.get_closest_marker("skip")}
-    forking = [(nbconfig, nb) for nbconfig, nb in notebooks.values()
-               if nb is not None and nbconfig.fork != "no"]
+    # One entry per notebook: its plan, and the notebook as read (its file's).
+    notebooks = {item.path: (item.plan, item.parent.notebook) for item in items
+                 if is_notebook_item(item) and not item.get_closest_marker("skip")}
+    forking = [plan for plan, _ in notebooks.values() if plan.config.fork != "no"]
     imports = remember_imports(session.config, notebooks)
     if not forking:
         return  # nothing imported: a session without notebooks pays nothing here
-    if len(forking) == 1 and forking[0][0].fork == "auto":
+    if len(forking) == 1 and forking[0].config.fork == "auto":
         return  # one kernel starts sooner spawned; a template would only take CPU from it
-    names = {nbconfig.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
-             for nbconfig, nb in forking}
+    names = {plan.kernel_name for plan in forking}
     from ..kernel.forkserver import warm_up
     from ..kernel.specs import kernel_argv
 
@@ -287,14 +284,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Stop a per-cell notebook's kernel after its last cell item; drop unused warm kernels."""
+    """Drop a pre-warmed kernel its notebook item never used."""
     if "nbtest.plugin.items" not in sys.modules:
         return
-    from .items import CellItem, NotebookItem
+    from .items import NotebookItem
 
-    if isinstance(item, CellItem):
-        item.finish_unless_followed(nextitem)
-    elif isinstance(item, NotebookItem):
+    if isinstance(item, NotebookItem):
         item.drop_prewarmed()
 
 
@@ -307,13 +302,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         forkserver.ForkServer.stop_all(keep=config.stash.get(TEMPLATES_KEY, set()))
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Kill kernels of per-cell notebooks that never reached their last cell, and wait for
-    the end of every kernel's stop (its processes gone, its folder removed)."""
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """Around pytest's own teardown of what is still set up (a per-cell notebook cut short by
+    -x or Ctrl-C: its NotebookFile's teardown kills that kernel, publishing nothing): kill the
+    pre-warmed kernels never used, and wait for the end of every kernel's stop (its
+    processes gone, its folder removed)."""
     if "nbtest.plugin.items" not in sys.modules:
-        return
-    from ..kernel.reaper import settle
-    from .items import close_open_sessions
+        return (yield)
+    from .cell_kernel import ENDING_KEY
 
-    close_open_sessions()
-    settle()  # the end of every kernel's stop (kernel/reaper.py): processes gone, folders too
+    session.config.stash[ENDING_KEY] = True
+    try:
+        return (yield)
+    finally:
+        from ..kernel.reaper import settle
+        from .items import close_open_sessions
+
+        close_open_sessions()
+        settle()  # the end of every kernel's stop (kernel/reaper.py): processes gone, folders too

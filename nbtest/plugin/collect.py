@@ -1,5 +1,6 @@
 """The pytest collector of a notebook file: NotebookFile yields a NotebookItem, or one CellItem
-per cell, and for cell items keeps the one kernel they share (earlier cells run as setup).
+per cell, and for cell items owns the one kernel they share (cell_kernel.py), closed by its
+teardown.
 """
 
 from __future__ import annotations
@@ -11,18 +12,9 @@ from typing import Any
 import pytest
 
 from ..config import NbTestConfig, in_pytest_spelling
-from ..errors import NbTestError, NotebookFailed
-from ..results import NB_FAILED, NOT_RUN
-from .items import (
-    OPEN_SESSIONS,
-    CellItem,
-    HookCallback,
-    NotebookItem,
-    ReportsNbTestErrors,
-    display_path,
-    skip_here,
-)
-from .state import CALLBACKS_KEY, CONFIG_KEY
+from ..errors import NbTestError
+from .items import CellItem, NotebookItem, ReportsNbTestErrors, display_path
+from .state import CONFIG_KEY
 
 # nbval's NotebookFile.skip_compare: what its users' conftests extend in pytest_collectstart
 # (`collector.skip_compare += ('stderr',)`); what they add is not compared (skip_compare).
@@ -33,6 +25,8 @@ class NotebookFile(pytest.File):
     """A `.ipynb` file: read once here, then one item (or one per code cell)."""
 
     skip_compare: tuple[str, ...] = NBVAL_SKIP_COMPARE
+    notebook: Any = None  # the notebook as read, once collected
+    plan: Any = None  # the notebook resolved (nbtest.plan.Plan), once collected
 
     @property
     def session_config(self) -> NbTestConfig:
@@ -45,23 +39,30 @@ class NotebookFile(pytest.File):
         self.__dict__["_session_config"] = value
 
     def collect(self) -> Iterator[pytest.Item]:
-        """Load the notebook and yield its items, with markers from its metadata."""
-        from ..notebook import load_notebook, notebook_settings
+        """Load the notebook, resolve it once into the plan its items run (options from its
+        metadata parsed here, and nowhere else), and yield its items, with their markers."""
+        import dataclasses
+
+        from ..notebook import load_notebook
+        from ..plan import plan_notebook
 
         try:
             nb = load_notebook(display_path(self.path))
-            settings = notebook_settings(nb, display_path(self.path))
+            plan = plan_notebook(display_path(self.path), self.session_config, notebook=nb)
             added = [key for key in self.skip_compare if key not in NBVAL_SKIP_COMPARE]
             if added:  # an nbval conftest's pytest_collectstart extended it
-                settings["skip_compare"] = (*settings.get("skip_compare", ()), *added)
-                self.session_config = self.session_config.with_explicit(
-                    skip_compare=settings["skip_compare"])
+                self.session_config = self.session_config.with_explicit(skip_compare=(
+                    *plan.config.notebook.get("skip_compare", ()), *added))
+                plan = dataclasses.replace(
+                    plan, config=self.session_config.with_notebook(plan.config.notebook))
         except NbTestError as exc:
             # An error of this file alone: the rest of the session still runs.
             yield UnreadableNotebook.from_parent(self, name=self.path.name, nodeid=self.nodeid,
                                                  error=exc)
             return
-        config = self.config.stash[CONFIG_KEY].with_notebook(settings)
+        self.notebook = nb  # as read: what the affected fingerprint and preload read
+        self.plan = plan
+        config = plan.config
         flags: set[str] = set()
         if config.nbdev:
             from ..nbdev import not_run, notebook_flags
@@ -84,14 +85,15 @@ class NotebookFile(pytest.File):
             # An explicit node id: pytest 9 parses the cached ids of --lf / --sw / --deselect,
             # reading `[3]` as parameters; an id built by name would not compare equal.
             items = [CellItem.from_parent(self, name=f"cell[{n}]", number=n,
-                                          nodeid=f"{self.nodeid}::cell[{n}]")
+                                          nodeid=f"{self.nodeid}::cell[{n}]", plan=plan)
                      for n in numbers]
-            self.notebook = nb
+            from .cell_kernel import CellKernel
+
+            self.cell_kernel = CellKernel(self)
         else:
             items = [NotebookItem.from_parent(self, name=self.path.name, nodeid=self.nodeid,
-                                              notebook=nb)]
+                                              plan=plan)]
         for item in items:
-            item.nbconfig = config  # this notebook's resolved options (metadata included)
             for marker in (*config.markers, *sorted(flags)):
                 item.add_marker(marker)
             if config.skip:
@@ -108,38 +110,6 @@ class NotebookFile(pytest.File):
             return in_pytest_spelling(excinfo.value.message)
         return super().repr_failure(excinfo)
 
-    # -- the kernel that this notebook's cell items share (--nbtest-cells) -----------------
-
-    nb_session: Any = None  # the NotebookSession of the cell items, while one is open
-    nb_hook: HookCallback | None = None
-    nb_start_error: NbTestError | None = None
-    verdicts: dict[int, bool]  # cell number -> its item's latest attempt failed
-
-    def _open_kernel(self, item: CellItem) -> Any:
-        """A fresh kernel for this notebook's cell items, started and answering."""
-        from jupyter_core.utils import run_sync
-
-        from ..execute import NotebookSession, plan_notebook
-
-        if self.nb_start_error is not None:  # reported once, at the first cell item
-            skip_here("the notebook's kernel did not start: "
-                       f"{self.nb_start_error.message[:200]}")
-        plan = plan_notebook(display_path(self.path), self.session_config,
-                             notebook=self.notebook)
-        self.nb_hook = HookCallback(item)
-        session = NotebookSession(plan, [*self.config.stash.get(CALLBACKS_KEY, []),
-                                         self.nb_hook])
-        OPEN_SESSIONS.add(session)
-        try:
-            run_sync(session.start)()
-        except NbTestError as exc:
-            self.nb_start_error = exc
-            OPEN_SESSIONS.discard(session)
-            session.close()
-            raise
-        self.nb_session = session
-        return session
-
     def source_line(self, number: int) -> int:
         """0-based line of cell `number`'s first source line in the file (read once)."""
         if not hasattr(self, "source_lines"):
@@ -152,76 +122,13 @@ class NotebookFile(pytest.File):
         lines = self.source_lines
         return lines[number - 1] if 0 < number <= len(lines) else 0
 
-    def indices_of(self, number: int) -> list[int]:
-        """The executed indices of cell `number` (its injected-parameters cell too)."""
-        plan = self.nb_session.plan
-        return [index for index, n in enumerate(plan.numbers)
-                if n == number and plan.notebook.cells[index].cell_type == "code"]
+    def teardown(self) -> None:
+        """Close the kernel its cell items shared (pytest's SetupState calls this after the
+        file's last item, or at session end when the run was cut short)."""
+        kernel = self.__dict__.get("cell_kernel")
+        if kernel is not None:
+            kernel.close()
 
-    def kernel_before(self, item: CellItem) -> Any:
-        """The kernel in the state the cells before `item`'s leave, as a whole run would.
-
-        The open kernel is reused while it has run only earlier cells, all passed; otherwise
-        (a rerun, a cell selected alone, a reordered session) a fresh kernel is started. The
-        earlier cells not yet run are run here, as the item's setup. One of them failing
-        skips the item, as in a whole run, when that cell's own item reported the failure;
-        otherwise the item errors with that cell's report, so no failure goes unseen.
-        """
-        from jupyter_core.utils import run_sync
-
-        session = self.nb_session
-        if not hasattr(self, "verdicts"):
-            self.verdicts = {}
-        if session is not None:
-            first = self.indices_of(item.number)[0]
-            if max(session.cells, default=-1) >= first or (
-                    session.failed_cell is not None
-                    and not self.verdicts.get(session.failed_cell.number)):
-                self.close_kernel()  # it ran this cell or a later one: start again
-                session = None
-        if session is None:
-            session = self._open_kernel(item)
-        assert self.nb_hook is not None
-        self.nb_hook.item = item  # hooks name the item whose setup or test runs
-        session.outer_limit = item.outer_limit
-        first = self.indices_of(item.number)[0]
-        for index in session.code_cells:
-            if session.failed_cell or session.skipped_by or index >= first:
-                break
-            if index not in session.cells:
-                run_sync(session.run_cell)(index)
-        if session.skipped_by is not None and session.skipped_by.number != item.number:
-            skip_here(f"{session.skipped_by.detail} (cell {session.skipped_by.number})")
-        failed = session.failed_cell
-        if failed is not None and failed.number != item.number:
-            if self.verdicts.get(failed.number):
-                skip_here(f"cell {failed.number} failed")
-            from ..report import cell_failure_text
-
-            raise NotebookFailed(
-                f"cell {item.number} did not run: cell {failed.number}, which runs before it, "
-                f"failed.\n\n{cell_failure_text(failed, str(session.plan.path))}",
-                path=str(session.plan.path))
-        return session
-
-    def close_kernel(self) -> None:
-        """Stop the cell items' kernel, publishing its result (save-failed, updated outputs)."""
-        session, self.nb_session = self.nb_session, None
-        if session is None:
-            return
-        OPEN_SESSIONS.discard(session)
-        try:
-            result = session.finish()
-            items = [item for item in self.session.items if item.parent is self]
-            if result.status == NB_FAILED and items:
-                items[0].save_failed(result)  # type: ignore[attr-defined]
-            elif (result.passed and session.plan.config.update_outputs
-                  and all(cell.status != NOT_RUN for cell in result.cells)):
-                from ..outputs.update import write_updated_outputs
-
-                write_updated_outputs(session.plan.path, result)
-        finally:
-            session.close()
 
 class UnreadableNotebook(ReportsNbTestErrors, pytest.Item):
     """A notebook that cannot be read: an error at setup, with the loader's message."""

@@ -10,18 +10,21 @@ import os
 import re
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..callback import Callback, NotebookRun
-from ..config import NbTestConfig, in_pytest_spelling
+from ..config import in_pytest_spelling
 from ..errors import NbTestError, NotebookFailed
 from ..notebook import is_skipped
 from ..results import NB_FAILED, NB_SKIPPED, SKIPPED, CellResult, NotebookResult
 from .state import CALLBACKS_KEY, CONFIG_KEY, EXPORTS_NOT_RUN, KERNEL_START
 
-# Sessions of --nbtest-cells notebooks still open; closed at session end whatever happened.
+if TYPE_CHECKING:
+    from ..plan import Plan
+
+# Pre-warmed sessions of notebook items still open; closed at session end whatever happened.
 OPEN_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
 # NotebookResult.extras shown as JUnit properties (and read back by --nbtest-mem-report).
 RESULT_PROPERTIES = (("peak_rss_mib", "nbtest peak RSS MiB"),
@@ -79,10 +82,13 @@ class ReportsNbTestErrors:
 
 
 class _NotebookItemBase(ReportsNbTestErrors, pytest.Item):
-    """What both item kinds share: the report and the callbacks."""
+    """What both item kinds share: the notebook's plan, the report and the callbacks."""
 
-    nbconfig: NbTestConfig  # the notebook's resolved options, set at collection
     outer_limit: tuple[float, str] | None = None  # a deadline from outside (timeout_bridge)
+
+    def __init__(self, *, plan: Plan, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan  # the notebook resolved once, at collection (its options: plan.config)
 
     def callbacks(self) -> list[Callback]:
         """The session's callbacks plus the pytest hook feeder for this item."""
@@ -124,23 +130,20 @@ class _NotebookItemBase(ReportsNbTestErrors, pytest.Item):
 class NotebookItem(_NotebookItemBase):
     """One notebook as one test."""
 
-    def __init__(self, *, notebook: Any, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.notebook = notebook
         self.next_item: pytest.Item | None = None  # set by the plugin before the run
         self.prewarmed: Any = None  # a NotebookSession whose kernel is already booting
+        self.ran = False  # a session was made for it: too late to pre-warm one
 
     def new_session(self) -> Any:
         """The NotebookSession for this notebook (the pre-warmed one, if any)."""
-        from ..execute import NotebookSession, plan_notebook
+        from ..execute import NotebookSession
 
         session, self.prewarmed = self.prewarmed, None
         if session is None:
-            parent: Any = self.parent
-            plan = plan_notebook(display_path(self.path), parent.session_config,
-                                 notebook=self.notebook)
-            session = NotebookSession(plan, self.callbacks())
-        self.notebook = None  # the plan holds its own copy; keep the harness small
+            session = NotebookSession(self.plan, self.callbacks())
+        self.ran = True
         return session
 
     async def prewarm_next(self, session: Any, early: bool) -> None:
@@ -154,15 +157,16 @@ class NotebookItem(_NotebookItemBase):
             return
         nxt = self.next_item
         if (isinstance(nxt, NotebookItem) and nxt.prewarmed is None
-                and nxt.notebook is not None and not nxt.get_closest_marker("skip")):
+                and not nxt.ran and not nxt.get_closest_marker("skip")):
             session = nxt.new_session()
             nxt.prewarmed = session
-            OPEN_SESSIONS.add(session)
+            OPEN_SESSIONS.add(session)  # ended at session end, should its item never run
             try:
-                await session.launch()
+                await session.launch()  # its item's run_all enters it: `async with` ends it
             except NbTestError:
                 nxt.prewarmed = None  # the next item reports its own start failure
                 OPEN_SESSIONS.discard(session)
+                session.close()
 
     def runtest(self) -> None:
         """Run the notebook in a fresh kernel; fail with the report of its failing cell."""
@@ -172,15 +176,12 @@ class NotebookItem(_NotebookItemBase):
 
         session = self.new_session()
         session.outer_limit = self.outer_limit
-        OPEN_SESSIONS.add(session)
-        try:
+        OPEN_SESSIONS.discard(session)  # pre-warmed: from here on this item ends it
+        # `with`: a KeyboardInterrupt out of the event loop skips run_all's `async with`.
+        with session:
             result = run_sync(session.run_all)(
                 lambda: self.prewarm_next(session, early=True),
                 lambda: self.prewarm_next(session, early=False))
-        finally:
-            # A KeyboardInterrupt out of the event loop skips run_all's own clean-up.
-            session.close()
-            OPEN_SESSIONS.discard(session)
         self.record(result.cells, result.extras)
         if result.status == NB_SKIPPED:  # a cell called pytest.skip()
             skip_here(result.reason)
@@ -213,7 +214,7 @@ class CellItem(_NotebookItemBase):
 
     def setup(self) -> None:
         """Bring the notebook's kernel to the state just before this cell."""
-        self.parent.kernel_before(self)  # type: ignore[union-attr]
+        self.parent.cell_kernel.before(self)  # type: ignore[union-attr]
 
     def runtest(self) -> None:
         """Run this cell (and an injected-parameters cell that belongs to it)."""
@@ -221,12 +222,12 @@ class CellItem(_NotebookItemBase):
 
         from ..report import cell_failure_text
 
-        parent: Any = self.parent
-        session = parent.kernel_before(self)
-        for index in parent.indices_of(self.number):
+        kernel: Any = self.parent.cell_kernel  # type: ignore[union-attr]
+        session = kernel.before(self)
+        for index in kernel.indices_of(self.number):
             result = run_sync(session.run_cell)(index)
             self.record((result,), {"kernel_start": session.kernel.start_method})
-            parent.verdicts[self.number] = result.failed
+            kernel.verdicts[self.number] = result.failed
             if session.skipped_by is result:  # the cell called pytest.skip()
                 skip_here(result.detail)
             if result.status == SKIPPED:  # a skip tag or marker, or nothing to run
@@ -236,11 +237,6 @@ class CellItem(_NotebookItemBase):
                 raise NotebookFailed(cell_failure_text(result, str(session.plan.path),
                                                        color(self.config)))
 
-    def finish_unless_followed(self, nextitem: pytest.Item | None) -> None:
-        """After the notebook's last cell item, stop the kernel and publish the result."""
-        if nextitem is None or nextitem.parent is not self.parent:
-            self.parent.close_kernel()  # type: ignore[union-attr]
-
 
 def skip_here(reason: str) -> None:
     """Skip the running item, reported at the item's own location (its cell in the notebook),
@@ -249,7 +245,7 @@ def skip_here(reason: str) -> None:
 
 
 def close_open_sessions() -> None:
-    """Kill the kernels of per-cell notebooks left open (Ctrl-C, -x, deselection)."""
+    """Kill the pre-warmed kernels left open (Ctrl-C, -x, the next item deselected)."""
     for session in list(OPEN_SESSIONS):
         session.close()
     OPEN_SESSIONS.clear()

@@ -3,14 +3,13 @@ controller as soon as a worker has collected notebooks)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..errors import NbTestError
-from .state import CONFIG_KEY
+from .state import CONFIG_KEY, is_notebook_item
 from .stop import stop_session
 from .switches import switched_off
 
@@ -23,7 +22,8 @@ def preflight_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         return  # under xdist the controller checks once (XdistPreflight), not each worker
     running: list[Any] = [item for item in items
                           if is_notebook_item(item) and not item.get_closest_marker("skip")]
-    run_preflight(config, max((int(item.nbconfig.gpu_min_free) for item in running), default=0))
+    run_preflight(config, max((int(item.plan.config.gpu_min_free) for item in running),
+                              default=0))
 
 def run_preflight(config: pytest.Config, need: int) -> None:
     """Probe once: exit with PREFLIGHT_EXIT if no GPU has `need` bytes free; say if none."""
@@ -73,10 +73,3 @@ class XdistPreflight:
         if nbconfig.skip or switched_off(self.config, set(nbconfig.markers)):
             return 0
         return int(nbconfig.gpu_min_free)
-
-def is_notebook_item(item: pytest.Item) -> bool:
-    if "nbtest.plugin.items" not in sys.modules:
-        return False
-    from .items import CellItem, NotebookItem
-
-    return isinstance(item, (NotebookItem, CellItem))

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from .state import is_notebook_item
 from .stop import stop_session
 
 
@@ -40,7 +41,7 @@ class RepeatGuard:
         """Stop with a usage error when a notebook test would not be repeated."""
         if hasattr(self.config, "workerinput"):
             return  # an xdist worker: the controller stops the session
-        text = self.refusal(item.nodeid for item in items if hasattr(item, "nbconfig"))
+        text = self.refusal(item.nodeid for item in items if is_notebook_item(item))
         if text:
             raise pytest.UsageError(text)
 

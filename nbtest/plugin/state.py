@@ -3,6 +3,7 @@ nbtest acts in a session at all."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,11 @@ def nbtest_active(config: pytest.Config) -> bool:
     nbtest (`[tool.nbtest]`, `nbtest_*` ini keys) or an `--nbtest-*` option was given.
     Anywhere else every hook gives what pytest gives without nbtest."""
     return config.stash.get(ACTIVE_KEY, False)
+
+def is_notebook_item(item: pytest.Item) -> bool:
+    """Whether `item` runs a notebook or one of its cells (it has a plan: item.plan)."""
+    items = sys.modules.get("nbtest.plugin.items")  # none yet: no notebook item exists
+    return items is not None and isinstance(item, items._NotebookItemBase)
 
 LEFT_OUT_KEY = pytest.StashKey[list]()  # (path, why) of notebooks an nbdev project leaves out
 LEFT_OUT_OUTPUT = "nbtest_left_out"  # in an xdist worker's output: those, for the controller

@@ -15,6 +15,7 @@ import pytest
 from ..callback import Callback, NotebookRun
 from ..config import NbTestConfig
 from ..errors import NbTestError
+from ..notebook import DEFAULT_KERNEL
 from ..results import NotebookResult
 from .state import CONFIG_KEY, FORK_TEMPLATES_KEY
 
@@ -45,7 +46,7 @@ class XdistForkTemplate:
         from ..kernel.specs import kernel_argv
 
         try:  # no collection yet: "auto" preloads what the last session's notebooks imported
-            warm_up(kernel_argv(self.nbconfig.kernel or "python3"),
+            warm_up(kernel_argv(self.nbconfig.kernel or DEFAULT_KERNEL),
                     preload_for(self.config, self.nbconfig), str(self.config.rootpath))
         except NbTestError:
             pass  # no such kernel here: each notebook reports its own

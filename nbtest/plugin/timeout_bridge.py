@@ -22,9 +22,7 @@ from typing import Any
 
 import pytest
 
-
-def _is_notebook_test(item: pytest.Item) -> bool:
-    return hasattr(item, "nbconfig") and not hasattr(item, "error")
+from .state import is_notebook_item
 
 
 def _arm(item: pytest.Item, seconds: float) -> None:
@@ -44,7 +42,7 @@ class TimeoutBridge:
     @pytest.hookimpl(optionalhook=True, tryfirst=True)
     def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> bool | None:
         """Give the item a deadline instead of pytest-timeout's signal or thread."""
-        if not _is_notebook_test(item):
+        if not is_notebook_item(item):
             return None
         if not settings.func_only:  # func_only: pytest-timeout sets it at every call itself
             self.limits[item] = settings.timeout
@@ -54,7 +52,7 @@ class TimeoutBridge:
     @pytest.hookimpl(optionalhook=True, tryfirst=True)
     def pytest_timeout_cancel_timer(self, item: pytest.Item) -> bool | None:
         """Drop the item's deadline (a later attempt's setup arms it again)."""
-        if not _is_notebook_test(item):
+        if not is_notebook_item(item):
             return None
         item.outer_limit = None  # type: ignore[attr-defined]
         return True
