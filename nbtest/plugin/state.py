@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ..callback import Callback
 from ..config import NbTestConfig
 
 KERNEL_START = "nbtest kernel start"  # the user property naming how a kernel started
@@ -16,7 +17,7 @@ ACTIVE_KEY = pytest.StashKey[bool]()
 
 CONFIG_KEY = pytest.StashKey[NbTestConfig]()  # the session's resolved options
 
-CALLBACKS_KEY = pytest.StashKey[list]()  # session-wide callbacks (registry, memory, ...)
+CALLBACKS_KEY = pytest.StashKey[list[Callback]]()  # session-wide callbacks (registry, memory...)
 
 TEMPLATES_KEY = pytest.StashKey["set[int]"]()  # fork templates that predate the session
 
@@ -34,7 +35,8 @@ def nbtest_active(config: pytest.Config) -> bool:
     Anywhere else every hook gives what pytest gives without nbtest."""
     return config.stash.get(ACTIVE_KEY, False)
 
-LEFT_OUT_KEY = pytest.StashKey[list]()  # (path, why) of notebooks an nbdev project leaves out
+# (path, why) of notebooks an nbdev project leaves out
+LEFT_OUT_KEY = pytest.StashKey[list[tuple[Path, str]]]()
 LEFT_OUT_OUTPUT = "nbtest_left_out"  # in an xdist worker's output: those, for the controller
 
 def note_left_out(config: pytest.Config, path: Path, why: str) -> None:
