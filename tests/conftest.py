@@ -36,6 +36,7 @@ from typing import Any, Union
 import nbformat
 import psutil
 import pytest
+from helpers.spawn_guard import ADVICE, SPAWNS, forbid_processes
 from registry_helpers import NOTEBOOKS, make_project
 
 from nbtest.config import NbTestConfig
@@ -65,13 +66,97 @@ NBTEST_CMD: list[str] = ([str(_SCRIPT)] if _SCRIPT.exists()
 CellSpec = Union[str, tuple, dict]
 
 
+# The `spawns` tier, which `make test-fast` leaves out: tests that start a kernel or another
+# process (a pytest session in a subprocess, `nbtest`, the stand-in nvidia-smi...). A whole
+# module is marked when most of its tests do; a test using one of SPAWNING_FIXTURES is marked
+# wherever it is; another is listed in SPAWNING_TESTS (or decorated @pytest.mark.spawns). Any
+# other test fails if it starts a process (_no_process_unless_marked), so the tier stays fast.
+SPAWNING_MODULES = frozenset({
+    "test_affected.py", "test_affected_faults.py", "test_affected_inputs.py",
+    "test_affected_products.py", "test_affected_split.py", "test_cli_execute.py",
+    "test_coverage_kernels.py", "test_examples.py", "test_execute.py", "test_fault_leftovers.py",
+    "test_fork_faults.py", "test_fork_fidelity.py", "test_fork_prewarm.py",
+    "test_fork_template.py", "test_gpu_peak.py", "test_gpu_real.py", "test_gpu_wiring.py",
+    "test_hooks.py", "test_kernel_reaper.py", "test_kernels.py", "test_memory_callback.py",
+    "test_nbdev.py", "test_nbdev_parity.py", "test_output_check_e2e.py", "test_peer_execution.py",
+    "test_peer_nbval.py", "test_peer_notebook_files.py", "test_plugin_collect.py",
+    "test_plugin_combos.py", "test_plugin_compat.py", "test_plugin_inert.py",
+    "test_plugin_items.py", "test_plugin_options.py", "test_plugin_xdist.py",
+    "test_preflight_cmd.py", "test_preload.py", "test_profile.py", "test_readme.py",
+    "test_registry_cmd.py", "test_registry_faults.py", "test_registry_session.py",
+    "test_run_tests_sh.py", "test_template_stderr.py", "test_utils_mem.py",
+})
+# Tests (module::function) that do, in modules where most do not.
+SPAWNING_TESTS = frozenset({
+    "test_callbacks.py::test_check_cell_fails_a_passing_cell_and_progress_is_silent_off_a_terminal",
+    "test_callbacks.py::test_events_of_a_real_run",
+    "test_callbacks.py::test_progress_bar_on_a_terminal",
+    "test_callbacks.py::test_timeout_event_progress_and_timing_in_one_run",
+    "test_cli_output.py::test_html_without_nbconvert_names_the_distribution_before_the_run",
+    "test_cli_output.py::test_output_to_a_closed_pipe_exits_quietly",
+    "test_cli_output.py::test_write_failing_after_the_run_keeps_the_verdict",
+    "test_gpu.py::test_cuda_visible_devices_empty_means_no_gpu",
+    "test_gpu.py::test_cuda_visible_devices_index_and_uuid",
+    "test_gpu.py::test_failing_smi_falls_to_none_with_a_reason",
+    "test_gpu.py::test_free_card_passes",
+    "test_gpu.py::test_garbage_output_falls_to_none_with_a_reason",
+    "test_gpu.py::test_no_smi_on_path",
+    "test_gpu.py::test_nvml_failure_falls_to_smi",
+    "test_gpu.py::test_stuck_smi_times_out",
+    "test_gpu.py::test_two_cards_pin_the_kernel_to_the_freer",
+    "test_gpu.py::test_xdist_workers_spread_over_equally_free_cards",
+    "test_layout.py::test_each_module_imports_alone",
+    "test_layout.py::test_the_benchmarks_import_with_the_standard_library_alone",
+    "test_messages.py::test_preflight_refusal_is_printed_cleanly_in_every_verbosity",
+    "test_messages.py::test_timeout_of_a_cell_ignoring_sigint_still_reports",
+    "test_messages.py::test_timeout_shows_the_line_the_cell_was_stuck_on",
+    "test_params.py::test_failing_cell_after_injection_keeps_its_number",
+    "test_plugin_hooks.py::test_a_session_without_third_party_plugins_runs_registry_"
+    "affected_and_output_checks",
+    "test_registry_file.py::test_update_registry_file_from_many_processes",
+    "test_report_names.py::test_headings_and_junit_names_name_the_notebook_once",
+})
+SPAWNING_FIXTURES = frozenset({"run_cli", "start_cli", "kernel_holder"})
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Tag this pytest process's children; markers come from nbtest.plugin, not from here."""
+    """Tag this pytest process's children; declare the `spawns` marker (nbtest's own markers
+    come from nbtest.plugin)."""
+    config.addinivalue_line("markers", f"{SPAWNS}: starts a kernel or another process "
+                            "(`make test-fast` leaves it out; elsewhere no test may start one)")
     # Fresh per process, so each xdist worker only ever judges its own kernels.
     os.environ[SESSION_VAR] = uuid.uuid4().hex
     # pytest-randomly (installed for the compatibility tests) would shuffle every pytest
     # session these tests start: they opt in to it by deleting the variable.
     os.environ["PYTEST_ADDOPTS"] = NO_RANDOMLY
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of the `spawns` tier (see SPAWNING_MODULES)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent != here:
+            continue  # docs_src's notebooks, under testpaths too
+        function = getattr(item, "originalname", item.name)
+        if (item.path.name in SPAWNING_MODULES
+                or f"{item.path.name}::{function}" in SPAWNING_TESTS
+                or SPAWNING_FIXTURES.intersection(getattr(item, "fixturenames", ()))):
+            item.add_marker(SPAWNS)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_unless_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test not marked `spawns` fails if it (or a fixture of it) starts a process, even one
+    whose error the code under test caught: so the fast tier stays fast."""
+    if request.node.get_closest_marker(SPAWNS) is not None:
+        yield
+        return
+    with forbid_processes() as attempts:
+        yield
+    if attempts:
+        pytest.fail(f"{request.node.nodeid} started {', '.join(attempts)}, "
+                    f"but is not marked `{SPAWNS}`: {ADVICE}", pytrace=False)
 
 
 def _cell(spec: CellSpec) -> nbformat.NotebookNode:
