@@ -17,8 +17,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import NEEDS_XDIST, read_notebook, write_notebook
-from pytester_helpers import SESSION_TIMEOUT, junit_outcomes, output, run_pytest
+from helpers.extras import NEEDS_XDIST
+from helpers.notebooks import read_notebook, write_notebook
+from helpers.pytest_sessions import SESSION_TIMEOUT, junit_outcomes, output, run_pytest
 
 import nbtest.affected.cmd
 import nbtest.affected.fingerprint

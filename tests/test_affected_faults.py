@@ -17,8 +17,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import wait_for_file, write_notebook
-from pytester_helpers import SESSION_TIMEOUT
+from helpers.notebooks import write_notebook
+from helpers.processes import wait_for_file
+from helpers.pytest_sessions import SESSION_TIMEOUT
 from test_affected import ENTRIES, build_project, entry_of, ran, run_affected
 
 import nbtest.affected.schema

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import SESSION_TIMEOUT
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import SESSION_TIMEOUT
 from test_affected import entry_of, ran, run_affected
 
 import nbtest.affected.fingerprint

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
+from helpers.notebooks import write_notebook
 from test_affected import edit_cell, ran, run_affected
 
 import nbtest.affected.session

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import SESSION_TIMEOUT
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import SESSION_TIMEOUT
 from test_affected import edit_cell, entry_of, ran, run_affected
 
 import nbtest.affected.cmd

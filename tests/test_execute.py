@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import NEEDS_NUMPY, cell_text
+from helpers.extras import NEEDS_NUMPY
+from helpers.notebooks import cell_text
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.errors import NoSuchKernelError

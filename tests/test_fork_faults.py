@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FORK, pid_gone
+from helpers.forks import FORK
+from helpers.processes import pid_gone
 
 from nbtest import this_tests
 from nbtest.config import NbTestConfig

@@ -18,8 +18,10 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import FORK, cell_text, check_no_kernel_left, pid_gone, template_of, write_notebook
-from fake_nvidia_smi import gpu, install
+from helpers.fake_nvidia_smi import gpu, install
+from helpers.forks import FORK, template_of
+from helpers.notebooks import cell_text, write_notebook
+from helpers.processes import check_no_kernel_left, pid_gone
 
 from nbtest import this_tests
 from nbtest.config import NbTestConfig

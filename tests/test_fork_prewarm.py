@@ -21,8 +21,9 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import pid_gone, write_notebook
-from pytester_helpers import interrupt_once_started, junit_properties, output, run_pytest
+from helpers.notebooks import write_notebook
+from helpers.processes import pid_gone
+from helpers.pytest_sessions import interrupt_once_started, junit_properties, output, run_pytest
 
 from nbtest import this_tests
 

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from conftest import check_no_kernel_left, cli_env, pid_gone, template_of, wait_for_file
+from helpers.forks import template_of
+from helpers.processes import check_no_kernel_left, cli_env, pid_gone, wait_for_file
 
 from nbtest import this_tests
 from nbtest.kernel.forkserver import ForkServer

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_nvidia_smi import app, gpu, install
+from helpers.fake_nvidia_smi import app, gpu, install
 
 from nbtest import this_tests
 from nbtest.errors import ConfigError, PreflightError

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fake_nvidia_smi import SCENE_VAR, gpu, install
-from pytester_helpers import output, run_pytest
+from helpers.fake_nvidia_smi import SCENE_VAR, gpu, install
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.callbacks.memory import CARD_DELTA, DRIVER, FRAMEWORK, MemoryCallback

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import FORK
-from fake_nvidia_smi import gpu, install
-from pytester_helpers import output, run_pytest
+from helpers.fake_nvidia_smi import gpu, install
+from helpers.forks import FORK
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.config import NbTestConfig

@@ -9,8 +9,8 @@ cells that would fail, a cell calling `nbdev_export()` that would fail, and a no
 from __future__ import annotations
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import collected_ids, output, run_pytest
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import collected_ids, output, run_pytest
 
 from nbtest import this_tests
 from nbtest.nbdev import calls_export, front_matter, left_out, project_settings

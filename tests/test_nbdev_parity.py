@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import collected_ids, output, run_pytest
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import collected_ids, output, run_pytest
 
 from nbtest import nbdev, this_tests
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import read_notebook
-from pytester_helpers import output, run_pytest
+from helpers.notebooks import read_notebook
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.kernel.specs import kernel_spec, resolve_kernel_name

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import error_output, result_output, stored, stream
-from pytester_helpers import output, run_pytest
+from helpers.notebooks import error_output, result_output, stored, stream
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.callbacks.outputs import OutputCheck

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cell_text, read_notebook, stored, stream
-from pytester_helpers import output, run_pytest
+from helpers.notebooks import cell_text, read_notebook, stored, stream
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import run_notebook, this_tests
 from nbtest.errors import NotebookLoadError

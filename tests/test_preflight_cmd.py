@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_nvidia_smi import app, gpu, install
+from helpers.fake_nvidia_smi import app, gpu, install
 
 from nbtest import this_tests
 from nbtest.cli import build_parser

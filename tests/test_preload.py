@@ -13,8 +13,8 @@ import re
 import textwrap
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import output, run_pytest
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.kernel.preload import choose, env_set_before_import, learned, notebook_imports

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import output, run_pytest
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.kernel.forkserver import ForkServer
