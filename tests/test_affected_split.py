@@ -1,6 +1,6 @@
-"""--nbtest-affected in a CI run split into groups with pytest-split (issue 27, item 8): each
-group's entries end in one cache with `nbtest affected --merge`, per notebook the newest, so
-no group's stale copy of an entry hides what another group found.
+"""--nbtest-affected in a CI run split into groups with pytest-split: each group's entries end
+in one cache with `nbtest affected --merge`, per notebook the newest, so no group's stale copy
+of an entry hides what another group found.
 """
 
 from __future__ import annotations

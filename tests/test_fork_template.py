@@ -1,6 +1,6 @@
-"""The warm template's fork safety and life (issue 7): what makes it refuse to fork, the spawn
-that replaces a refused fork, and that neither it nor its kernels outlive whoever stops or
-owns it. Real processes throughout; every wait is a hang guard.
+"""The warm template's fork safety and life: what makes it refuse to fork, the spawn that
+replaces a refused fork, and that neither it nor its kernels outlive whoever stops or owns it.
+Real processes throughout; every wait is a hang guard.
 """
 
 from __future__ import annotations

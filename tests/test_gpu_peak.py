@@ -2,8 +2,8 @@
 as if they used CUDA (a mapped file named like libcuda, a torch-like module's counters).
 
 The notebooks are short, shorter than the sampler's background cadence: the figure must come
-from the looks at each cell's end and before the kernel is stopped (issue 14, case 1: a 2 GiB
-tensor allocated in 0.35 s and kept to the end showed `-` or 14 MiB).
+from the looks at each cell's end and before the kernel is stopped (a 2 GiB tensor allocated
+in 0.35 s and kept to the end once showed `-` or 14 MiB).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Issue 5's acceptance through the real faces: `nbtest preflight`, `nbtest execute` and
-`pytest --nbtest` (also under xdist), each a real process that finds the stand-in nvidia-smi
+"""The GPU preflight and pinning through the real faces: `nbtest preflight`, `nbtest execute`
+and `pytest --nbtest` (also under xdist), each a real process that finds the stand-in nvidia-smi
 on PATH (tests/helpers/fake_nvidia_smi.py) and runs real kernels.
 
 Scenes: a busy card (4000 MiB free of 80 GiB, 77000 MiB held by a live process whose command

@@ -1,5 +1,5 @@
-"""Messages a new user meets (issue 26, section 6): input() in a cell, where a timed-out cell
-was stuck, a notebook whose cells repeat a tag. Real kernels, real notebooks.
+"""Messages a new user meets: input() in a cell, where a timed-out cell was stuck, a notebook
+whose cells repeat a tag. Real kernels, real notebooks.
 """
 
 from __future__ import annotations

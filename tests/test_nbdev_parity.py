@@ -1,4 +1,4 @@
-"""nbdev projects run as nbdev_test 3.3 runs them (issue 28, section 3).
+"""nbdev projects run as nbdev_test 3.3 runs them.
 
 Each test builds the smallest nbdev project that shows one of nbdev's rules (read from
 nbdev/test.py, nbdev/doclinks.py's nbglob and fastcore/nbio.py): which notebooks it tests,

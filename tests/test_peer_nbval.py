@@ -1,7 +1,7 @@
-"""Switching from nbval (issue 13): nbval's comment markers, its own test notebooks rebuilt,
-a sanitize file that repeats a regex, `collector.skip_compare` in a conftest, every
-mismatching cell reported, and skipped cells as skipped tests under --nbtest-cells. Generated
-notebooks, real kernels.
+"""Switching from nbval: nbval's comment markers, its own test notebooks rebuilt, a sanitize
+file that repeats a regex, `collector.skip_compare` in a conftest, every mismatching cell
+reported, and skipped cells as skipped tests under --nbtest-cells. Generated notebooks, real
+kernels.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from nbtest.results import FAILED, NOT_RUN, PASSED, SKIPPED
 pytest_plugins = ["pytester"]
 
 
-# --- nbval's comment markers (issue 13, item 4) --------------------------------------------
+# --- nbval's comment markers (# NBVAL_SKIP and the others) as nbval reads them -------------
 
 # nbval's tests/exceptions.ipynb, rebuilt: errors expected by comment, one output ignored.
 NBVAL_EXCEPTIONS = [

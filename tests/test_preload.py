@@ -1,4 +1,4 @@
-"""Preloading (issue 16): the fork template imports the user's modules, and stays provably safe.
+"""Preloading: the fork template imports the user's modules, and stays provably safe.
 
 Real pytest sessions (pytester) whose notebooks import modules written beside them; the
 template imports them from there (pytester puts its folder on PYTHONPATH, which the template

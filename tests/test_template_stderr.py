@@ -1,5 +1,6 @@
 """The fork template's stderr (a preloaded library's import-time warning) stays off the
-terminal: it is shown under -v, or when the template fails (issue 28, clean output)."""
+terminal, which shows only the session's own output: it is shown under -v, or when the template
+fails."""
 
 from __future__ import annotations
 
