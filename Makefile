@@ -33,11 +33,13 @@ test: $(STAMP) lint-types
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): nothing was tested" >&2; exit 0; fi; \
 	exit $$rc
 
-# The tests that start no process (no kernel, no `nbtest` or pytest subprocess), in about a
+# The tests that start no process (no kernel, no `nbtest` or pytest subprocess), in under a
 # minute on two cores; the others are marked `spawns` (tests/conftest.py), and a test not so
-# marked fails if it starts a process, in every run.
+# marked fails if it starts a process, in every run. One process: xdist's workers would each
+# collect the whole suite again, which costs more than these tests take.
+FAST_ARGS ?=
 test-fast: $(STAMP)
-	$(PYTHON) -m pytest $(PYTEST_ARGS) -m "not spawns" tests
+	$(PYTHON) -m pytest $(FAST_ARGS) -m "not spawns" tests
 
 # The installs users get (.ci/check_install.sh): the sdist and wheel built and checked, then the
 # wheel in clean venvs with its required dependencies only (no extras, no xdist) and at the
