@@ -44,6 +44,7 @@ SPAWNING_MODULES = frozenset({
     "test_affected.py", "test_affected_faults.py", "test_affected_inputs.py",
     "test_affected_products.py", "test_affected_split.py", "test_cli_execute.py",
     "test_coverage_kernels.py", "test_examples.py", "test_execute.py", "test_fault_leftovers.py",
+    "test_fixture.py", "test_fixture_testbook.py",
     "test_fork_faults.py", "test_fork_fidelity.py", "test_fork_prewarm.py",
     "test_fork_template.py", "test_gpu_peak.py", "test_gpu_real.py", "test_gpu_wiring.py",
     "test_hooks.py", "test_kernel_reaper.py", "test_kernels.py", "test_memory_callback.py",
@@ -85,7 +86,10 @@ SPAWNING_TESTS = frozenset({
     "test_registry_file.py::test_update_registry_file_from_many_processes",
     "test_report_names.py::test_headings_and_junit_names_name_the_notebook_once",
 })
-SPAWNING_FIXTURES = frozenset({"run_cli", "start_cli", "kernel_holder"})
+# The `notebook` / `module_notebook` fixtures (nbtest.plugin's, for notebooks under test) start
+# kernels too.
+SPAWNING_FIXTURES = frozenset({"run_cli", "start_cli", "kernel_holder", "notebook",
+                               "module_notebook"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
