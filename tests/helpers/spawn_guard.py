@@ -1,10 +1,10 @@
 """The fast tier's guard: a test not marked `spawns` may start no process.
 
-`forbid_processes()` replaces every way Python starts a process (`subprocess`, `asyncio` and
-`multiprocessing` all end in `_posixsubprocess.fork_exec` (which `subprocess` imports under its
-own name), `os.posix_spawn` or `os.fork`; also
-`os.system` and `os.forkpty`) with one that refuses and notes the attempt. Threads alive before
-are left alone: a fork template an earlier test warmed may start a process in the background.
+`forbid_processes()` replaces every way Python starts a process with one that refuses and
+notes the attempt: `subprocess`, `asyncio` and `multiprocessing` all end in
+`_posixsubprocess.fork_exec` (which `subprocess` holds under its own name), `os.posix_spawn`
+or `os.fork`; `os.system` and `os.forkpty` too. Threads alive before are left alone: a fork
+template an earlier test warmed may start a process in the background.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import _posixsubprocess
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
