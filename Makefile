@@ -8,7 +8,7 @@ PYTEST_ARGS ?= -n 2
 LOGDIR ?= .ci-logs
 
 .PHONY: dev test test-install test-install-minimal test-install-lowest test-gpu test-fast coverage bench \
-	lint clean
+	lint lint-types clean
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -26,11 +26,20 @@ $(STAMP): pyproject.toml constraints-dev.txt | $(PYTHON)
 
 dev: $(STAMP)
 
-# pytest's exit 5 (nothing collected) is reported loudly but does not fail the build.
-test: $(STAMP)
+# pytest's exit 5 (nothing collected) is reported loudly but does not fail the build. The type
+# check comes first: CI runs `make test` and nothing else.
+test: $(STAMP) lint-types
 	@rc=0; $(PYTHON) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): nothing was tested" >&2; exit 0; fi; \
 	exit $$rc
+
+# The tests that start no process (no kernel, no `nbtest` or pytest subprocess), in under a
+# minute on two cores; the others are marked `spawns` (tests/conftest.py), and a test not so
+# marked fails if it starts a process, in every run. One process: xdist's workers would each
+# collect the whole suite again, which costs more than these tests take.
+FAST_ARGS ?=
+test-fast: $(STAMP)
+	$(PYTHON) -m pytest $(FAST_ARGS) -m "not spawns" tests
 
 # The installs users get (.ci/check_install.sh): the sdist and wheel built and checked, then the
 # wheel in clean venvs with its required dependencies only (no extras, no xdist) and at the
@@ -76,8 +85,11 @@ bench: $(BENCH_STAMP)
 	python3 benchmarks/bench_preload.py
 	python3 benchmarks/bench_nbdev.py
 
-lint: $(STAMP)
+lint: $(STAMP) lint-types
 	$(PYTHON) -m ruff check nbtest tests
+
+# mypy --strict on nbtest/ ([tool.mypy] in pyproject.toml).
+lint-types: $(STAMP)
 	$(PYTHON) -m mypy
 
 clean:

@@ -87,8 +87,8 @@ def notebook_from_dict(data: Any, path: Path) -> NotebookNode:
         raise _fail(path, f"is not a valid notebook: {exc.message} (at {where})",
                     "Open and save it in Jupyter, or fix that field.") from None
     # What nbformat's own reader does after json.loads: multi-line lists become strings.
-    nb = strip_transient(rejoin_lines(nb))
-    return nb
+    joined: NotebookNode = strip_transient(rejoin_lines(nb))
+    return joined
 
 
 def _dedupe_tags(nb: NotebookNode, path: Path) -> None:

@@ -65,8 +65,10 @@ def inject_parameters(nb: NotebookNode, parameters: Mapping[str, Any], kernel_na
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        return parameterize_notebook(nb, dict(parameters), kernel_name=kernel_name,
-                                     language=language)
+        injected: NotebookNode = parameterize_notebook(nb, dict(parameters),
+                                                       kernel_name=kernel_name,
+                                                       language=language)
+        return injected
     except Exception as exc:  # papermill raises plain exceptions for untranslatable values
         raise ParameterError(f"cannot inject parameters {dict(parameters)!r}: {exc}") from None
     finally:

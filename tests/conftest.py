@@ -1,72 +1,102 @@
-"""Shared helpers of nbtest's own tests.
+"""Fixtures and hooks of nbtest's own tests; what they build comes from tests/helpers/.
 
 - `make_notebook(name, cells, metadata=None, kernel="python3")` writes a notebook under the
-  test's tmp_path (modelled on nbmake's pytester helper);
-- `stored(source, outputs, count)`, `stream(text)`, `result_output(text, count)`,
-  `error_output(ename, evalue)`: cells and outputs as a notebook saved after a run holds them;
-- `pytester_notebook(name, cells, ...)`: make_notebook writing into the pytester folder;
+  test's tmp_path (helpers/notebooks.py); `pytester_notebook(...)` writes into the pytester
+  folder;
 - `run_cli(*args)` / `start_cli(*args)` run the real `nbtest` console script in a subprocess;
 - `no_kernel_left()` fails when a kernel, or any process of a kernel's tree, started by the
-  current test is still alive, and kills what it finds so one leak does not spread;
+  current test is still alive (helpers/processes.py), and kills what it finds;
 - `acme_project`, `acme_notebooks(*names)`, `acme_imported`: the registry tests' acmelib project
-  (tests/registry_helpers.py) in the pytester folder;
-- `FORK` (a config that forks every kernel) and `template_of(pid)`: the fork tests' helpers.
-
-Every process started by these tests inherits a variable naming this pytest process (set in
-`pytest_configure`, fresh per process, so each xdist worker judges only its own kernels).
-Leftovers are found by environment and command line, never by name alone: processes carrying
-that tag and either nbtest's NBTEST_KERNEL_TOKEN (a kernel and its whole tree) or a kernel's
-command line. Tests run one at a time per process, so a leftover found after a test is that
-test's (or an earlier test's) leak.
+  (helpers/registry_project.py) in the pytester folder;
+- the `spawns` tier: tests that start a kernel or another process are marked `spawns` (by
+  module, test, fixture or decorator) and `make test-fast` leaves them out; any other test fails
+  if it starts a process (helpers/spawn_guard.py), so the fast tier stays fast.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Union
 
-import nbformat
-import psutil
 import pytest
-from registry_helpers import NOTEBOOKS, make_project
+from helpers.notebooks import CellSpec, write_notebook
+from helpers.processes import (
+    NBTEST_CMD,
+    NO_RANDOMLY,
+    SESSION_VAR,
+    check_no_kernel_left,
+    cli_env,
+    default_sigint,
+)
+from helpers.registry_project import NOTEBOOKS, make_project
+from helpers.spawn_guard import ADVICE, SPAWNS, forbid_processes
 
-from nbtest.config import NbTestConfig
-from nbtest.kernel.forkserver import ForkServer
-from nbtest.kernel.launch import TOKEN_VAR
-
-SESSION_VAR = "NBTEST_TESTS_SESSION"
-NO_RANDOMLY = "-p no:randomly"  # PYTEST_ADDOPTS of the pytest sessions the tests start
-REPO = Path(__file__).resolve().parent.parent
-
-
-def needs(module: str, extra: str) -> pytest.MarkDecorator:
-    """Skip unless `module` can be imported: it comes with an extra, not with the install that
-    has only nbtest's required dependencies (`make test-install` runs the suite there too)."""
-    return pytest.mark.skipif(importlib.util.find_spec(module) is None,
-                              reason=f"needs {module} (pip install 'pytest-nbtest[{extra}]')")
-
-
-NEEDS_XDIST = needs("xdist", "compat")
-NEEDS_NUMPY = needs("numpy", "examples")
-NEEDS_NBCONVERT = needs("nbconvert", "html")
-_SCRIPT = Path(sys.executable).parent / "nbtest"
-# The real console script where it is installed beside this interpreter.
-NBTEST_CMD: list[str] = ([str(_SCRIPT)] if _SCRIPT.exists()
-                         else [sys.executable, "-m", "nbtest.cli"])
-
-CellSpec = Union[str, tuple, dict]
+# The `spawns` tier, which `make test-fast` leaves out: tests that start a kernel or another
+# process (a pytest session in a subprocess, `nbtest`, the stand-in nvidia-smi...). A whole
+# module is marked when most of its tests do; a test using one of SPAWNING_FIXTURES is marked
+# wherever it is; another is listed in SPAWNING_TESTS (or decorated @pytest.mark.spawns). Any
+# other test fails if it starts a process (_no_process_unless_marked), so the tier stays fast.
+SPAWNING_MODULES = frozenset({
+    "test_affected.py", "test_affected_faults.py", "test_affected_inputs.py",
+    "test_affected_products.py", "test_affected_split.py", "test_cli_execute.py",
+    "test_coverage_kernels.py", "test_examples.py", "test_execute.py", "test_fault_leftovers.py",
+    "test_fixture.py", "test_fixture_testbook.py",
+    "test_fork_faults.py", "test_fork_fidelity.py", "test_fork_prewarm.py",
+    "test_fork_template.py", "test_gpu_peak.py", "test_gpu_real.py", "test_gpu_wiring.py",
+    "test_hooks.py", "test_kernel_reaper.py", "test_kernels.py", "test_memory_callback.py",
+    "test_nbdev.py", "test_nbdev_parity.py", "test_output_check_e2e.py", "test_peer_execution.py",
+    "test_peer_nbval.py", "test_peer_notebook_files.py", "test_plugin_collect.py",
+    "test_plugin_combos.py", "test_plugin_compat.py", "test_plugin_inert.py",
+    "test_plugin_items.py", "test_plugin_options.py", "test_plugin_xdist.py",
+    "test_preflight_cmd.py", "test_preload.py", "test_profile.py", "test_readme.py",
+    "test_registry_cmd.py", "test_registry_faults.py", "test_registry_session.py",
+    "test_run_tests_sh.py", "test_template_stderr.py", "test_utils_mem.py",
+})
+# Tests (module::function) that do, in modules where most do not.
+SPAWNING_TESTS = frozenset({
+    "test_callbacks.py::test_check_cell_fails_a_passing_cell_and_progress_is_silent_off_a_terminal",
+    "test_callbacks.py::test_events_of_a_real_run",
+    "test_callbacks.py::test_progress_bar_on_a_terminal",
+    "test_callbacks.py::test_timeout_event_progress_and_timing_in_one_run",
+    "test_cli_output.py::test_html_without_nbconvert_names_the_distribution_before_the_run",
+    "test_cli_output.py::test_output_to_a_closed_pipe_exits_quietly",
+    "test_cli_output.py::test_write_failing_after_the_run_keeps_the_verdict",
+    "test_gpu.py::test_cuda_visible_devices_empty_means_no_gpu",
+    "test_gpu.py::test_cuda_visible_devices_index_and_uuid",
+    "test_gpu.py::test_failing_smi_falls_to_none_with_a_reason",
+    "test_gpu.py::test_free_card_passes",
+    "test_gpu.py::test_garbage_output_falls_to_none_with_a_reason",
+    "test_gpu.py::test_no_smi_on_path",
+    "test_gpu.py::test_nvml_failure_falls_to_smi",
+    "test_gpu.py::test_stuck_smi_times_out",
+    "test_gpu.py::test_two_cards_pin_the_kernel_to_the_freer",
+    "test_gpu.py::test_xdist_workers_spread_over_equally_free_cards",
+    "test_layout.py::test_each_module_imports_alone",
+    "test_layout.py::test_the_benchmarks_import_with_the_standard_library_alone",
+    "test_messages.py::test_preflight_refusal_is_printed_cleanly_in_every_verbosity",
+    "test_messages.py::test_timeout_of_a_cell_ignoring_sigint_still_reports",
+    "test_messages.py::test_timeout_shows_the_line_the_cell_was_stuck_on",
+    "test_params.py::test_failing_cell_after_injection_keeps_its_number",
+    "test_plugin_hooks.py::test_a_session_without_third_party_plugins_runs_registry_"
+    "affected_and_output_checks",
+    "test_registry_file.py::test_update_registry_file_from_many_processes",
+    "test_report_names.py::test_headings_and_junit_names_name_the_notebook_once",
+})
+# The `notebook` / `module_notebook` fixtures (nbtest.plugin's, for notebooks under test) start
+# kernels too.
+SPAWNING_FIXTURES = frozenset({"run_cli", "start_cli", "kernel_holder", "notebook",
+                               "module_notebook"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Tag this pytest process's children; markers come from nbtest.plugin, not from here."""
+    """Tag this pytest process's children; declare the `spawns` marker (nbtest's own markers
+    come from nbtest.plugin)."""
+    config.addinivalue_line("markers", f"{SPAWNS}: starts a kernel or another process "
+                            "(`make test-fast` leaves it out; elsewhere no test may start one)")
     # Fresh per process, so each xdist worker only ever judges its own kernels.
     os.environ[SESSION_VAR] = uuid.uuid4().hex
     # pytest-randomly (installed for the compatibility tests) would shuffle every pytest
@@ -74,37 +104,32 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PYTEST_ADDOPTS"] = NO_RANDOMLY
 
 
-def _cell(spec: CellSpec) -> nbformat.NotebookNode:
-    """A cell from a string (code), a (type, source[, tags]) tuple or a dict."""
-    if isinstance(spec, str):
-        return nbformat.v4.new_code_cell(spec)
-    if isinstance(spec, tuple):
-        kind, source, *rest = spec
-        spec = {"cell_type": kind, "source": source, "tags": rest[0] if rest else None}
-    spec = dict(spec)
-    kind = spec.pop("cell_type", "code")
-    source = spec.pop("source", "")
-    metadata = dict(spec.pop("metadata", None) or {})
-    tags = spec.pop("tags", None)
-    if tags:
-        metadata["tags"] = list(tags)
-    new = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
-           "raw": nbformat.v4.new_raw_cell}[kind]
-    return new(source, metadata=metadata, **spec)
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of the `spawns` tier (see SPAWNING_MODULES)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent != here:
+            continue  # docs_src's notebooks, under testpaths too
+        function = getattr(item, "originalname", item.name)
+        if (item.path.name in SPAWNING_MODULES
+                or f"{item.path.name}::{function}" in SPAWNING_TESTS
+                or SPAWNING_FIXTURES.intersection(getattr(item, "fixturenames", ()))):
+            item.add_marker(SPAWNS)
 
 
-def write_notebook(path: Path, cells: Sequence[CellSpec], metadata: dict | None = None,
-                   kernel: str | None = "python3") -> Path:
-    """Write an nbformat 4 notebook with these cells to `path` and return the path."""
-    nb = nbformat.v4.new_notebook()
-    if kernel is not None:
-        nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel,
-                                     "language": "python"}
-    nb.metadata.update(metadata or {})
-    nb.cells = [_cell(spec) for spec in cells]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))
-    return path
+@pytest.fixture(autouse=True)
+def _no_process_unless_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test not marked `spawns` fails if it (or a fixture of it) starts a process, even one
+    whose error the code under test caught: so the fast tier stays fast."""
+    if request.node.get_closest_marker(SPAWNS) is not None:
+        yield
+        return
+    with forbid_processes() as attempts:
+        yield
+    if attempts:
+        pytest.fail(f"{request.node.nodeid} started {', '.join(attempts)}, "
+                    f"but is not marked `{SPAWNS}`: {ADVICE}", pytrace=False)
 
 
 @pytest.fixture
@@ -129,121 +154,6 @@ def pytester_notebook(pytester: pytest.Pytester, make_notebook: Callable[..., Pa
                       ) -> Callable[..., Path]:
     """make_notebook writing into the pytester folder."""
     return lambda name, cells, **kw: make_notebook(pytester.path / name, cells, **kw)
-
-
-def read_notebook(path: str | Path) -> nbformat.NotebookNode:
-    """The notebook at `path`, as nbformat reads it."""
-    return nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
-
-
-def cell_text(cell: Any) -> str:
-    """All stream and text/plain output of a cell, joined."""
-    parts = []
-    for output in cell.get("outputs", ()):
-        if output.get("output_type") == "stream":
-            parts.append(output.get("text", ""))
-        elif "text/plain" in output.get("data", {}):
-            parts.append(output["data"]["text/plain"] + "\n")
-        elif output.get("output_type") == "error":
-            parts.append(f"{output['ename']}: {output['evalue']}\n")
-    return "".join(parts)
-
-
-def error_output(ename: str, evalue: str) -> dict[str, Any]:
-    """An `error` output as Jupyter stores it."""
-    return {"output_type": "error", "ename": ename, "evalue": evalue,
-            "traceback": [f"\x1b[0;31m{ename}\x1b[0m: {evalue}"]}
-
-
-def stream(text: str) -> dict[str, Any]:
-    """A stdout output as Jupyter stores it."""
-    return {"output_type": "stream", "name": "stdout", "text": text}
-
-
-def result_output(text: str, count: int) -> dict[str, Any]:
-    """An execute_result output as Jupyter stores it."""
-    return {"output_type": "execute_result", "execution_count": count, "metadata": {},
-            "data": {"text/plain": text}}
-
-
-def stored(source: str, outputs: list[dict[str, Any]], count: int | None,
-           tags: list[str] | None = None) -> dict[str, Any]:
-    """A code cell as a notebook saved after an earlier run holds it."""
-    return {"source": source, "outputs": [nbformat.from_dict(o) for o in outputs],
-            "execution_count": count, "tags": tags}
-
-
-def kernel_processes(kernels_only: bool = False) -> list[psutil.Process]:
-    """Live processes of a kernel's tree started by this pytest process (or its children).
-
-    A process counts when its environment carries our tag and either NBTEST_KERNEL_TOKEN or a
-    kernel command line (ipykernel, or a kernel forked from nbtest's template). Our own warm
-    template process, if any, is not a leftover. kernels_only: only the kernels themselves.
-    """
-    tag = os.environ.get(SESSION_VAR)
-    if not tag:
-        return []
-    needle_tag = f"{SESSION_VAR}={tag}\0".encode()
-    outer = os.environ.get(TOKEN_VAR)  # set when these tests themselves run inside a kernel
-    needle_outer = f"{TOKEN_VAR}={outer}\0".encode() if outer else None
-    me = os.getpid()
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.uids().real != os.getuid() or proc.pid == me:
-                continue
-            with open(f"/proc/{proc.pid}/environ", "rb") as fh:
-                env = b"\0" + fh.read()
-            if needle_tag not in env or (needle_outer and needle_outer in env):
-                continue
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            cmdline = " ".join(proc.cmdline())
-            is_kernel = "ipykernel" in cmdline or "nbtest.kernel.template" in cmdline
-            if "nbtest.kernel.template" in cmdline and proc.ppid() == me:
-                continue  # a warm template of this process, kept on purpose between notebooks
-            if kernels_only and not is_kernel:
-                continue
-            if is_kernel or f"\0{TOKEN_VAR}=".encode() in env:
-                found.append(proc)
-        except (OSError, psutil.Error):
-            continue
-    return found
-
-
-def _describe(procs: list[psutil.Process]) -> str:
-    lines = []
-    for proc in procs:
-        try:
-            lines.append(f"  pid {proc.pid}: {' '.join(proc.cmdline())[:120]}")
-        except psutil.Error:
-            lines.append(f"  pid {proc.pid}: (gone)")
-    return "\n".join(lines)
-
-
-def _kill(procs: list[psutil.Process]) -> None:
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(procs, timeout=5)
-
-
-def check_no_kernel_left(timeout: float = 10.0) -> None:
-    """Fail, naming them, if processes of a kernel's tree are still alive after `timeout` s.
-
-    The wait is only a hang guard for processes on their way out; leftovers are killed.
-    """
-    deadline = time.monotonic() + timeout
-    left = kernel_processes()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = kernel_processes()
-    if left:
-        text = _describe(left)
-        _kill(left)
-        raise AssertionError(f"kernel processes left behind:\n{text}")
 
 
 @pytest.fixture
@@ -279,20 +189,6 @@ def _no_kernel_left_in_session() -> Iterator[None]:
     check_no_kernel_left()
 
 
-def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for an `nbtest` subprocess: ours, plus `extra`."""
-    env = dict(os.environ)
-    env.pop("NBTEST", None)
-    env.update(extra or {})
-    return env
-
-
-def _default_sigint() -> None:
-    # A shell without job control starts background jobs with SIGINT ignored; Python would
-    # then never raise KeyboardInterrupt, so give the child the default disposition.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.fixture
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     """`run_cli(*args, cwd=tmp_path, timeout=120, env=None)`: run `nbtest`, capture text output.
@@ -304,7 +200,7 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([*NBTEST_CMD, *map(str, args)], cwd=cwd or tmp_path,
                               env=cli_env(env), capture_output=True, text=True,
-                              timeout=timeout, preexec_fn=_default_sigint)
+                              timeout=timeout, preexec_fn=default_sigint)
 
     return run
 
@@ -318,7 +214,7 @@ def start_cli(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
               env: dict[str, str] | None = None) -> subprocess.Popen:
         proc = subprocess.Popen([*NBTEST_CMD, *map(str, args)], cwd=cwd or tmp_path,
                                 env=cli_env(env), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+                                stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
         started.append(proc)
         return proc
 
@@ -327,34 +223,6 @@ def start_cli(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-
-
-def wait_for_file(path: Path, timeout: float = 60, proc: subprocess.Popen | None = None) -> str:
-    """Wait (hang guard: `timeout`) until `path` exists and is non-empty; return its text."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().strip():
-            return path.read_text()
-        if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"nbtest exited ({proc.returncode}) before {path} appeared:\n"
-                                 f"{out}\n{err}")
-        time.sleep(0.05)
-    raise AssertionError(f"{path} did not appear within {timeout} s")
-
-
-def pid_gone(pid: int, timeout: float = 10.0) -> bool:
-    """Whether process `pid` has exited (or is a zombie waiting for its reaper)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
 
 
 # -- the registry tests' project (tests/test_registry_*.py) ----------------------------------
@@ -385,13 +253,3 @@ def acme_notebooks(pytester: pytest.Pytester, make_notebook: Callable[..., Path]
 def acme_imported(pytester: pytest.Pytester, acme_project: Path) -> None:
     """acmelib importable in this process (pytester restores sys.path and sys.modules)."""
     pytester.syspathinsert()
-
-
-# -- the fork tests' helpers (tests/test_fork_*.py) -------------------------------------------
-
-FORK = NbTestConfig.of(fork="yes")
-
-
-def template_of(pid: int) -> ForkServer | None:
-    """This process's warm template whose process is `pid`, if any."""
-    return next((s for s in ForkServer._instances.values() if s.process.pid == pid), None)

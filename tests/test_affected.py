@@ -1,4 +1,4 @@
-"""--nbtest-affected: real pytest sessions (pytester, real kernels) on issue 17's project.
+"""--nbtest-affected: real pytest sessions (pytester, real kernels) on a four-notebook project.
 
 `pkg/a.py` imports `pkg/b.py`; `data/d.csv`; nb1 imports pkg.a, nb2 reads the CSV (with
 `open`, and pandas or csv), nb3 is self-contained, nb4 fails. Each step of the acceptance
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import NEEDS_XDIST, read_notebook, write_notebook
-from pytester_helpers import SESSION_TIMEOUT, junit_outcomes, output, run_pytest
+from helpers.extras import NEEDS_XDIST
+from helpers.notebooks import read_notebook, write_notebook
+from helpers.pytest_sessions import SESSION_TIMEOUT, junit_outcomes, output, run_pytest
 
 import nbtest.affected.cmd
 import nbtest.affected.fingerprint
@@ -51,7 +52,7 @@ assert header == "x,y" and len(rows) == 2, rows"""
 
 
 def build_project(root: Path) -> Path:
-    """Issue 17's project under `root`."""
+    """The four-notebook project (module docstring) under `root`."""
     (root / "pkg").mkdir(parents=True)
     (root / "pkg" / "__init__.py").write_text("")
     (root / "pkg" / "a.py").write_text("from pkg.b import base\n\n\n"
@@ -138,7 +139,7 @@ def edit_steps(pytester: pytest.Pytester, root: Path, *args: str) -> None:
                                                   marks=NEEDS_XDIST)])
 def test_acceptance(pytester: pytest.Pytester, project: Path, workers: list[str],
                     no_kernel_left) -> None:
-    """Issue 17's scenario: only what an edit can affect runs, and what failed."""
+    """Edit by edit, only what an edit can affect runs, and what failed before."""
     this_tests(nbtest.affected.session.AffectedSession.deselect,
                nbtest.affected.session.AffectedSession.pytest_sessionfinish,
                nbtest.affected.store.Checker.reasons, nbtest.affected.hooks.install)

@@ -1,6 +1,6 @@
-"""--nbtest-affected under faults (issue 27, items 5-7): a mistyped cache entry, a cache that
-cannot be written, a run that is interrupted or whose kernel never starts. Each means "run
-it" or a warning, never an INTERNALERROR, a lost summary or a file left in the temp folder.
+"""--nbtest-affected under faults: a mistyped cache entry, a cache that cannot be written, a run
+that is interrupted or whose kernel never starts. Each means "run it" or a warning, never an
+INTERNALERROR, a lost summary or a file left in the temp folder.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import wait_for_file, write_notebook
-from pytester_helpers import SESSION_TIMEOUT
+from helpers.notebooks import write_notebook
+from helpers.processes import wait_for_file
+from helpers.pytest_sessions import SESSION_TIMEOUT
 from test_affected import ENTRIES, build_project, entry_of, ran, run_affected
 
 import nbtest.affected.schema
@@ -32,7 +33,8 @@ from nbtest.affected.store import Store, new_entry
 
 pytest_plugins = ["pytester"]
 
-# A value of the wrong type for each field of an entry (the issue's five first).
+# A value of the wrong type for each field of an entry (settings, cells, files, dists and
+# depends first).
 MISTYPED = {"settings": None, "cells": "xx", "files": [1, 2], "dists": None, "depends": "x",
             "format": "1", "notebook": None, "status": "fine", "nbtest": 3,
             "interpreter": ["cpython"], "commit": 7, "time": "yesterday", "why": {},
@@ -83,8 +85,8 @@ def test_every_field_is_checked(tmp_path: Path) -> None:
 
 def test_mistyped_entries_run_and_are_rewritten(pytester: pytest.Pytester,
                                                 no_kernel_left) -> None:
-    """The issue's five mistyped fields in real entries: each notebook runs (no
-    INTERNALERROR), `nbtest affected` says why, and its entry is written anew."""
+    """Five mistyped fields (settings, cells, files, dists, depends) in real entries: each
+    notebook runs (no INTERNALERROR), `nbtest affected` says why, and its entry is written anew."""
     this_tests(nbtest.affected.store.Checker.decide,
                nbtest.affected.session.AffectedSession.deselect)
     project = build_project(pytester.path)

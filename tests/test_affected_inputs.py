@@ -1,7 +1,7 @@
-"""--nbtest-affected never reuses a run whose inputs it did not see as they were read (issue
-27, items 1 and 3): a file edited while the notebook ran, a file it read and then rewrote,
-folders listed, paths found absent, environment variables, files outside the project,
-conftest.py files, channels it cannot fingerprint.
+"""--nbtest-affected never reuses a run whose inputs it did not see as they were read: a file
+edited while the notebook ran, a file it read and then rewrote, folders listed, paths found
+absent, environment variables, files outside the project, conftest.py files, channels it cannot
+fingerprint.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import SESSION_TIMEOUT
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import SESSION_TIMEOUT
 from test_affected import entry_of, ran, run_affected
 
 import nbtest.affected.fingerprint
@@ -134,9 +134,9 @@ def test_listings_and_untracked_channels(pytester: pytest.Pytester, no_kernel_le
 def test_every_input_kind_changed_runs_and_fails(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
         tmp_path_factory: pytest.TempPathFactory, no_kernel_left) -> None:
-    """Issue 27's ten notebooks, each reading one kind of input: after a passing session each
-    input changes so that its notebook fails, and the affected session runs all ten (none
-    reused), fails them, and `nbtest affected` names why each runs."""
+    """Ten notebooks, each reading one kind of input: after a passing session each input changes
+    so that its notebook fails, and the affected session runs all ten (none reused), fails them,
+    and `nbtest affected` names why each runs."""
     this_tests(nbtest.affected.tracker.Tracker.checked, nbtest.affected.tracker.Tracker.variable,
                nbtest.affected.hooks.TrackedEnviron, nbtest.affected.fingerprint.env_value,
                nbtest.affected.fingerprint.conftest_paths, nbtest.affected.fingerprint.path_kind,

@@ -1,6 +1,6 @@
-"""--nbtest-affected with notebooks that feed each other (issue 27, item 2): one writes a file
-(its product) that another reads. The consumer runs after its producer whenever the producer
-runs, and a consumer whose input is a missing product pulls its producer into the session.
+"""--nbtest-affected with notebooks that feed each other: one writes a file (its product) that
+another reads. The consumer runs after its producer whenever the producer runs, and a consumer
+whose input is a missing product pulls its producer into the session.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
+from helpers.notebooks import write_notebook
 from test_affected import edit_cell, ran, run_affected
 
 import nbtest.affected.session
@@ -24,10 +24,10 @@ EVAL = "import json\nmodel = json.load(open('model.json'))\nassert model['weight
 
 def test_a_consumer_follows_its_producer(pytester: pytest.Pytester, tmp_path: Path,
                                          no_kernel_left) -> None:
-    """The issue's a_train/b_eval, named so that pytest collects the consumer (eval) first:
-    a producer changed to write a bad model runs, and its consumer runs after it and fails
-    in the same session; in a fresh clone with the cache copied over and no model.json, the
-    consumer pulls its producer in, which runs first, and both pass."""
+    """A trainer and an evaluator, a_train/b_eval, named so that pytest collects the consumer
+    (eval) first: a producer changed to write a bad model runs, and its consumer runs after it
+    and fails in the same session; in a fresh clone with the cache copied over and no
+    model.json, the consumer pulls its producer in, which runs first, and both pass."""
     this_tests(nbtest.affected.store.follow_products,
                nbtest.affected.session.AffectedSession.deselect)
     root = pytester.path

@@ -1,6 +1,6 @@
-"""--nbtest-affected in a CI run split into groups with pytest-split (issue 27, item 8): each
-group's entries end in one cache with `nbtest affected --merge`, per notebook the newest, so
-no group's stale copy of an entry hides what another group found.
+"""--nbtest-affected in a CI run split into groups with pytest-split: each group's entries end
+in one cache with `nbtest affected --merge`, per notebook the newest, so no group's stale copy
+of an entry hides what another group found.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import SESSION_TIMEOUT
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import SESSION_TIMEOUT
 from test_affected import edit_cell, entry_of, ran, run_affected
 
 import nbtest.affected.cmd

@@ -15,7 +15,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import NBTEST_CMD, cli_env
+from helpers.processes import NBTEST_CMD, cli_env
 
 from nbtest import Callback, NbTestConfig, NotebookRun, run_notebook, this_tests
 from nbtest.callback import Dispatcher

@@ -16,15 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import (
-    NEEDS_NBCONVERT,
-    NEEDS_NUMPY,
-    cell_text,
-    cli_env,
-    pid_gone,
-    read_notebook,
-    wait_for_file,
-)
+from helpers.extras import NEEDS_NBCONVERT, NEEDS_NUMPY
+from helpers.notebooks import cell_text, read_notebook
+from helpers.processes import cli_env, pid_gone, wait_for_file
 
 import nbtest
 from nbtest import this_tests

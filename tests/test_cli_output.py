@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import NBTEST_CMD, cli_env, read_notebook
+from helpers.notebooks import read_notebook
+from helpers.processes import NBTEST_CMD, cli_env
 
 from nbtest import this_tests
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from pytester_helpers import output, run_pytest
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.callbacks.coverage import KernelCoverage

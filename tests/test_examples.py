@@ -11,7 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import NBTEST_CMD, REPO
+from helpers.processes import NBTEST_CMD, REPO
 
 from nbtest import this_tests
 from nbtest.cli import cmd_execute

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import NEEDS_NUMPY, cell_text
+from helpers.extras import NEEDS_NUMPY
+from helpers.notebooks import cell_text
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.errors import NoSuchKernelError
@@ -66,7 +67,7 @@ def test_passing_notebook_numbers_counts_and_leaves_no_trace(make_notebook, tmp_
                                                "code", "code"]
     assert [c.get("execution_count") for c in nb.cells if c.cell_type == "code"] == \
         [1, 2, None, 3, 4]
-    from conftest import read_notebook
+    from helpers.notebooks import read_notebook
 
     original = read_notebook(path)
     assert dict(nb.metadata) == dict(original.metadata)

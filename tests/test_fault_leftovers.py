@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import cli_env, pid_gone
-from pytester_helpers import output, run_pytest
+from helpers.processes import cli_env, pid_gone
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.kernel.folders import OWNER_FILE, identity, make_folder, owner_gone, sweep

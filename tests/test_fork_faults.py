@@ -1,6 +1,6 @@
-"""Faults with fork on (issue 7): a forked kernel times out, is interrupted and dies as issues
-2 and 3 asked of spawned kernels, and leaves no process behind. No test asserts a time:
-every wait is a hang guard.
+"""Faults with fork on: a forked kernel times out, is interrupted and dies as a spawned kernel
+does (the timeout, interrupt and death tests of test_execute.py), and leaves no process behind.
+No test asserts a time: every wait is a hang guard.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FORK, pid_gone
+from helpers.forks import FORK
+from helpers.processes import pid_gone
 
 from nbtest import this_tests
 from nbtest.config import NbTestConfig

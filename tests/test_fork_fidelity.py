@@ -1,8 +1,8 @@
-"""A kernel forked from nbtest's warm template (issue 7) is indistinguishable, for the
-notebook, from one started with `python -m ipykernel_launcher`: its own process and session,
-the notebook's folder and sys.path, the environment of now (not the template's), no state
-shared with the notebook before it. Where it cannot be (another PYTHONPATH, another
-kernelspec), the kernel is spawned. No test asserts a time.
+"""A kernel forked from nbtest's warm template is indistinguishable, for the notebook, from one
+started with `python -m ipykernel_launcher`: its own process and session, the notebook's folder
+and sys.path, the environment of now (not the template's), no state shared with the notebook
+before it. Where it cannot be (another PYTHONPATH, another kernelspec), the kernel is spawned.
+No test asserts a time.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import FORK, cell_text, check_no_kernel_left, pid_gone, template_of, write_notebook
-from fake_nvidia_smi import gpu, install
+from helpers.fake_nvidia_smi import gpu, install
+from helpers.forks import FORK, template_of
+from helpers.notebooks import cell_text, write_notebook
+from helpers.processes import check_no_kernel_left, pid_gone
 
 from nbtest import this_tests
 from nbtest.config import NbTestConfig
@@ -129,7 +131,7 @@ def test_forked_kernel_runs_in_the_notebooks_folder_with_its_path(
 def test_forked_kernel_gets_the_environment_of_now_not_the_templates(
         probes: dict[str, Any]) -> None:
     """Variables outside STARTUP_VARS changed after the template started still reach it, and
-    issue 5's pinning (two cards, 2000 and 30000 MiB free) puts the kernel on card 1."""
+    the GPU pinning (two cards, 2000 and 30000 MiB free) puts the kernel on the freer card 1."""
     this_tests("nbtest.kernel.forkserver.ForkServer.spawn", "nbtest.gpu.probe.kernel_gpu_env")
     first, second, spawned = (facts_of(probes[k]) for k in ("first", "second", "spawned"))
     template = probes["templates"][first["ppid"]]

@@ -1,7 +1,7 @@
-"""Pre-warmed kernels (issue 7, items 3 and 5): in real pytest sessions (pytester
-subprocesses), the kernel pre-started for the next notebook has that notebook's folder and
-environment; xdist workers fork from the controller's one template; a pre-started kernel that
-is never used is shut down, whatever ends the session (deselection, a skip, -x, Ctrl-C, --lf).
+"""Pre-warmed kernels: in real pytest sessions (pytester subprocesses), the kernel pre-started
+for the next notebook has that notebook's folder and environment; xdist workers fork from the
+controller's one template; a pre-started kernel that is never used is shut down, whatever ends
+the session (deselection, a skip, -x, Ctrl-C, --lf).
 
 Each such session is tagged with a unique environment variable; the template it starts
 inherits the tag, forked kernels keep the template's initial environment block and spawned
@@ -21,8 +21,9 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import pid_gone, write_notebook
-from pytester_helpers import interrupt_once_started, junit_properties, output, run_pytest
+from helpers.notebooks import write_notebook
+from helpers.processes import pid_gone
+from helpers.pytest_sessions import interrupt_once_started, junit_properties, output, run_pytest
 
 from nbtest import this_tests
 

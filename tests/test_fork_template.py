@@ -1,6 +1,6 @@
-"""The warm template's fork safety and life (issue 7): what makes it refuse to fork, the spawn
-that replaces a refused fork, and that neither it nor its kernels outlive whoever stops or
-owns it. Real processes throughout; every wait is a hang guard.
+"""The warm template's fork safety and life: what makes it refuse to fork, the spawn that
+replaces a refused fork, and that neither it nor its kernels outlive whoever stops or owns it.
+Real processes throughout; every wait is a hang guard.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from conftest import check_no_kernel_left, cli_env, pid_gone, template_of, wait_for_file
+from helpers.forks import template_of
+from helpers.processes import check_no_kernel_left, cli_env, pid_gone, wait_for_file
 
 from nbtest import this_tests
 from nbtest.kernel.forkserver import ForkServer

@@ -1,5 +1,6 @@
 """Tests of the GPU probe and preflight: recorded NVML / nvidia-smi values, and a stand-in
-nvidia-smi executable on PATH (a real process boundary) for the scenes of issue 5."""
+nvidia-smi executable on PATH (a real process boundary) for the scenes: a busy card held by a
+Jupyter kernel, a free card, two cards, hidden cards, a failing, garbled or stuck nvidia-smi."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_nvidia_smi import app, gpu, install
+from helpers.fake_nvidia_smi import app, gpu, install
 
 from nbtest import this_tests
 from nbtest.errors import ConfigError, PreflightError

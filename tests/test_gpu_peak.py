@@ -2,8 +2,8 @@
 as if they used CUDA (a mapped file named like libcuda, a torch-like module's counters).
 
 The notebooks are short, shorter than the sampler's background cadence: the figure must come
-from the looks at each cell's end and before the kernel is stopped (issue 14, case 1: a 2 GiB
-tensor allocated in 0.35 s and kept to the end showed `-` or 14 MiB).
+from the looks at each cell's end and before the kernel is stopped (a 2 GiB tensor allocated
+in 0.35 s and kept to the end once showed `-` or 14 MiB).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fake_nvidia_smi import SCENE_VAR, gpu, install
-from pytester_helpers import output, run_pytest
+from helpers.fake_nvidia_smi import SCENE_VAR, gpu, install
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.callbacks.memory import CARD_DELTA, DRIVER, FRAMEWORK, MemoryCallback

@@ -1,6 +1,6 @@
-"""Issue 5's acceptance through the real faces: `nbtest preflight`, `nbtest execute` and
-`pytest --nbtest` (also under xdist), each a real process that finds the stand-in nvidia-smi
-on PATH (tests/fake_nvidia_smi.py) and runs real kernels.
+"""The GPU preflight and pinning through the real faces: `nbtest preflight`, `nbtest execute`
+and `pytest --nbtest` (also under xdist), each a real process that finds the stand-in nvidia-smi
+on PATH (tests/helpers/fake_nvidia_smi.py) and runs real kernels.
 
 Scenes: a busy card (4000 MiB free of 80 GiB, 77000 MiB held by a live process whose command
 line names ipykernel_launcher, so it is flagged as a Jupyter kernel), a free card, two cards
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cell_text, read_notebook
-from fake_nvidia_smi import app, gpu, install
-from pytester_helpers import junit_outcomes, output, run_pytest
+from helpers.fake_nvidia_smi import app, gpu, install
+from helpers.notebooks import cell_text, read_notebook
+from helpers.pytest_sessions import junit_outcomes, output, run_pytest
 
 from nbtest import this_tests
 from nbtest.plugin.preflight import PREFLIGHT_EXIT

@@ -8,7 +8,7 @@ import inspect
 import json
 
 import pytest
-from pytester_helpers import notebook_maker, output, run_pytest
+from helpers.pytest_sessions import notebook_maker, output, run_pytest
 
 import nbtest.hookspecs
 from nbtest import this_tests

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import pid_gone
+from helpers.processes import pid_gone
+from helpers.pytest_sessions import run_pytest
 from jupyter_core.utils import run_sync
-from pytester_helpers import run_pytest
 
 from nbtest import this_tests
 from nbtest.callback import Callback, NotebookRun

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 import zmq
-from conftest import kernel_processes, pid_gone
+from helpers.processes import kernel_processes, pid_gone
 from jupyter_core.utils import run_sync
 
 from nbtest import this_tests

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers.processes import REPO
 
 from nbtest import this_tests
 

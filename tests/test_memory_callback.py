@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fake_nvidia_smi import app, gpu, install
-from pytester_helpers import output, run_pytest
+from helpers.fake_nvidia_smi import app, gpu, install
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.callback import Callback, NotebookRun

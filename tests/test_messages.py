@@ -1,5 +1,5 @@
-"""Messages a new user meets (issue 26, section 6): input() in a cell, where a timed-out cell
-was stuck, a notebook whose cells repeat a tag. Real kernels, real notebooks.
+"""Messages a new user meets: input() in a cell, where a timed-out cell was stuck, a notebook
+whose cells repeat a tag. Real kernels, real notebooks.
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import FORK
-from fake_nvidia_smi import gpu, install
-from pytester_helpers import output, run_pytest
+from helpers.fake_nvidia_smi import gpu, install
+from helpers.forks import FORK
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.config import NbTestConfig

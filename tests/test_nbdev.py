@@ -1,16 +1,16 @@
-"""nbdev projects (issue 19): nbtest runs what nbdev_test runs, and says why it leaves the rest.
+"""nbdev projects: nbtest runs what nbdev_test runs, and says why it leaves the rest.
 
-The project is built as the issue's check builds it: settings.ini with nbdev's keys, a
-`_private.ipynb` that fails, a `.notest` folder, `skip_exec` front matter, `#|eval: false`
-cells that would fail, a cell calling `nbdev_export()` that would fail, and a notebook of
-`#|slow` cells under `tst_flags = slow`.
+The project holds one of each convention nbdev_test honours: settings.ini with nbdev's keys, a
+`_private.ipynb` that fails, a `.notest` folder, `skip_exec` front matter, `#|eval: false` cells
+that would fail, a cell calling `nbdev_export()` that would fail, and a notebook of `#|slow`
+cells under `tst_flags = slow`.
 """
 
 from __future__ import annotations
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import collected_ids, output, run_pytest
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import collected_ids, output, run_pytest
 
 from nbtest import this_tests
 from nbtest.nbdev import calls_export, front_matter, left_out, project_settings
@@ -34,7 +34,7 @@ LEFT_OUT = ("left out nbs/_private.ipynb: its name starts with _",
 
 @pytest.fixture
 def nbdev_project(pytester: pytest.Pytester) -> pytest.Pytester:
-    """The nbdev-style project of the issue's acceptance check."""
+    """An nbdev-style project with one of each convention nbdev_test honours."""
     pytester.makefile(".ini", settings=SETTINGS)
     pytester.makeini("[pytest]\nnbtest = true\n")
     nbs = pytester.path / "nbs"

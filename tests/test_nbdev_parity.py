@@ -1,4 +1,4 @@
-"""nbdev projects run as nbdev_test 3.3 runs them (issue 28, section 3).
+"""nbdev projects run as nbdev_test 3.3 runs them.
 
 Each test builds the smallest nbdev project that shows one of nbdev's rules (read from
 nbdev/test.py, nbdev/doclinks.py's nbglob and fastcore/nbio.py): which notebooks it tests,
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import collected_ids, output, run_pytest
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import collected_ids, output, run_pytest
 
 from nbtest import nbdev, this_tests
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from pytester_helpers import junit_outcomes, output, run_pytest
+from helpers.pytest_sessions import junit_outcomes, output, run_pytest
 
 from nbtest import this_tests
 from nbtest.callbacks.outputs import OutputCheck

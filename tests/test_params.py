@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import cell_text, read_notebook
+from helpers.notebooks import cell_text, read_notebook
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.errors import ParameterError

@@ -1,8 +1,8 @@
-"""Switching from nbmake, papermill and pytest-notebook (issue 13): running a notebook as they
-do. An error shown by a post-execute hook fails its cell, the kernel name `python`, pytest.skip()
-in a cell, nbmake's cell metadata, pytest-notebook's nbreg skip, allow_errors and a notebook's
-own cwd, papermill's --prepare-only, and messages in each face's spelling. Generated notebooks,
-real kernels.
+"""Switching from nbmake, papermill and pytest-notebook: running a notebook as they do. An error
+shown by a post-execute hook fails its cell, the kernel name `python`, pytest.skip() in a cell,
+nbmake's cell metadata, pytest-notebook's nbreg skip, allow_errors and a notebook's own cwd,
+papermill's --prepare-only, and messages in each face's spelling. Generated notebooks, real
+kernels.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import read_notebook
-from pytester_helpers import output, run_pytest
+from helpers.notebooks import read_notebook
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.kernel.specs import kernel_spec, resolve_kernel_name
@@ -22,7 +22,7 @@ from nbtest.results import FAILED, NOT_RUN, PASSED, SKIPPED
 pytest_plugins = ["pytester"]
 
 
-# --- an error shown by a post-execute hook fails its cell (issue 13, item 2) ---------------
+# --- an error shown by a post-execute hook fails its cell ----------------------------------
 
 # A post_run_cell callback that raises after a cell ending in `# draw` ran: IPython shows the
 # traceback as an `error` output while the execute reply stays `ok` (as matplotlib's inline

@@ -1,7 +1,7 @@
-"""Switching from nbval (issue 13): nbval's comment markers, its own test notebooks rebuilt,
-a sanitize file that repeats a regex, `collector.skip_compare` in a conftest, every
-mismatching cell reported, and skipped cells as skipped tests under --nbtest-cells. Generated
-notebooks, real kernels.
+"""Switching from nbval: nbval's comment markers, its own test notebooks rebuilt, a sanitize
+file that repeats a regex, `collector.skip_compare` in a conftest, every mismatching cell
+reported, and skipped cells as skipped tests under --nbtest-cells. Generated notebooks, real
+kernels.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import error_output, result_output, stored, stream
-from pytester_helpers import output, run_pytest
+from helpers.notebooks import error_output, result_output, stored, stream
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.callbacks.outputs import OutputCheck
@@ -25,7 +25,7 @@ from nbtest.results import FAILED, NOT_RUN, PASSED, SKIPPED
 pytest_plugins = ["pytester"]
 
 
-# --- nbval's comment markers (issue 13, item 4) --------------------------------------------
+# --- nbval's comment markers (# NBVAL_SKIP and the others) as nbval reads them -------------
 
 # nbval's tests/exceptions.ipynb, rebuilt: errors expected by comment, one output ignored.
 NBVAL_EXCEPTIONS = [

@@ -1,7 +1,6 @@
-"""Switching from nbmake, nbval and papermill (issue 13): the notebook files. The executed
-copy holds only this run's outputs (no stale ones, item 5), and nbformat 3 notebooks are
-converted in memory while older or newer ones are clear load errors (item 10). Generated
-notebooks, real kernels.
+"""Switching from nbmake, nbval and papermill: the notebook files. The executed copy holds only
+this run's outputs (no stale ones), and nbformat 3 notebooks are converted in memory while older
+or newer ones are clear load errors. Generated notebooks, real kernels.
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cell_text, read_notebook, stored, stream
-from pytester_helpers import output, run_pytest
+from helpers.notebooks import cell_text, read_notebook, stored, stream
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import run_notebook, this_tests
 from nbtest.errors import NotebookLoadError
@@ -23,7 +22,7 @@ from nbtest.report import failure_text
 pytest_plugins = ["pytester"]
 
 
-# --- no stale outputs in the executed copy (issue 13, item 5) ------------------------------
+# --- no stale outputs in the executed copy -------------------------------------------------
 
 STALE = [
     ("markdown", "# stale outputs"),

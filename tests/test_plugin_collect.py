@@ -7,12 +7,7 @@ Most of these sessions are `--collect-only` and start no kernel, so they run in-
 from __future__ import annotations
 
 import pytest
-from pytester_helpers import (
-    collected_ids,
-    notebook_maker,
-    output,
-    run_pytest,
-)
+from helpers.pytest_sessions import collected_ids, notebook_maker, output, run_pytest
 
 from nbtest import this_tests
 

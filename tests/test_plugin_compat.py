@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import junit_outcomes, output, run_pytest
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import junit_outcomes, output, run_pytest
 
 from nbtest import this_tests
 from nbtest.plugin.locations import cell_source_line

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from _pytest.config import get_config
-from pytester_helpers import output, run_pytest
+from helpers.pytest_sessions import output, run_pytest
 
 import nbtest
 import nbtest.hookspecs

@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from pytester_helpers import MARKED_PY, output, run_pytest
+from helpers.pytest_sessions import MARKED_PY, output, run_pytest
 
 import nbtest
 from nbtest import this_tests

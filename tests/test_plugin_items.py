@@ -6,7 +6,7 @@ lines, skips by metadata and markers, per-cell items in one kernel, JUnit XML, -
 from __future__ import annotations
 
 import pytest
-from pytester_helpers import (
+from helpers.pytest_sessions import (
     MARKED_PY,
     interrupt_once_started,
     junit_outcomes,

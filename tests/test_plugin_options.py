@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pytester_helpers import collected_ids, notebook_maker, output, run_pytest
+from helpers.pytest_sessions import collected_ids, notebook_maker, output, run_pytest
 
 from nbtest import this_tests
 

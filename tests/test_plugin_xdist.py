@@ -7,12 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pytester_helpers import (
-    junit_outcomes,
-    lines_starting,
-    notebook_maker,
-    run_pytest,
-)
+from helpers.pytest_sessions import junit_outcomes, lines_starting, notebook_maker, run_pytest
 
 from nbtest import this_tests
 

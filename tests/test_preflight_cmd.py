@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_nvidia_smi import app, gpu, install
+from helpers.fake_nvidia_smi import app, gpu, install
 
 from nbtest import this_tests
 from nbtest.cli import build_parser
@@ -54,7 +54,7 @@ def preflight_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pid: int) -> Path:
-    """The busy card of issue 5: 4000 MiB free of 80 GiB, a Jupyter kernel holding 77000."""
+    """A busy card: 4000 MiB free of 80 GiB, a Jupyter kernel holding 77000."""
     install(tmp_path / "smi", monkeypatch,
             {"gpus": [gpu(0, free=4000, total=81920, uuid=UUID)], "apps": [app(pid, 77000, UUID)]})
     return tmp_path

@@ -1,4 +1,4 @@
-"""Preloading (issue 16): the fork template imports the user's modules, and stays provably safe.
+"""Preloading: the fork template imports the user's modules, and stays provably safe.
 
 Real pytest sessions (pytester) whose notebooks import modules written beside them; the
 template imports them from there (pytester puts its folder on PYTHONPATH, which the template
@@ -13,8 +13,8 @@ import re
 import textwrap
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import output, run_pytest
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.kernel.preload import choose, env_set_before_import, learned, notebook_imports

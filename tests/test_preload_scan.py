@@ -1,5 +1,6 @@
 """The static scans of a notebook's cells that decide fork or spawn and what `auto` preloads:
-they read cells as code (issue 28, 1d and the clean output of section 1)."""
+they read cells as code (a variable read is no reason to spawn, one set before the import is),
+and say nothing about what they cannot parse (no SyntaxWarning for an invalid escape)."""
 
 from __future__ import annotations
 

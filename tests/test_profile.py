@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import NEEDS_XDIST
-from pytester_helpers import output, run_pytest
+from helpers.extras import NEEDS_XDIST
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.callbacks.profile import ProfileCallback, preload_advice, summary_lines

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import NBTEST_CMD, REPO
+from helpers.processes import NBTEST_CMD, REPO
 
 from nbtest import this_tests
 from nbtest.cli import build_parser

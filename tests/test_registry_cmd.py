@@ -1,6 +1,6 @@
 """The registry's commands: `nbtest execute --registry`, `nbtest registry missing / check /
-show`, and show_tests(), on the acmelib project of tests/registry_helpers.py. Kernel starts:
-`nbtest execute` with and without `--registry` (3).
+show`, and show_tests(), on the acmelib project of tests/helpers/registry_project.py. Kernel
+starts: `nbtest execute` with and without `--registry` (3).
 """
 
 from __future__ import annotations
@@ -8,7 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from registry_helpers import NOTEBOOKS, REGISTRY, entry, nbtest_cmd, registry_text, write_registry
+from helpers.registry_project import (
+    NOTEBOOKS,
+    REGISTRY,
+    entry,
+    nbtest_cmd,
+    registry_text,
+    write_registry,
+)
 
 from nbtest import this_tests
 from nbtest.callbacks.registry import RegistryCapture

@@ -1,6 +1,6 @@
 """The registry file when sessions collide or break: two pytest sessions at once, a corrupt
 file (at the start, during the session), Ctrl-C. Real pytest sessions on the acmelib project
-of tests/registry_helpers.py; one kernel start (the interrupted session). The timeouts are
+of tests/helpers/registry_project.py; one kernel start (the interrupted session). The timeouts are
 hang guards, never speed assertions.
 """
 
@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from pytester_helpers import output, run_pytest
-from registry_helpers import (
+from helpers.pytest_sessions import output, run_pytest
+from helpers.registry_project import (
     EXPECTED,
     HANG,
     REGISTRY,

@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from registry_helpers import QUOTED, entry
+from helpers.registry_project import QUOTED, entry
 
 from nbtest import this_tests
 from nbtest.errors import RegistryError

@@ -1,7 +1,7 @@
 """The this_tests registry in real pytest sessions (pytester, real kernels) on the acmelib
-project of tests/registry_helpers.py: what a run writes, serial and under -n 2, per-cell items,
-the forgetful tests listed (warn, error, off), stale entries, no API, where a .py test's entry
-points. Kernel starts: the full run (5 notebooks, serial and -n 2), per-cell items (2), a
+project of tests/helpers/registry_project.py: what a run writes, serial and under -n 2, per-cell
+items, the forgetful tests listed (warn, error, off), stale entries, no API, where a .py test's
+entry points. Kernel starts: the full run (5 notebooks, serial and -n 2), per-cell items (2), a
 notebook that forgot this_tests under `error`. No test asserts a time.
 """
 
@@ -12,9 +12,9 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import NEEDS_XDIST
-from pytester_helpers import output, run_pytest
-from registry_helpers import (
+from helpers.extras import NEEDS_XDIST
+from helpers.pytest_sessions import output, run_pytest
+from helpers.registry_project import (
     EXPECTED,
     INJECTING,
     NOTEBOOKS,

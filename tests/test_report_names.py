@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pytester_helpers import junit_outcomes, output, run_pytest
+from helpers.pytest_sessions import junit_outcomes, output, run_pytest
 
 from nbtest import this_tests
 

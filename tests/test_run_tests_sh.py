@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pytester_helpers import REPO, SESSION_TIMEOUT, venv_env
+from helpers.pytest_sessions import REPO, SESSION_TIMEOUT, venv_env
 
 from nbtest import this_tests
 

@@ -1,5 +1,6 @@
 """The fork template's stderr (a preloaded library's import-time warning) stays off the
-terminal: it is shown under -v, or when the template fails (issue 28, clean output)."""
+terminal, which shows only the session's own output: it is shown under -v, or when the template
+fails."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
-from pytester_helpers import output, run_pytest
+from helpers.notebooks import write_notebook
+from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import this_tests
 from nbtest.kernel.forkserver import ForkServer

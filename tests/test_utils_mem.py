@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from fake_nvidia_smi import gpu, install
+from helpers.fake_nvidia_smi import gpu, install
 
 from nbtest import this_tests
 from nbtest.utils import mem

@@ -12,7 +12,7 @@ from typing import Any
 from .tracker import Tracker
 
 
-class TrackedEnviron(os._Environ):  # type: ignore[name-defined,misc]
+class TrackedEnviron(os._Environ[str]):
     """`os.environ` in a tracked kernel: the same variables (the same underlying mapping, so
     `putenv` still follows), with each read and write in a cell told to the tracker."""
 

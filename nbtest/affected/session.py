@@ -25,8 +25,8 @@ import pytest
 from .fingerprint import git_commit, kernelspec_identity, static_fingerprint, verdict_options
 from .store import CACHE_FOLDER, Checker, Decision, Store, follow_products, new_entry, when
 
-STATIC_KEY = pytest.StashKey[dict]()  # an item's static fingerprint, set at collection
-PENDING_KEY = pytest.StashKey[dict]()  # a finished run's fingerprint, for its next report
+STATIC_KEY = pytest.StashKey[dict[str, Any]]()  # an item's static fingerprint, set at collection
+PENDING_KEY = pytest.StashKey[dict[str, Any]]()  # a finished run's fingerprint, for its next report
 REPORT_ATTR = "nbtest_affected"  # the report attribute carrying a run's fingerprint
 WORKER_KEY = "nbtest_affected"  # in workeroutput: the worker's decisions, for the summary
 

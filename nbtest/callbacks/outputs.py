@@ -44,7 +44,8 @@ class _RunState:
 
 def _plain(outputs: Sequence[Any]) -> list[Any]:
     """Outputs as plain JSON data (no NotebookNode), safe to keep and to pickle."""
-    return json.loads(json.dumps(list(outputs), default=str))
+    plain: list[Any] = json.loads(json.dumps(list(outputs), default=str))
+    return plain
 
 
 class OutputCheck(Callback):

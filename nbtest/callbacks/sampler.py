@@ -184,7 +184,7 @@ class TreeSampler:
 
     def _alive(self) -> bool:
         try:
-            return self._procs[self.pid].status() != psutil.STATUS_ZOMBIE
+            return bool(self._procs[self.pid].status() != psutil.STATUS_ZOMBIE)
         except (KeyError, psutil.Error):
             return False
 

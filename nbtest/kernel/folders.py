@@ -93,7 +93,7 @@ def owner_gone(owner: dict[str, Any], here: dict[str, Any] | None = None) -> boo
         proc = psutil.Process(pid)
         if abs(proc.create_time() - started) > START_SLACK:
             return True  # the pid was reused: the owner is gone
-        return proc.status() == psutil.STATUS_ZOMBIE
+        return bool(proc.status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
     except psutil.Error:  # cannot look (permissions): alive, for all we know

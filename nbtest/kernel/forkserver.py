@@ -202,7 +202,8 @@ class ForkServer:
             from .freshness import changed, rebuild
 
             if changed(self):
-                return rebuild(self).spawn(args, env, cwd, timeout, folder)
+                fresh: ForkServer = rebuild(self)
+                return fresh.spawn(args, env, cwd, timeout, folder)
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         deadline = time.monotonic() + timeout
         while True:

@@ -78,7 +78,7 @@ def timer() -> ImportTimer:
     found = next((f for f in sys.meta_path if isinstance(f, ImportTimer)), None)
     if found is None:
         found = ImportTimer()
-        sys.meta_path.insert(0, found)  # type: ignore[arg-type]
+        sys.meta_path.insert(0, found)
     return found
 
 

@@ -95,7 +95,7 @@ def wait_gone(procs: list[psutil.Process], timeout: float) -> None:
 
 def _running(proc: psutil.Process) -> bool:
     try:
-        return proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 

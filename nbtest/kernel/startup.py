@@ -111,7 +111,7 @@ def _nbtest_startup(settings_json: str) -> None:  # runs inside the kernel
                 run_module(module)
                 module.manual_seed(seed)
 
-            spec.loader.exec_module = exec_and_seed  # type: ignore[method-assign]
+            spec.loader.exec_module = exec_and_seed
             return spec
 
     sys.meta_path.insert(0, SeedTorchOnImport())

@@ -41,7 +41,8 @@ def disk_outputs(outputs: list[Any]) -> list[Any]:
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell(outputs=nbformat.from_dict(outputs)))
     split = split_lines(nb).cells[0].outputs
-    return json.loads(json.dumps(split, sort_keys=True))
+    plain: list[Any] = json.loads(json.dumps(split, sort_keys=True))
+    return plain
 
 
 def _source(cell: dict[str, Any]) -> str:

@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-SPLIT_SHARE = pytest.StashKey[tuple[list, set]]()  # (items given to the splitter, this group's)
+# (items given to the splitter, this group's)
+SPLIT_SHARE = pytest.StashKey[tuple[list[pytest.Item], set[pytest.Item]]]()
 
 
 def _notebook_of(item: pytest.Item) -> Any:

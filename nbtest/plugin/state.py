@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ..callback import Callback
 from ..config import NbTestConfig
 
 KERNEL_START = "nbtest kernel start"  # the user property naming how a kernel started
@@ -17,7 +18,7 @@ ACTIVE_KEY = pytest.StashKey[bool]()
 
 CONFIG_KEY = pytest.StashKey[NbTestConfig]()  # the session's resolved options
 
-CALLBACKS_KEY = pytest.StashKey[list]()  # session-wide callbacks (registry, memory, ...)
+CALLBACKS_KEY = pytest.StashKey[list[Callback]]()  # session-wide callbacks (registry, memory...)
 
 TEMPLATES_KEY = pytest.StashKey["set[int]"]()  # fork templates that predate the session
 
@@ -40,7 +41,8 @@ def is_notebook_item(item: pytest.Item) -> bool:
     items = sys.modules.get("nbtest.plugin.items")  # none yet: no notebook item exists
     return items is not None and isinstance(item, items._NotebookItemBase)
 
-LEFT_OUT_KEY = pytest.StashKey[list]()  # (path, why) of notebooks an nbdev project leaves out
+# (path, why) of notebooks an nbdev project leaves out
+LEFT_OUT_KEY = pytest.StashKey[list[tuple[Path, str]]]()
 LEFT_OUT_OUTPUT = "nbtest_left_out"  # in an xdist worker's output: those, for the controller
 
 def note_left_out(config: pytest.Config, path: Path, why: str) -> None:

@@ -19,8 +19,7 @@ import pytest
 
 # Hang guard for one pytest session in a subprocess (seconds); never a speed assertion.
 SESSION_TIMEOUT = 180
-REPO = Path(__file__).resolve().parent.parent
-
+REPO = Path(__file__).resolve().parent.parent.parent
 
 
 def run_pytest(pytester: pytest.Pytester, *args: str | Path,

@@ -1,7 +1,7 @@
 """A stand-in `nvidia-smi` for tests: a real executable on PATH that answers from a JSON scene.
 
 `install(folder, monkeypatch, scene)` writes the scene to `folder/scene.json` and an executable
-`folder/nvidia-smi` (first line `#!<this interpreter>`), puts `folder` first on PATH, points
+`folder/nvidia-smi` (a shell script exec'ing this interpreter), puts `folder` first on PATH, points
 NBTEST_FAKE_SMI_SCENE at the scene and sets NBTEST_GPU_BACKEND=smi so NVML is not asked even
 where a driver exists. Every process the test starts inherits all three.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 SCENE_VAR = "NBTEST_FAKE_SMI_SCENE"
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent
 
 
 def gpu(index: int, free: int, total: int = 81920, name: str = "NVIDIA H100 80GB HBM3",
@@ -58,7 +58,7 @@ def install(folder: Path, monkeypatch: Any, scene: dict[str, Any]) -> Path:
     # A shell script that execs the interpreter: a `#!` line cannot hold a path with spaces
     # (a checkout under "/tmp/with space/"), and the kernel would find no nvidia-smi at all.
     code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); "
-            "from fake_nvidia_smi import main; sys.exit(main(sys.argv[1:]))")
+            "from helpers.fake_nvidia_smi import main; sys.exit(main(sys.argv[1:]))")
     script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(code)} "
                       '"$@"\n')
     script.chmod(0o755)
