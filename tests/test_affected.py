@@ -22,11 +22,11 @@ from pytester_helpers import SESSION_TIMEOUT, junit_outcomes, output, run_pytest
 
 import nbtest.affected.cmd
 import nbtest.affected.fingerprint
-import nbtest.affected.hooks
 import nbtest.affected.session
 import nbtest.affected.store
-import nbtest.affected.tracker
 import nbtest.callbacks.affected
+import nbtest.inkernel.tracker
+import nbtest.inkernel.tracker_hooks
 import nbtest.kernel.specs
 from nbtest import NbTestConfig, this_tests
 from nbtest.affected.fingerprint import static_fingerprint
@@ -141,7 +141,7 @@ def test_acceptance(pytester: pytest.Pytester, project: Path, workers: list[str]
     """Issue 17's scenario: only what an edit can affect runs, and what failed."""
     this_tests(nbtest.affected.session.AffectedSession.deselect,
                nbtest.affected.session.AffectedSession.pytest_sessionfinish,
-               nbtest.affected.store.Checker.reasons, nbtest.affected.hooks.install)
+               nbtest.affected.store.Checker.reasons, nbtest.inkernel.tracker_hooks.install)
     first_runs(pytester, *workers)
     edit_steps(pytester, project, *workers)
     no_kernel_left()
@@ -333,7 +333,7 @@ def test_incomplete_fingerprint_is_not_reused(pytester: pytest.Pytester, project
                                               no_kernel_left) -> None:
     """A pass whose fingerprint is incomplete (the audit hook failed) and a dead kernel are
     never reused."""
-    this_tests(nbtest.affected.tracker.Tracker.audit,
+    this_tests(nbtest.inkernel.tracker.Tracker.audit,
                nbtest.callbacks.affected.AffectedCapture.fingerprint)
     write_notebook(project / "hook.ipynb", [
         "ip = get_ipython()\n"
@@ -377,7 +377,7 @@ def test_written_files_are_products_not_inputs(pytester: pytest.Pytester, projec
                                                no_kernel_left) -> None:
     """A file the notebook writes (and reads back) is not an input; files read are, the
     package's own modules are, the virtualenv's are not (their distributions are)."""
-    this_tests(nbtest.affected.tracker.Tracker.report, nbtest.affected.fingerprint.distributions_of)
+    this_tests(nbtest.inkernel.tracker.Tracker.report, nbtest.affected.fingerprint.distributions_of)
     write_notebook(project / "writes.ipynb", [
         "with open('data/out.txt', 'w') as fh:\n    fh.write('made here')",
         "from pkg.a import answer\nassert open('data/out.txt').read() == 'made here'",
@@ -419,10 +419,10 @@ def test_static_fingerprint_leaves_out_outputs_and_markdown(tmp_path: Path) -> N
 
 def test_tracker_tells_reads_from_writes(tmp_path: Path) -> None:
     """The audit hook's classification, fed the events CPython sends (no kernel)."""
-    this_tests(nbtest.affected.tracker.Tracker.audit, nbtest.affected.tracker.Tracker._kept)
+    this_tests(nbtest.inkernel.tracker.Tracker.audit, nbtest.inkernel.tracker.Tracker._kept)
     root = tmp_path / "root"
     (root / "data").mkdir(parents=True)
-    tracker = nbtest.affected.tracker.Tracker(str(tmp_path / "out.jsonl"), [str(root)])
+    tracker = nbtest.inkernel.tracker.Tracker(str(tmp_path / "out.jsonl"), [str(root)])
     events = [(str(root / "data" / "r.csv"), "r", os.O_RDONLY),
               (str(root / "data" / "w.csv"), "w", os.O_WRONLY),
               (str(root / "data" / "rw.csv"), None, os.O_RDWR),

@@ -12,7 +12,8 @@ from registry_helpers import NOTEBOOKS, REGISTRY, entry, nbtest_cmd, registry_te
 
 from nbtest import this_tests
 from nbtest.callbacks.registry import RegistryCapture
-from nbtest.registry.api import KernelRecorder, show_tests
+from nbtest.inkernel.recorder import KernelRecorder
+from nbtest.registry.api import show_tests
 from nbtest.registry.cmd import public_functions
 from nbtest.registry.file import find_registry_path, format_entries
 

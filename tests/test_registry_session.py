@@ -29,7 +29,7 @@ from registry_helpers import (
 import nbtest.registry.api
 from nbtest import this_tests
 from nbtest.callbacks.registry import RegistryCapture
-from nbtest.registry.api import KernelRecorder
+from nbtest.inkernel.recorder import KernelRecorder
 from nbtest.registry.file import Registry, run_command, update_registry_file
 from nbtest.registry.session import RegistrySession
 

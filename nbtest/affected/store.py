@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..inkernel.tracker import listing_digest
 from .fingerprint import (
     FORMAT,
     FileDigests,
@@ -32,7 +33,6 @@ from .fingerprint import (
     path_kind,
 )
 from .schema import TIME_FORMAT, schema_problem
-from .tracker import listing_digest
 
 CACHE_FOLDER = "nbtest-affected"  # under pytest's cache: config.cache.mkdir(CACHE_FOLDER)
 class Store:

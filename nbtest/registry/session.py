@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from ..errors import NbTestError
-from .api import TestRecorder, set_recorder
+from ..inkernel.recorder import set_recorder
+from .api import TestRecorder
 from .file import Registry, update_registry_file
 
 WORKER_KEY = "nbtest_registry"
