@@ -22,12 +22,12 @@ from pytester_helpers import SESSION_TIMEOUT, junit_outcomes, output, run_pytest
 
 import nbtest.affected.cmd
 import nbtest.affected.fingerprint
-import nbtest.affected.session
 import nbtest.affected.store
 import nbtest.callbacks.affected
 import nbtest.inkernel.tracker
 import nbtest.inkernel.tracker_hooks
 import nbtest.kernel.specs
+import nbtest.plugin.affected
 from nbtest import NbTestConfig, this_tests
 from nbtest.affected.fingerprint import static_fingerprint
 from nbtest.affected.store import Store
@@ -139,8 +139,8 @@ def edit_steps(pytester: pytest.Pytester, root: Path, *args: str) -> None:
 def test_acceptance(pytester: pytest.Pytester, project: Path, workers: list[str],
                     no_kernel_left) -> None:
     """Issue 17's scenario: only what an edit can affect runs, and what failed."""
-    this_tests(nbtest.affected.session.AffectedSession.deselect,
-               nbtest.affected.session.AffectedSession.pytest_sessionfinish,
+    this_tests(nbtest.plugin.affected.AffectedSession.deselect,
+               nbtest.plugin.affected.AffectedSession.pytest_sessionfinish,
                nbtest.affected.store.Checker.reasons, nbtest.inkernel.tracker_hooks.install)
     first_runs(pytester, *workers)
     edit_steps(pytester, project, *workers)
@@ -161,7 +161,7 @@ def test_fresh_clone_with_the_cache_copied(pytester: pytest.Pytester, project: P
     """Content and relative paths only: a clone elsewhere, given the cache folder, agrees
     (serially and under -n 2); the one line names the commit of the passes."""
     this_tests(nbtest.affected.fingerprint.relative, nbtest.affected.fingerprint.git_commit,
-               nbtest.affected.session.AffectedSession.pytest_terminal_summary)
+               nbtest.plugin.affected.AffectedSession.pytest_terminal_summary)
     (project / ".gitignore").write_text(".pytest_cache/\njunit.xml\n")
     git("init", "-q", cwd=project)
     git("add", ".", cwd=project)
@@ -356,8 +356,8 @@ def test_incomplete_fingerprint_is_not_reused(pytester: pytest.Pytester, project
 def test_per_cell_items(pytester: pytest.Pytester, project: Path, no_kernel_left) -> None:
     """With --nbtest-cells the cells of an unchanged notebook are deselected together; a
     run of some cells only leaves the notebook to run next time."""
-    this_tests(nbtest.affected.session.AffectedSession.pytest_nbtest_notebook_done,
-               nbtest.affected.session.AffectedSession.pytest_runtest_makereport)
+    this_tests(nbtest.plugin.affected.AffectedSession.pytest_nbtest_notebook_done,
+               nbtest.plugin.affected.AffectedSession.pytest_runtest_makereport)
     write_notebook(project / "cells.ipynb", ["x = 1", "x += 1", "assert x == 2"])
     first, _ = ran(pytester, "--nbtest-cells", "cells.ipynb", "nb3.ipynb")
     assert set(first) == {"cells.ipynb::cell[1]", "cells.ipynb::cell[2]",

@@ -30,8 +30,8 @@ import nbtest.registry.api
 from nbtest import this_tests
 from nbtest.callbacks.registry import RegistryCapture
 from nbtest.inkernel.recorder import KernelRecorder
+from nbtest.plugin.registry import RegistrySession
 from nbtest.registry.file import Registry, run_command, update_registry_file
-from nbtest.registry.session import RegistrySession
 
 pytest_plugins = ["pytester"]
 

@@ -35,6 +35,8 @@ from .fingerprint import (
 from .schema import TIME_FORMAT, schema_problem
 
 CACHE_FOLDER = "nbtest-affected"  # under pytest's cache: config.cache.mkdir(CACHE_FOLDER)
+# The name the pytest face registers its AffectedSession under (plugin/affected.py).
+AFFECTED_PLUGIN = "nbtest-affected"
 class Store:
     """The per-notebook entries in one folder; reads never raise, writes are atomic."""
 

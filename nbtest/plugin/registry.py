@@ -18,8 +18,8 @@ import pytest
 
 from ..errors import NbTestError
 from ..inkernel.recorder import set_recorder
-from .api import TestRecorder
-from .file import Registry, update_registry_file
+from ..registry.api import TestRecorder
+from ..registry.file import Registry, update_registry_file
 
 WORKER_KEY = "nbtest_registry"
 
