@@ -117,8 +117,3 @@ class OutputCheck(Callback):
         if not self.compared:
             return []
         return [rule.describe() for rule in self.sanitizers.unmatched()]
-
-
-def find_output_check(callbacks: Sequence[Callback]) -> OutputCheck | None:
-    """The OutputCheck among a session's callbacks, if there is one."""
-    return next((cb for cb in callbacks if isinstance(cb, OutputCheck)), None)
