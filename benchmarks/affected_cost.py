@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/affected_cost.py [--cells 2000] [--notebooks 1000] [--runs 5]
 
 1. Per cell: an IPython shell in this process runs the same cells before and after
-   nbtest.affected.tracker is installed (its audit hook sees every audit event of the process,
+   nbtest.inkernel.tracker is installed (its audit hook sees every audit event of the process,
    its post_run_cell handler writes what is new after each cell), so the difference is the
    tracker's cost per cell: trivial cells, and cells that open a project file. Also the same
    notebook run whole in a real kernel with and without the tracker (noisier: kernel start).
@@ -172,7 +172,7 @@ def deciding(notebooks: int, files: int, per: int, runs: int, root: Path) -> dic
         static_fingerprint,
     )
     from nbtest.affected.store import Checker, Store, follow_products, new_entry
-    from nbtest.affected.tracker import listing_digest
+    from nbtest.inkernel.tracker import listing_digest
 
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import write_notebook

@@ -1,6 +1,7 @@
 """A deep-learning library's nbdev docs suite (issue 28): nbtest against nbdev_test and nbmake.
 
-    python3 benchmarks/bench_dl.py [--runs 3] [--quick] [--notebooks N] [--targets-only] [--out FILE]
+    python3 benchmarks/bench_dl.py [--runs 3] [--quick] [--notebooks N] [--targets-only]
+                                    [--out FILE]
 
 Generates an nbdev project (nbbench/dl_sets.py): a mid-size library `dlbench` importing
 torch, numpy, pandas, matplotlib and tqdm, and 20 notebooks entering it through different

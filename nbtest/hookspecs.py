@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pluggy
-import pytest
 
 if TYPE_CHECKING:
+    import pytest
+
     from .callback import NotebookRun
     from .results import CellResult, NotebookResult
 

@@ -139,9 +139,9 @@ def default_eval(notebook: Any, path: Path | str = "the notebook") -> bool:
 def cell_evals(cell: Mapping[str, Any], default: bool) -> bool:
     """Whether nbdev_test runs this code cell (fastcore's does_cell_eval): not when it calls
     nbdev_export(); else as its `#| eval` directive says, else `default`."""
-    from .notebook import directives
+    from .notebook import cell_source, directives
 
-    if calls_export(_source(cell)):
+    if calls_export(cell_source(cell)):
         return False
     value = directives(cell).get("eval")
     if value in ("", "true", "True"):
@@ -154,26 +154,23 @@ def cell_evals(cell: Mapping[str, Any], default: bool) -> bool:
 def front_matter(notebook: Any, path: Path | str = "the notebook") -> dict[str, Any]:
     """The notebook's front matter as nbdev reads it (fastcore's nb_frontmatter):
     `metadata.nbdev`, then the first markdown cell, then the first raw cell."""
+    from .notebook import cell_source
+
     cells = notebook.get("cells", ()) if isinstance(notebook, Mapping) else notebook.cells
     found = dict(_metadata(notebook).get("nbdev") or {})
     markdown = next((c for c in cells if c.get("cell_type") == "markdown"), None)
     raw = next((c for c in cells if c.get("cell_type") == "raw"), None)
     if markdown is not None:
-        text = _source(markdown)
+        text = cell_source(markdown)
         found.update(_yaml_block(text, path) or _markdown_list(text))
     if raw is not None:
-        found.update(_yaml_block(_source(raw), path))
+        found.update(_yaml_block(cell_source(raw), path))
     return found
 
 
 def _metadata(notebook: Any) -> Mapping[str, Any]:
     metadata = notebook.get("metadata") if isinstance(notebook, Mapping) else notebook.metadata
     return metadata if isinstance(metadata, Mapping) else {}
-
-
-def _source(cell: Mapping[str, Any]) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def _yaml_block(text: str, path: Path | str) -> dict[str, Any]:

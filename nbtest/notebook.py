@@ -20,7 +20,6 @@ RAISES_TAGS = frozenset({"raises-exception", "nbval-raises-exception"})
 # nbval's comment markers: a comment line `# NBVAL_SKIP` in the source acts as the tag.
 SKIP_COMMENTS = frozenset({"NBVAL_SKIP"})
 RAISES_COMMENTS = frozenset({"NBVAL_RAISES_EXCEPTION"})
-PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 # Folders whose notebooks are never run: Jupyter's checkpoints, Sphinx's build output.
 NEVER_COLLECTED = frozenset({".ipynb_checkpoints", "_build"})
@@ -137,12 +136,16 @@ def cell_tags(cell: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(cell.get("metadata", {}).get("tags", ()))
 
 
+def cell_source(cell: Mapping[str, Any]) -> str:
+    """A cell's source as one string (nbformat stores it as a string or a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
 def marker_comments(cell: Mapping[str, Any]) -> list[str]:
     """The comment lines of a cell's source, in order, as nbval reads its markers: each
     whole line starting with `#`, without the `#`s and blanks (`# NBVAL_SKIP` -> NBVAL_SKIP)."""
-    source = cell.get("source", "")
-    source = "".join(source) if isinstance(source, list) else str(source)
-    lines = (line.strip() for line in source.splitlines())
+    lines = (line.strip() for line in cell_source(cell).splitlines())
     return [line.lstrip("#").strip() for line in lines if line.startswith("#")]
 
 
@@ -152,10 +155,8 @@ _DIRECTIVE = re.compile(r"^#\s*\|\s*([\w-]+)\s*(?::\s*(.*?))?\s*$")
 def directives(cell: Mapping[str, Any]) -> dict[str, str]:
     """nbdev / Quarto cell directives: the `#| name: value` lines (any spacing) at the top
     of a cell, as `{name: value}` (`""` for a bare `#|slow`)."""
-    source = cell.get("source", "")
-    source = "".join(source) if isinstance(source, list) else str(source)
     found: dict[str, str] = {}
-    for line in source.splitlines():
+    for line in cell_source(cell).splitlines():
         if not line.strip():
             continue
         match = _DIRECTIVE.match(line.strip())

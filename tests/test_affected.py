@@ -23,12 +23,12 @@ from helpers.pytest_sessions import SESSION_TIMEOUT, junit_outcomes, output, run
 
 import nbtest.affected.cmd
 import nbtest.affected.fingerprint
-import nbtest.affected.hooks
-import nbtest.affected.session
 import nbtest.affected.store
-import nbtest.affected.tracker
 import nbtest.callbacks.affected
+import nbtest.inkernel.tracker
+import nbtest.inkernel.tracker_hooks
 import nbtest.kernel.specs
+import nbtest.plugin.affected
 from nbtest import NbTestConfig, this_tests
 from nbtest.affected.fingerprint import static_fingerprint
 from nbtest.affected.store import Store
@@ -140,9 +140,9 @@ def edit_steps(pytester: pytest.Pytester, root: Path, *args: str) -> None:
 def test_acceptance(pytester: pytest.Pytester, project: Path, workers: list[str],
                     no_kernel_left) -> None:
     """Edit by edit, only what an edit can affect runs, and what failed before."""
-    this_tests(nbtest.affected.session.AffectedSession.deselect,
-               nbtest.affected.session.AffectedSession.pytest_sessionfinish,
-               nbtest.affected.store.Checker.reasons, nbtest.affected.hooks.install)
+    this_tests(nbtest.plugin.affected.AffectedSession.deselect,
+               nbtest.plugin.affected.AffectedSession.pytest_sessionfinish,
+               nbtest.affected.store.Checker.reasons, nbtest.inkernel.tracker_hooks.install)
     first_runs(pytester, *workers)
     edit_steps(pytester, project, *workers)
     no_kernel_left()
@@ -162,7 +162,7 @@ def test_fresh_clone_with_the_cache_copied(pytester: pytest.Pytester, project: P
     """Content and relative paths only: a clone elsewhere, given the cache folder, agrees
     (serially and under -n 2); the one line names the commit of the passes."""
     this_tests(nbtest.affected.fingerprint.relative, nbtest.affected.fingerprint.git_commit,
-               nbtest.affected.session.AffectedSession.pytest_terminal_summary)
+               nbtest.plugin.affected.AffectedSession.pytest_terminal_summary)
     (project / ".gitignore").write_text(".pytest_cache/\njunit.xml\n")
     git("init", "-q", cwd=project)
     git("add", ".", cwd=project)
@@ -334,7 +334,7 @@ def test_incomplete_fingerprint_is_not_reused(pytester: pytest.Pytester, project
                                               no_kernel_left) -> None:
     """A pass whose fingerprint is incomplete (the audit hook failed) and a dead kernel are
     never reused."""
-    this_tests(nbtest.affected.tracker.Tracker.audit,
+    this_tests(nbtest.inkernel.tracker.Tracker.audit,
                nbtest.callbacks.affected.AffectedCapture.fingerprint)
     write_notebook(project / "hook.ipynb", [
         "ip = get_ipython()\n"
@@ -357,8 +357,8 @@ def test_incomplete_fingerprint_is_not_reused(pytester: pytest.Pytester, project
 def test_per_cell_items(pytester: pytest.Pytester, project: Path, no_kernel_left) -> None:
     """With --nbtest-cells the cells of an unchanged notebook are deselected together; a
     run of some cells only leaves the notebook to run next time."""
-    this_tests(nbtest.affected.session.AffectedSession.pytest_nbtest_notebook_done,
-               nbtest.affected.session.AffectedSession.pytest_runtest_makereport)
+    this_tests(nbtest.plugin.affected.AffectedSession.pytest_nbtest_notebook_done,
+               nbtest.plugin.affected.AffectedSession.pytest_runtest_makereport)
     write_notebook(project / "cells.ipynb", ["x = 1", "x += 1", "assert x == 2"])
     first, _ = ran(pytester, "--nbtest-cells", "cells.ipynb", "nb3.ipynb")
     assert set(first) == {"cells.ipynb::cell[1]", "cells.ipynb::cell[2]",
@@ -378,7 +378,7 @@ def test_written_files_are_products_not_inputs(pytester: pytest.Pytester, projec
                                                no_kernel_left) -> None:
     """A file the notebook writes (and reads back) is not an input; files read are, the
     package's own modules are, the virtualenv's are not (their distributions are)."""
-    this_tests(nbtest.affected.tracker.Tracker.report, nbtest.affected.fingerprint.distributions_of)
+    this_tests(nbtest.inkernel.tracker.Tracker.report, nbtest.affected.fingerprint.distributions_of)
     write_notebook(project / "writes.ipynb", [
         "with open('data/out.txt', 'w') as fh:\n    fh.write('made here')",
         "from pkg.a import answer\nassert open('data/out.txt').read() == 'made here'",
@@ -420,10 +420,10 @@ def test_static_fingerprint_leaves_out_outputs_and_markdown(tmp_path: Path) -> N
 
 def test_tracker_tells_reads_from_writes(tmp_path: Path) -> None:
     """The audit hook's classification, fed the events CPython sends (no kernel)."""
-    this_tests(nbtest.affected.tracker.Tracker.audit, nbtest.affected.tracker.Tracker._kept)
+    this_tests(nbtest.inkernel.tracker.Tracker.audit, nbtest.inkernel.tracker.Tracker._kept)
     root = tmp_path / "root"
     (root / "data").mkdir(parents=True)
-    tracker = nbtest.affected.tracker.Tracker(str(tmp_path / "out.jsonl"), [str(root)])
+    tracker = nbtest.inkernel.tracker.Tracker(str(tmp_path / "out.jsonl"), [str(root)])
     events = [(str(root / "data" / "r.csv"), "r", os.O_RDONLY),
               (str(root / "data" / "w.csv"), "w", os.O_WRONLY),
               (str(root / "data" / "rw.csv"), None, os.O_RDWR),

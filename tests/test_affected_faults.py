@@ -23,10 +23,10 @@ from helpers.pytest_sessions import SESSION_TIMEOUT
 from test_affected import ENTRIES, build_project, entry_of, ran, run_affected
 
 import nbtest.affected.schema
-import nbtest.affected.session
 import nbtest.affected.store
 import nbtest.callbacks.affected
 import nbtest.kernel.interrupt
+import nbtest.plugin.affected
 from nbtest import this_tests
 from nbtest.affected.schema import ENTRY_SCHEMA
 from nbtest.affected.store import Store, new_entry
@@ -88,7 +88,7 @@ def test_mistyped_entries_run_and_are_rewritten(pytester: pytest.Pytester,
     """Five mistyped fields (settings, cells, files, dists, depends) in real entries: each
     notebook runs (no INTERNALERROR), `nbtest affected` says why, and its entry is written anew."""
     this_tests(nbtest.affected.store.Checker.decide,
-               nbtest.affected.session.AffectedSession.deselect)
+               nbtest.plugin.affected.AffectedSession.deselect)
     project = build_project(pytester.path)
     for name in ("nb5", "nb6"):
         write_notebook(project / f"{name}.ipynb", [f"{name} = 1"])
@@ -124,8 +124,8 @@ def test_cache_folder_cannot_be_made(pytester: pytest.Pytester, workers: list[st
                                      no_kernel_left) -> None:
     """A file where the entries' folder goes (as a read-only cache): one warning, every
     notebook runs, the summary line and the exit status are those of a plain run."""
-    this_tests(nbtest.affected.session.AffectedSession.warn_unwritable,
-               nbtest.affected.session.AffectedSession.deselect)
+    this_tests(nbtest.plugin.affected.AffectedSession.warn_unwritable,
+               nbtest.plugin.affected.AffectedSession.deselect)
     project = build_project(pytester.path)
     (project / ENTRIES).parent.mkdir(parents=True)
     (project / ENTRIES).write_text("not a folder")
@@ -153,7 +153,7 @@ def pytest_sessionfinish(session):
 def test_full_disk_at_the_end(pytester: pytest.Pytester, no_kernel_left) -> None:
     """Entries that cannot be written after the notebooks passed: a warning, the summary
     line and exit 0 (pytest's own cache warns alike); nothing half-written stays."""
-    this_tests(nbtest.affected.session.AffectedSession.pytest_sessionfinish,
+    this_tests(nbtest.plugin.affected.AffectedSession.pytest_sessionfinish,
                nbtest.affected.store.Store.save)
     project = build_project(pytester.path)
     (project / "conftest.py").write_text(FULL_DISK)

@@ -20,9 +20,9 @@ from helpers.pytest_sessions import SESSION_TIMEOUT
 from test_affected import entry_of, ran, run_affected
 
 import nbtest.affected.fingerprint
-import nbtest.affected.hooks
-import nbtest.affected.tracker
 import nbtest.callbacks.affected
+import nbtest.inkernel.tracker
+import nbtest.inkernel.tracker_hooks
 from nbtest import this_tests
 
 pytest_plugins = ["pytester"]
@@ -34,7 +34,7 @@ def test_a_file_edited_while_it_runs_is_not_reused(pytester: pytest.Pytester,
                                                    no_kernel_left) -> None:
     """data.txt and pkg/mod.py change while their notebooks sleep after reading them: the
     passes are not reused (`changed while it ran`), the next session runs and fails them."""
-    this_tests(nbtest.callbacks.affected.digest_as_read, nbtest.affected.tracker.file_stat,
+    this_tests(nbtest.callbacks.affected.digest_as_read, nbtest.inkernel.tracker.file_stat,
                nbtest.callbacks.affected.AffectedCapture.fingerprint)
     root = pytester.path
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
@@ -83,7 +83,7 @@ def test_a_file_read_then_rewritten_always_runs(pytester: pytest.Pytester,
                                                 no_kernel_left) -> None:
     """A notebook that reads a file and then rewrites it is never reused (its next run
     reads what it wrote); one that writes a file and reads it back is (its product)."""
-    this_tests(nbtest.affected.tracker.Tracker.audit)
+    this_tests(nbtest.inkernel.tracker.Tracker.audit)
     root = pytester.path
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
     (root / "count.txt").write_text("0")
@@ -102,7 +102,7 @@ def test_listings_and_untracked_channels(pytester: pytest.Pytester, no_kernel_le
     """A folder listed (glob) is a dependency: a new file there runs the notebook. A run
     that used a subprocess or sqlite is never reused, and `nbtest affected` says so, unless
     the notebook trusts that channel (affected_trust)."""
-    this_tests(nbtest.affected.tracker.Tracker.other, nbtest.affected.tracker.listing_digest,
+    this_tests(nbtest.inkernel.tracker.Tracker.other, nbtest.inkernel.tracker.listing_digest,
                "nbtest.affected.store.Checker.reasons")
     root = pytester.path
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
@@ -137,8 +137,8 @@ def test_every_input_kind_changed_runs_and_fails(
     """Ten notebooks, each reading one kind of input: after a passing session each input changes
     so that its notebook fails, and the affected session runs all ten (none reused), fails them,
     and `nbtest affected` names why each runs."""
-    this_tests(nbtest.affected.tracker.Tracker.checked, nbtest.affected.tracker.Tracker.variable,
-               nbtest.affected.hooks.TrackedEnviron, nbtest.affected.fingerprint.env_value,
+    this_tests(nbtest.inkernel.tracker.Tracker.checked, nbtest.inkernel.tracker.Tracker.variable,
+               nbtest.inkernel.tracker_hooks.TrackedEnviron, nbtest.affected.fingerprint.env_value,
                nbtest.affected.fingerprint.conftest_paths, nbtest.affected.fingerprint.path_kind,
                "nbtest.affected.store.Checker.reasons")
     root = pytester.path

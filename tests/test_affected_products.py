@@ -12,8 +12,8 @@ import pytest
 from helpers.notebooks import write_notebook
 from test_affected import edit_cell, ran, run_affected
 
-import nbtest.affected.session
 import nbtest.affected.store
+import nbtest.plugin.affected
 from nbtest import this_tests
 
 pytest_plugins = ["pytester"]
@@ -29,7 +29,7 @@ def test_a_consumer_follows_its_producer(pytester: pytest.Pytester, tmp_path: Pa
     and fails in the same session; in a fresh clone with the cache copied over and no
     model.json, the consumer pulls its producer in, which runs first, and both pass."""
     this_tests(nbtest.affected.store.follow_products,
-               nbtest.affected.session.AffectedSession.deselect)
+               nbtest.plugin.affected.AffectedSession.deselect)
     root = pytester.path
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\nnbtest = true\n")
     write_notebook(root / "train.ipynb", [TRAIN.format(2)])

@@ -272,7 +272,7 @@ def test_run_notebook_inside_a_running_event_loop(make_notebook, no_kernel_left)
 
 
 def test_unknown_kernelspec_lists_installed_kernels(make_notebook, no_kernel_left) -> None:
-    this_tests(run_notebook, "nbtest.kernel.specs.check_kernel_name")
+    this_tests(run_notebook, "nbtest.kernel.specs.kernel_spec")
     path = make_notebook("k.ipynb", ["x = 1"], kernel="no-such-kernel")
     with pytest.raises(NoSuchKernelError) as info:
         run_notebook(path)

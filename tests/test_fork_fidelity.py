@@ -187,7 +187,7 @@ def test_template_runs_a_single_thread(probes: dict[str, Any]) -> None:
 def test_a_different_pythonpath_spawns_and_the_kernel_sees_it(
         tmp_path: Path, make_notebook: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
         no_kernel_left: Callable[[], None]) -> None:
-    this_tests("nbtest.kernel.forkserver.ForkServer.accepts",
+    this_tests("nbtest.kernel.forkserver.ForkServer.differences",
                "nbtest.kernel.provisioner.ForkProvisioner.launch_kernel")
     path = make_notebook("nb.ipynb", ["import sys\nprint(sys.path)",
                                       "import extra_mod\nprint(extra_mod.WHERE)"])

@@ -75,7 +75,7 @@ def test_a_short_2gib_allocation_is_seen(make_notebook: Callable[..., Path], gpu
 def test_the_kernels_own_counters_where_the_driver_hides_its_pid(
         make_notebook: Callable[..., Path], gpu_scene: Path) -> None:
     """A container: the driver lists no process; torch's peak, written by the kernel, counts."""
-    this_tests("nbtest.gpu.peak.install", "nbtest.gpu.peak.read_peak")
+    this_tests("nbtest.inkernel.gpu_peak.install", "nbtest.gpu.peak.read_peak")
     path = make_notebook("counters.ipynb", [TORCH_LIKE, holds(2600, listed=False), "y = 2"])
     result = run_notebook(path, NbTestConfig.of(gpu_min_free="1GiB"), [MemoryCallback()])
     assert result.passed

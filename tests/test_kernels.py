@@ -21,8 +21,14 @@ from jupyter_core.utils import run_sync
 from nbtest import this_tests
 from nbtest.errors import KernelStartError, NoSuchKernelError
 from nbtest.kernel.environment import kernel_environment
-from nbtest.kernel.launch import RECONNECT_IVL_MS, TOKEN_VAR, processes_with_token, start_kernel
-from nbtest.kernel.specs import check_kernel_name, installed_kernels, kernel_argv, kernel_spec
+from nbtest.kernel.launch import (
+    RECONNECT_IVL_MS,
+    TOKEN_VAR,
+    launch_kernel,
+    processes_with_token,
+    start_kernel,
+)
+from nbtest.kernel.specs import installed_kernels, kernel_argv, kernel_spec
 
 HANG_GUARD = 60
 
@@ -100,12 +106,12 @@ def test_kernel_talks_ipc_in_a_private_folder_and_kill_leaves_nothing(tmp_path: 
 
 
 def test_installed_kernels_and_unknown_names() -> None:
-    this_tests(installed_kernels, check_kernel_name)
+    this_tests(installed_kernels, kernel_spec)
     kernels = installed_kernels()
     assert "python3" in kernels
-    check_kernel_name("python3")
+    kernel_spec("python3")
     with pytest.raises(NoSuchKernelError) as info:
-        check_kernel_name("julia-0.1", "nb.ipynb")
+        kernel_spec("julia-0.1", "nb.ipynb")
     err = info.value
     assert err.message.startswith("nb.ipynb: no kernel named 'julia-0.1' is installed")
     assert "python3" in err.installed and "--kernel" in err.message
@@ -312,6 +318,26 @@ def test_a_started_kernel_is_ready_with_only_the_channels_nbtest_uses(tmp_path: 
         assert not kernel.kc.allow_stdin
         assert _execute(kernel, "print(6 * 7)").strip() == "42"
         assert run_sync(kernel.kc.is_alive)()
+    finally:
+        kernel.kill()
+    no_kernel_left()
+
+
+def test_fork_options_reach_the_provisioner_as_its_config(tmp_path: Path,
+                                                         no_kernel_left) -> None:
+    """`fork` and `spawn_if` travel in the kernelspec's provisioner stanza, which
+    jupyter_client hands to ForkProvisioner's constructor: nothing is set on the manager."""
+    this_tests("nbtest.kernel.launch.launch_kernel",
+               "nbtest.kernel.provisioner.ForkProvisioner.launch_kernel")
+
+    def never(preloaded: object) -> None:
+        return None
+
+    kernel = run_sync(launch_kernel)("python3", tmp_path, {}, fork="no", spawn_if=never)
+    try:
+        provisioner = kernel.km.provisioner
+        assert (provisioner.fork, provisioner.spawn_if) == ("no", never)
+        assert not hasattr(kernel.km, "nbtest_fork") and kernel.start_method == "spawn"
     finally:
         kernel.kill()
     no_kernel_left()

@@ -23,8 +23,8 @@ from nbtest.callbacks.memory import (
     MemoryCallback,
     TreeSampler,
     budget_violations,
+    gpu_look,
     gpu_memory_returned,
-    kernel_gpu_mib,
 )
 from nbtest.config import NbTestConfig
 from nbtest.errors import ConfigError
@@ -204,11 +204,11 @@ def test_sampler_reads_a_process_tree(child: subprocess.Popen) -> None:
 
 def test_gpu_memory_of_the_kernel_by_pid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          child: subprocess.Popen) -> None:
-    this_tests(kernel_gpu_mib, TreeSampler.sample, gpu_memory_returned)
+    this_tests(gpu_look, TreeSampler.sample, gpu_memory_returned)
     install(tmp_path, monkeypatch, {"gpus": [gpu(0, free=40000, uuid=UUID)],
                                     "apps": [app(child.pid, 1100, UUID), app(1, 500, UUID)]})
-    assert kernel_gpu_mib({child.pid}) == 1100
-    assert kernel_gpu_mib({child.pid + 10**6}) is None
+    assert gpu_look({child.pid})[0] == 1100
+    assert gpu_look({child.pid + 10**6})[0] is None
     sampler = TreeSampler(child.pid)
     sampler.cuda = True  # as if libcuda were mapped: torch initialised CUDA
     sampler.sample(full=True)

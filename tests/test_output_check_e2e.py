@@ -310,7 +310,7 @@ replace: X
 def test_pytest_sanitize_file_and_unmatched_report(pytester: pytest.Pytester, write,
                                                    xdist: bool) -> None:
     this_tests("nbtest.outputs.sanitize.read_sanitize_file", OutputCheck.unmatched_report,
-               "nbtest.callbacks.outputs.SanitizerSummary.pytest_terminal_summary")
+               "nbtest.plugin.sanitizer_summary.SanitizerSummary.pytest_terminal_summary")
     if xdist:
         pytest.importorskip("xdist")
     write("a.ipynb", AGREE["agree_changed.ipynb"][0], pytester.path)

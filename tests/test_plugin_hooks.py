@@ -70,9 +70,9 @@ def test_every_hook_nbtest_registers_is_known_to_a_bare_pytest_or_optional() -> 
     """Registering each of nbtest's plugin objects in a pytest without pytest-xdist,
     pytest-timeout or any other third-party plugin raises nothing."""
     this_tests("nbtest.plugin.pytest_configure",
-               "nbtest.registry.session.RegistrySession.pytest_testnodedown",
-               "nbtest.affected.session.AffectedSession.pytest_testnodedown",
-               "nbtest.callbacks.outputs.SanitizerSummary.pytest_testnodedown",
+               "nbtest.plugin.registry.RegistrySession.pytest_testnodedown",
+               "nbtest.plugin.affected.AffectedSession.pytest_testnodedown",
+               "nbtest.plugin.sanitizer_summary.SanitizerSummary.pytest_testnodedown",
                "nbtest.plugin.templates.XdistForkTemplate.pytest_configure_node",
                "nbtest.plugin.preflight.XdistPreflight.pytest_xdist_node_collection_finished")
     manager = bare_plugin_manager()
@@ -101,9 +101,9 @@ def test_a_session_without_third_party_plugins_runs_registry_affected_and_output
         pytester: pytest.Pytester, no_kernel_left) -> None:
     """The README's `api` example, --nbtest-affected and output checks, with every
     third-party plugin blocked (`pytest -p no:xdist ...`): the notebooks run, exit 0."""
-    this_tests("nbtest.registry.session.RegistrySession.pytest_sessionfinish",
-               "nbtest.affected.session.AffectedSession.pytest_sessionfinish",
-               "nbtest.callbacks.outputs.register_summary")
+    this_tests("nbtest.plugin.registry.RegistrySession.pytest_sessionfinish",
+               "nbtest.plugin.affected.AffectedSession.pytest_sessionfinish",
+               "nbtest.plugin.sanitizer_summary.register_summary")
     pytester.makepyprojecttoml('[tool.nbtest]\napi = ["mylib"]\nregistry = "registry.json"\n')
     pytester.makepyfile(mylib="def double(v):\n    return 2 * v\n")
     import nbformat

@@ -139,7 +139,7 @@ def test_seed(pytester: pytest.Pytester, nb) -> None:
 
 def test_unknown_kernel_fails_the_notebook_listing_installed_ones(
         pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.kernel.specs.check_kernel_name", "nbtest.plugin.items.NotebookItem.runtest")
+    this_tests("nbtest.kernel.specs.kernel_spec", "nbtest.plugin.items.NotebookItem.runtest")
     nb("a.ipynb")
     nb("b.ipynb", nbtest={"kernel": "python3"})
     result = run_pytest(pytester, "--nbtest", "-ra", "--nbtest-kernel", "nosuch")
@@ -151,7 +151,7 @@ def test_unknown_kernel_fails_the_notebook_listing_installed_ones(
 
 
 def test_unknown_kernel_with_cells_is_one_paragraph(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.kernel.specs.check_kernel_name", "nbtest.plugin.items.CellItem.setup")
+    this_tests("nbtest.kernel.specs.kernel_spec", "nbtest.plugin.items.CellItem.setup")
     nb("a.ipynb", ["x = 1", "y = 2"])
     result = pytester.runpytest("--nbtest", "--nbtest-cells", "--nbtest-kernel", "nosuch")
     text = output(result)
@@ -161,7 +161,7 @@ def test_unknown_kernel_with_cells_is_one_paragraph(pytester: pytest.Pytester, n
 
 
 def test_kernel_from_metadata(pytester: pytest.Pytester, nb) -> None:
-    this_tests("nbtest.kernel.specs.check_kernel_name", "nbtest.plugin.items.NotebookItem.runtest",
+    this_tests("nbtest.kernel.specs.kernel_spec", "nbtest.plugin.items.NotebookItem.runtest",
                "nbtest.plugin.collect.NotebookFile.collect")
     nb("a.ipynb", nbtest={"kernel": "nosuch-either"})
     result = run_pytest(pytester, "--nbtest", "-ra")

@@ -52,7 +52,7 @@ def starts(result: pytest.RunResult) -> list[str]:
 ], ids=["python-thread", "native-thread", "cuda"])
 def test_an_unsafe_module_is_dropped_named_and_the_rest_still_forks(
         pytester: pytest.Pytester, module: str, culprit: str, no_kernel_left) -> None:
-    this_tests("nbtest.kernel.preload.preload_modules", "nbtest.kernel.preload.fork_problems",
+    this_tests("nbtest.inkernel.preload.preload_modules", "nbtest.inkernel.preload.fork_problems",
                "nbtest.kernel.forkserver.ForkServer.preload_status")
     (pytester.path / "culprit.py").write_text(module)
     (pytester.path / "harmless.py").write_text("VALUE = 42\n")
@@ -83,7 +83,7 @@ def test_a_module_that_fails_to_import_is_reported_once_and_skipped(
 
 def test_fresh_random_state_per_kernel_and_the_seed_equalises(pytester: pytest.Pytester
                                                                ) -> None:
-    this_tests("nbtest.kernel.preload.after_fork")
+    this_tests("nbtest.inkernel.preload.after_fork")
     pytest.importorskip("numpy")
     for name in ("a", "b", "c"):
         write_notebook(pytester.path / f"{name}.ipynb", [RANDOM])
@@ -219,7 +219,7 @@ def test_execute_preload_forks_from_a_preloaded_template(make_notebook, run_cli)
 
 def test_a_second_openblas_pool_is_not_a_reason_to_drop(pytester: pytest.Pytester) -> None:
     """scipy maps its own OpenBLAS beside numpy's, which starts its own (fork-safe) pool."""
-    this_tests("nbtest.kernel.preload.preload_modules", "nbtest.kernel.preload.fork_problems")
+    this_tests("nbtest.inkernel.preload.preload_modules", "nbtest.inkernel.preload.fork_problems")
     # Looked for, not imported: numpy cannot load twice in a process whose in-process
     # pytester sessions dropped it from sys.modules.
     if importlib.util.find_spec("numpy") is None or importlib.util.find_spec("scipy") is None:
@@ -282,7 +282,7 @@ def test_auto_learns_what_kernels_loaded_through_any_entry(pytester: pytest.Pyte
     costly dependency no notebook names: the next `auto` session preloads both (their
     kernels start with them), and the one after still does (kernels forked from the
     preloaded template did not load them themselves)."""
-    this_tests("nbtest.kernel.preload.learned_from_kernels", "nbtest.kernel.imports.install",
+    this_tests("nbtest.kernel.preload.learned_from_kernels", "nbtest.inkernel.imports.install",
                "nbtest.plugin.templates.ImportsCapture.on_notebook_end",
                "nbtest.plugin.templates.kernel_imports")
     pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
@@ -312,7 +312,8 @@ def test_auto_learns_what_kernels_loaded_through_any_entry(pytester: pytest.Pyte
 def test_auto_times_torch_under_a_seed(pytester: pytest.Pytester) -> None:
     """--nbtest-seed finds torch through its own import hook: it is still timed (here a
     stand-in torch package beside the notebooks)."""
-    this_tests("nbtest.kernel.imports.ImportTimer.find_spec", "nbtest.kernel.startup.startup_code")
+    this_tests("nbtest.inkernel.imports.ImportTimer.find_spec",
+               "nbtest.kernel.startup.startup_code")
     pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
     (pytester.path / "torch").mkdir()
     (pytester.path / "torch" / "__init__.py").write_text(

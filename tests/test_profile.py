@@ -42,9 +42,9 @@ def test_the_kernel_times_imports_by_module_and_counts_outputs(
         make_notebook: Callable[..., Path], tmp_path: Path, no_kernel_left) -> None:
     """An import's own time goes to its package, its total to what the notebook imported;
     output messages are counted; the kernel's start and the cells are there."""
-    this_tests(ProfileCallback.on_notebook_end, "nbtest.kernel.profiling.install",
-               "nbtest.kernel.imports.ImportTimer.find_spec",
-               "nbtest.kernel.profiling.ImportTotals.loaded")
+    this_tests(ProfileCallback.on_notebook_end, "nbtest.inkernel.profiling.install",
+               "nbtest.inkernel.imports.ImportTimer.find_spec",
+               "nbtest.inkernel.profiling.ImportTotals.loaded")
     write_modules(tmp_path)
     nb = make_notebook("a.ipynb", ["import outer", "for i in range(3):\n    print(i)",
                                    "from IPython.display import HTML, display\n"
@@ -135,8 +135,8 @@ def test_profile_and_preload_auto_share_the_kernels_one_import_timer(
     """With `--nbtest-preload auto` and `--nbtest-profile` both on, one timer in the kernel
     feeds both: the profile names the slow module and auto's records (pytest's cache) have
     it, with its own time."""
-    this_tests("nbtest.kernel.imports.timer", "nbtest.kernel.imports.Learner.loaded",
-               "nbtest.kernel.profiling.ImportTotals.loaded")
+    this_tests("nbtest.inkernel.imports.timer", "nbtest.inkernel.imports.Learner.loaded",
+               "nbtest.inkernel.profiling.ImportTotals.loaded")
     write_modules(pytester.path)
     for name in ("one", "two"):  # an import the first session's static scan cannot see
         pytester_notebook(f"{name}.ipynb", ["import importlib\n"

@@ -17,14 +17,8 @@ import pytest
 import nbtest.registry.api
 from nbtest import this_tests
 from nbtest.errors import ThisTestsError
-from nbtest.registry.api import (
-    KernelRecorder,
-    in_api,
-    qualified_name,
-    resolve_all,
-    set_recorder,
-    source_digest,
-)
+from nbtest.inkernel.recorder import KernelRecorder, set_recorder, source_digest
+from nbtest.registry.api import in_api, qualified_name, resolve_all
 
 pytest_plugins = ["pytester"]
 

@@ -19,7 +19,8 @@ from helpers.registry_project import (
 
 from nbtest import this_tests
 from nbtest.callbacks.registry import RegistryCapture
-from nbtest.registry.api import KernelRecorder, show_tests
+from nbtest.inkernel.recorder import KernelRecorder
+from nbtest.registry.api import show_tests
 from nbtest.registry.cmd import public_functions
 from nbtest.registry.file import find_registry_path, format_entries
 

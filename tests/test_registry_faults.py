@@ -25,8 +25,8 @@ from helpers.registry_project import (
 
 from nbtest import this_tests
 from nbtest.errors import RegistryError
+from nbtest.plugin.registry import RegistrySession
 from nbtest.registry.file import Registry, update_registry_file
-from nbtest.registry.session import RegistrySession
 
 pytest_plugins = ["pytester"]
 

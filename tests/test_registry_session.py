@@ -29,9 +29,9 @@ from helpers.registry_project import (
 import nbtest.registry.api
 from nbtest import this_tests
 from nbtest.callbacks.registry import RegistryCapture
-from nbtest.registry.api import KernelRecorder
+from nbtest.inkernel.recorder import KernelRecorder
+from nbtest.plugin.registry import RegistrySession
 from nbtest.registry.file import Registry, run_command, update_registry_file
-from nbtest.registry.session import RegistrySession
 
 pytest_plugins = ["pytester"]
 

@@ -2,7 +2,7 @@
 
 `analyse` turns the medians into kernel start/stop, per-cell overhead (two ways), set C's
 overhead above the sleep and peak RSS; `acceptance` the rows met / not met / not measured.
-Both read a measured (or --report-from loaded) compare.Bench.
+Both read a measured (or --report-from loaded) measure.Bench.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from .markdown import fmt, fmt_mib
 from .sets import CELLS_B, N_B, SLEEP_S
 
 if TYPE_CHECKING:
-    from .compare import Bench
+    from .measure import Bench
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

@@ -1,4 +1,4 @@
-"""The report: bench.py's RESULTS.md page, rendered from a measured compare.Bench.
+"""The report: bench.py's RESULTS.md page, rendered from a measured measure.Bench.
 
 Sections: Machine, Versions, Acceptance (issue 7), Wall times, Derived figures, Failures (when
 any), Commands (every command line, as run), then the sets in a sentence.
@@ -21,7 +21,7 @@ from .sets import KERNEL, SLEEP_S
 from .venv import REPO
 
 if TYPE_CHECKING:
-    from .compare import Bench
+    from .measure import Bench
 
 SET_NAMES = {"A": "A (20 trivial)", "B": "B (5 × 30 cells)", "B1": "B1 (5 × 1 cell)",
              "C": "C (sleep 2 s)", "E": "E (one notebook)", "D": "D (collect 200)",

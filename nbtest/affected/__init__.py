@@ -1,6 +1,6 @@
 """Affected-only runs (--nbtest-affected): the cache of what each notebook used (store), the
-fingerprints it compares (fingerprint), the in-kernel tracker (tracker), the pytest session
-(session) and `nbtest affected` (cmd).
+fingerprints it compares (fingerprint) and `nbtest affected` (cmd). The pytest session is
+nbtest.plugin.affected; what the kernel runs (the tracker and its hooks) is nbtest.inkernel's.
 
-Importing this package imports nothing: a kernel imports `nbtest.affected.tracker` alone.
+Importing this package imports nothing.
 """

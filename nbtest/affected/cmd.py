@@ -45,7 +45,7 @@ class _Decisions:
 
     def pytest_collection_finish(self, session: Any) -> None:
         """Take the decisions of nbtest's affected session."""
-        from .session import AFFECTED_PLUGIN
+        from .store import AFFECTED_PLUGIN
 
         plugin = session.config.pluginmanager.get_plugin(AFFECTED_PLUGIN)
         self.root = str(session.config.rootpath)

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..inkernel.tracker import listing_digest
 from .fingerprint import (
     FORMAT,
     FileDigests,
@@ -32,9 +33,10 @@ from .fingerprint import (
     path_kind,
 )
 from .schema import TIME_FORMAT, schema_problem
-from .tracker import listing_digest
 
 CACHE_FOLDER = "nbtest-affected"  # under pytest's cache: config.cache.mkdir(CACHE_FOLDER)
+# The name the pytest face registers its AffectedSession under (plugin/affected.py).
+AFFECTED_PLUGIN = "nbtest-affected"
 class Store:
     """The per-notebook entries in one folder; reads never raise, writes are atomic."""
 

@@ -2,7 +2,7 @@
 fingerprint; the static part is fingerprint.static_fingerprint).
 
 Before the kernel starts, this callback asks the startup code to install the in-kernel tracker
-(nbtest.affected.tracker), which appends after each cell what is new to a private file. After
+(nbtest.inkernel.tracker), which appends after each cell what is new to a private file. After
 the kernel is gone the file is read and the files named in it are hashed here, each only if
 its size, mtime and inode are still those the kernel saw when it read it (checked before and
 after hashing): a file changed while the notebook ran makes the fingerprint incomplete.
@@ -39,8 +39,8 @@ from ..affected.fingerprint import (
     relative,
     tracked_variable,
 )
-from ..affected.tracker import file_stat, listing_digest
 from ..callback import Callback, NotebookRun
+from ..inkernel.tracker import file_stat, listing_digest
 from ..results import NotebookResult
 
 # What a run did through a channel nbtest cannot fingerprint, in `nbtest affected`'s words.

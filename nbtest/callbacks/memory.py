@@ -44,7 +44,6 @@ from .sampler import (  # noqa: F401 - the figures' sources, as reports and test
     SAMPLE_EVERY,
     TreeSampler,
     gpu_look,
-    kernel_gpu_mib,
 )
 
 BUDGETS = (("mem_max", "peak RSS"), ("gpu_mem_max", "peak GPU memory"))

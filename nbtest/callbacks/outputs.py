@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
 from ..callback import Callback, NotebookRun
 from ..outputs.compare import compare_outputs, is_compared, require_pillow
 from ..outputs.sanitize import Sanitizer, SanitizerSet, user_sanitizers
@@ -120,49 +118,3 @@ class OutputCheck(Callback):
         if not self.compared:
             return []
         return [rule.describe() for rule in self.sanitizers.unmatched()]
-
-
-def find_output_check(callbacks: Sequence[Callback]) -> OutputCheck | None:
-    """The OutputCheck among a session's callbacks, if there is one."""
-    return next((cb for cb in callbacks if isinstance(cb, OutputCheck)), None)
-
-
-WORKER_KEY = "nbtest_output_check"
-# pytest's hook marker, without importing pytest into the engine.
-_hookimpl = pluggy.HookimplMarker("pytest")
-
-
-class SanitizerSummary:
-    """pytest plugin object: lists the user sanitizers that matched nothing (nbval#204)."""
-
-    def __init__(self, check: OutputCheck, config: Any) -> None:
-        self.check = check
-        self.config = config
-
-    def pytest_sessionfinish(self, session: Any) -> None:
-        """An xdist worker sends its counts to the controller."""
-        workeroutput = getattr(self.config, "workeroutput", None)
-        if workeroutput is not None:
-            workeroutput[WORKER_KEY] = self.check.payload()
-
-    @_hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        """Controller: add a worker's counts."""
-        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
-        if payload:
-            self.check.merge(payload)
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """The session's report, once every worker's counts are in."""
-        lines = self.check.unmatched_report()
-        if lines:
-            terminalreporter.section("nbtest: sanitizers that matched nothing", sep="=",
-                                     yellow=True)
-            for line in lines:
-                terminalreporter.write_line(f"  {line}")
-
-
-def register_summary(config: Any, check: OutputCheck) -> None:
-    """Register the session report on a pytest config."""
-    summary = SanitizerSummary(check, config)
-    config.pluginmanager.register(summary, "nbtest-sanitizer-summary")

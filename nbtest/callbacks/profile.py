@@ -3,7 +3,7 @@
 Per notebook: the wait for its kernel (and whether it was forked or spawned), the cells' time
 (the sum, the slowest) and, within it, the imports by top-level package (their own time, with
 what the notebook imported itself and what that cost in all), and the output messages the
-kernel sent. Imports and outputs are measured in the kernel (kernel/profiling.py) and read from
+kernel sent. Imports and outputs are measured in the kernel (inkernel/profiling.py) and read from
 a file in its private folder once it is gone; the rest the engine sees. The pytest face prints
 a table per notebook and the imports across the session, with the modules worth preloading.
 """

@@ -13,8 +13,8 @@ import os
 from collections.abc import Sequence
 
 from ..callback import Callback, NotebookRun
+from ..inkernel.recorder import source_digest
 from ..notebook import is_runnable
-from ..registry.api import source_digest
 from ..results import NotebookResult
 
 

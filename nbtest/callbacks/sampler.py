@@ -44,11 +44,6 @@ def _uses_cuda(pid: int) -> bool:
 DRIVER, FRAMEWORK, CARD_DELTA = "driver per process", "torch counters", "card delta"
 
 
-def kernel_gpu_mib(pids: set[int]) -> int | None:
-    """GPU memory (MiB) that the probe lists for processes `pids`; None when it lists none."""
-    return gpu_look(pids)[0]
-
-
 def gpu_look(pids: set[int]) -> tuple[int | None, dict[str, int]]:
     """One probe: what the driver lists for processes `pids` (None: none of them), and the
     used MiB, by uuid, of each visible card that lists no process at all: where a container

@@ -1,5 +1,6 @@
 """The GPU side: free memory and the preflight (probe), the NVML and nvidia-smi readers
-(nvidia), `nbtest preflight` (cmd) and the in-kernel peak recorder (peak).
+(nvidia), `nbtest preflight` (cmd) and the reader of the kernel's own peak (peak; the kernel
+writes it with nbtest.inkernel.gpu_peak).
 
-Importing this package imports nothing: a kernel imports `nbtest.gpu.peak` alone.
+Importing this package imports nothing.
 """

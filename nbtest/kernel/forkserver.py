@@ -167,10 +167,6 @@ class ForkServer:
         """Whether the template has finished its imports (it listens only after them)."""
         return os.path.exists(self.path)
 
-    def accepts(self, env: Mapping[str, str]) -> bool:
-        """Whether a kernel with this environment starts up as the template did."""
-        return not self.differences(env)
-
     def differences(self, env: Mapping[str, str]) -> list[str]:
         """The start-up variables whose value in `env` is not the template's."""
         return [k for k in STARTUP_VARS if env.get(k) != self.env.get(k)]

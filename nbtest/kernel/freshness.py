@@ -1,6 +1,7 @@
 """Preloaded modules stay fresh: a kernel never mixes old modules with new ones.
 
-The template records the file of every module it has loaded (`module_files`, in its status).
+The template records the file of every module it has loaded (inkernel/preload.py's
+`module_files`, in its status).
 Before each fork the harness checks them (`changed`: a stat each, a hash only where the stat
 changed, so a rewrite with the same content, an nbdev export, is no change); when one changed,
 a new template replaces the old one (`rebuild`), which retires: it forks no more and exits once
@@ -10,49 +11,14 @@ its kernels have. A kernel forked (pre-warmed) before the change is started agai
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..inkernel.preload import digest_of, stat_of
+
 # The templates are forkserver.ForkServer objects, typed Any here: forkserver imports this
-# module (through template and preload), not the other way round.
-
-
-def _stat(path: str) -> list[int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return [info.st_mtime_ns, info.st_size, info.st_ino]
-
-
-def _digest(path: str) -> str:
-    import hashlib
-
-    try:
-        with open(path, "rb") as fh:
-            return hashlib.blake2b(fh.read(), digest_size=16).hexdigest()
-    except OSError:
-        return ""
-
-
-def module_files(root: str) -> dict[str, list[Any]]:
-    """The file of every module loaded now: [mtime_ns, size, inode, digest]. The digest (of
-    the content) only for files under the project `root`, which a notebook may rewrite with
-    the same content (an nbdev export); elsewhere a new stat counts as a change."""
-    files: dict[str, list[Any]] = {}
-    inside = os.path.abspath(root) + os.sep if root else None
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if not isinstance(path, str) or path in files:
-            continue
-        seen = _stat(path)
-        if seen is not None:
-            under = inside is not None and os.path.abspath(path).startswith(inside)
-            files[path] = [*seen, _digest(path) if under else ""]
-    return files
+# module, not the other way round.
 
 
 def changed_files(files: Mapping[str, Sequence[Any]], same: dict[str, list[int]]) -> list[str]:
@@ -61,10 +27,10 @@ def changed_files(files: Mapping[str, Sequence[Any]], same: dict[str, list[int]]
     is unchanged, so the next check is a stat again)."""
     changed = []
     for path, (*recorded, digest) in files.items():
-        now = _stat(path)
+        now = stat_of(path)
         if now == recorded or (now is not None and same.get(path) == now):
             continue
-        if now is not None and digest and _digest(path) == digest:
+        if now is not None and digest and digest_of(path) == digest:
             same[path] = now
             continue
         changed.append(path)

@@ -243,16 +243,16 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
     from jupyter_client.manager import AsyncKernelManager
 
     spec = copy.deepcopy(kernel_spec(name, notebook))
-    spec.metadata["kernel_provisioner"] = {"provisioner_name": FORK_PROVISIONER}
+    # The provisioner's options, as its config (given the template's preloaded modules,
+    # spawn_if says why this kernel must be spawned, if it must).
+    spec.metadata["kernel_provisioner"] = {"provisioner_name": FORK_PROVISIONER,
+                                           "config": {"fork": fork, "spawn_if": spawn_if}}
     folder = folder or private_folder()
     token = uuid.uuid4().hex
     transport = "ipc" if _ipc_available() else "tcp"
     km = AsyncKernelManager(kernel_name=name, transport=transport, context=_shared_context(),
                             connection_file=os.path.join(folder, "kernel.json"))
     km._kernel_spec = spec  # the cached lookup, so the manager does not scan again
-    km.nbtest_fork = fork  # type: ignore[attr-defined]  # read by ForkProvisioner
-    # Given the template's preloaded modules, why this kernel must be spawned, if it must.
-    km.nbtest_spawn_if = spawn_if  # type: ignore[attr-defined]
     kernel = Kernel(name, km, None, folder, token)
     env = kernel_environment({**extra_env, TOKEN_VAR: token})
     try:

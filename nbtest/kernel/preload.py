@@ -2,11 +2,11 @@
 
 `[tool.nbtest] preload = ["numpy", "torch", "mypkg"]` (or `--nbtest-preload`, `nbtest execute
 --preload`) names them; `preload = "auto"` learns them from the previous session (pytest's
-cache): what the kernels really loaded and what it cost them (kernel/imports.py), the heavy
+cache): what the kernels really loaded and what it cost them (ininkernel/imports.py), the heavy
 packages most notebooks loaded, however the notebooks entered them, and that proved safe
 (`learned_from_kernels`); before any kernel reported, the modules that at least half of the
-notebooks import as written. In the template (`preload_modules`), each module is imported in
-turn (in a kernel's likeness: likeness.py) and checked:
+notebooks import as written. In the template (inkernel/preload.py's `preload_modules`), each
+module is imported in turn (in a kernel's likeness: likeness.py) and checked:
 
 - a module that fails to import is skipped and reported, never fatal;
 - a fork is unsafe when a module started Python threads, native threads (other than those of
@@ -15,9 +15,9 @@ turn (in a kernel's likeness: likeness.py) and checked:
   initialised CUDA: the module is named, the template refuses to fork, and the harness starts a new
   template without it (`safe_subset`).
 
-In each forked kernel (`after_fork`): fresh random state for every preloaded library that
-seeds itself at import (random, numpy's legacy global RandomState, torch's default
-generators). When a file of a module the template had loaded changes (its content: a rewrite
+In each forked kernel (inkernel/preload.py's `after_fork`): fresh random state for every
+preloaded library that seeds itself at import (random, numpy's legacy global RandomState, torch's
+default generators). When a file of a module the template had loaded changes (its content: a rewrite
 with the same content is no change), the harness starts a new template before the next fork,
 and a kernel forked before the change is started again (freshness.py): a kernel never mixes
 the old modules with the new ones. A notebook that
@@ -29,11 +29,8 @@ import, and the template imported with its own.
 from __future__ import annotations
 
 import ast
-import os
 import re
 import sys
-import threading
-import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -49,137 +46,6 @@ MIN_SAVING_S = 0.02
 # Modules a fresh kernel imports anyway, or that must not be taken from the template.
 NEVER = frozenset({"__main__", "builtins", "sys", "nbtest", "ipykernel", "IPython", "zmq",
                    "tornado", "jupyter_client", "jupyter_core", "traitlets", "debugpy"})
-
-
-# ------------------------------------------------------------------------ in the template
-def native_threads() -> int:
-    """Threads of this process as the OS counts them (Python's and native ones)."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
-
-
-def _maps() -> str:
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return ""
-
-
-# Thread pools that survive a fork: OpenBLAS (pthreads build) and LLVM's and Intel's OpenMP
-# runtimes shut their workers down or rebuild them through pthread_atfork. GNU OpenMP (libgomp)
-# does not: a child that uses it after the parent started its pool hangs.
-_FORK_SAFE_POOL = re.compile(r"openblas|libomp[.\-_]|libiomp", re.I)
-_GNU_OPENMP = re.compile(r"libgomp", re.I)
-
-
-def _libraries(maps: str) -> set[str]:
-    """The shared libraries mapped in this process (paths), from /proc/self/maps."""
-    return {line.split()[-1] for line in maps.splitlines()
-            if ".so" in line and line.split()[-1].startswith("/")}
-
-
-def _pools(libraries: Iterable[str]) -> tuple[set[str], set[str]]:
-    """(fork-safe pool libraries, GNU OpenMP libraries) among `libraries`, by file name."""
-    names = {path.rpartition("/")[2]: path for path in libraries}
-    safe = {path for name, path in names.items() if _FORK_SAFE_POOL.search(name)}
-    gnu = {path for name, path in names.items() if _GNU_OPENMP.search(name)}
-    return safe, gnu
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _cuda_initialised() -> bool:
-    torch: Any = sys.modules.get("torch")
-    try:
-        if torch is not None and torch.cuda.is_initialized():
-            return True
-    except Exception:
-        pass
-    try:  # any library that opened the driver's device files has initialised it
-        return any(os.readlink(f"/proc/self/fd/{fd}").startswith("/dev/nvidia")
-                   for fd in os.listdir("/proc/self/fd"))
-    except OSError:
-        return False
-
-
-def preload_modules(names: Sequence[str]) -> dict[str, Any]:
-    """Import `names` in order, checking fork safety after each: the template's status (with
-    the files of every module loaded, see freshness.py)."""
-    import importlib
-
-    from .freshness import module_files
-
-    loaded: list[str] = []
-    failed: dict[str, str] = {}
-    unsafe: dict[str, str] = {}
-    allowed_native = 0  # threads of fork-safe pools (pthread_atfork shuts them down)
-    seconds: dict[str, float] = {}
-    for name in names:
-        before_py, before_native = threading.active_count(), native_threads()
-        had_libraries, had_cuda = _libraries(_maps()), _cuda_initialised()
-        started = time.monotonic()
-        try:
-            importlib.import_module(name)
-        except BaseException as exc:  # SystemExit from a module too: skip it, say why
-            failed[name] = f"{type(exc).__name__}: {exc}"
-            continue
-        seconds[name] = round(time.monotonic() - started, 3)
-        loaded.append(name)
-        new_py = threading.active_count() - before_py
-        new_native = native_threads() - before_native - new_py
-        gnu_pool = False
-        if new_native > 0:  # a pool library mapped by this import may own them: each such
-            # pool starts at most one worker per CPU (a second OpenBLAS beside numpy's, say)
-            safe, gnu = _pools(_libraries(_maps()) - had_libraries)
-            excused = min(new_native, len(safe) * _cpus())
-            allowed_native += excused
-            new_native -= excused
-            gnu_pool = bool(gnu)
-        reasons = []
-        if new_py > 0:
-            reasons.append(f"it started {new_py} Python thread{'s' * (new_py > 1)}")
-        if new_native > 0:
-            why = " (a GNU OpenMP pool, libgomp, which does not survive a fork)" * gnu_pool
-            reasons.append(f"it started {new_native} native thread{'s' * (new_native > 1)}{why}")
-        if not had_cuda and _cuda_initialised():
-            reasons.append("it initialised CUDA (kernels must do that after the fork)")
-        if reasons:
-            unsafe[name] = "; ".join(reasons)
-    return {"loaded": loaded, "failed": failed, "unsafe": unsafe, "seconds": seconds,
-            "allowed_native": allowed_native,
-            "files": module_files(os.environ.get("NBTEST_PROJECT_ROOT", ""))}
-
-
-def fork_problems(status: Mapping[str, Any]) -> list[str]:
-    """Why forking the template now would be unsafe, after preloading: native threads beyond
-    the OpenBLAS pools (Python threads and zmq are fork_safety_problems' to find)."""
-    extra = native_threads() - threading.active_count() - int(status.get("allowed_native", 0))
-    return [f"{extra} native threads are running"] if extra > 0 else []
-
-
-# ---------------------------------------------------------------------- in a forked kernel
-def after_fork(status: Mapping[str, Any]) -> None:
-    """In a kernel just forked from a preloaded template: fresh random state."""
-    numpy: Any = sys.modules.get("numpy")
-    if numpy is not None:
-        try:
-            numpy.random.seed()  # the legacy global RandomState, from fresh entropy
-        except Exception:
-            pass
-    torch: Any = sys.modules.get("torch")
-    if torch is not None:
-        try:
-            torch.seed()  # the default generators, from fresh entropy
-        except Exception:
-            pass
 
 
 # ------------------------------------------------------------------------- in the harness
@@ -217,7 +83,7 @@ def learned(record: Mapping[str, Any]) -> list[str]:
 def learned_from_kernels(kernels: Mapping[str, Mapping[str, Sequence[Any]]],
                          unsafe: Iterable[str] = ()) -> list[str]:
     """The modules "auto" preloads, from what the kernels of the last session loaded:
-    `kernels` = {notebook: {module: [self_seconds, importer]}} (kernel/imports.py). A top-level
+    `kernels` = {notebook: {module: [self_seconds, importer]}} (ininkernel/imports.py). A top-level
     package is chosen when at least KERNEL_SHARE of the notebooks (two at least) loaded it
     and its modules' own loading time, summed over the notebooks and shared among all of
     them, is at least MIN_SAVING_S; what is preloaded of it are its entries (the modules

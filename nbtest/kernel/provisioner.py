@@ -3,8 +3,9 @@
 It is LocalProvisioner in every respect (connection file, IPC sockets, signals to the process
 group, kill) except how the process comes to be: where the kernelspec is a Python kernel of
 this interpreter, the kernel is forked from the template (nbtest.kernel.forkserver); elsewhere, or
-when the manager's `nbtest_fork` is "no" (or "auto" and no template is running and ready), it
-is spawned as usual.
+when its `fork` is "no" (or "auto" and no template is running and ready), it is spawned as
+usual. Its options come as the provisioner's config in the kernelspec's `kernel_provisioner`
+stanza (launch.py writes it), which jupyter_client passes to the constructor.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+from traitlets import Any as AnyTrait
+from traitlets import Unicode
 
 
 class ForkProvisioner(LocalProvisioner):
     """LocalProvisioner whose kernels are forked from a warm template when possible."""
 
     start_method = "spawn"
+    fork = Unicode("no", help='"yes", "no" or "auto": see the fork option')
+    # Given the template's preloaded modules, why this kernel must be spawned (None: it need
+    # not); a callable, so not a configurable trait.
+    spawn_if = AnyTrait(None, allow_none=True)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Fork the kernel from the template, or fall back to spawning it."""
@@ -29,7 +36,7 @@ class ForkProvisioner(LocalProvisioner):
 
         env = kwargs.get("env") or {}
         parts = split_kernel_command(cmd)
-        mode = getattr(self.parent, "nbtest_fork", "no")
+        mode = self.fork
         if mode != "no" and parts is not None:
             flags, args = parts
             # auto: only a template someone started (the pytest face, when two or more
@@ -39,7 +46,7 @@ class ForkProvisioner(LocalProvisioner):
             # spawned meanwhile would import them itself, at the same cost.
             wait = mode == "yes" or bool(server is not None and server.preload)
             differ = server.differences(env) if server is not None else []
-            spawn_if = getattr(self.parent, "nbtest_spawn_if", None)
+            spawn_if = self.spawn_if
             why = spawn_if(server.preload) if server and server.preload and spawn_if else None
             if differ:  # -v says why: e.g. an xdist worker whose PYTHONPATH is its own
                 self.start_method = f"spawn, {' '.join(differ)} differs from the template's"

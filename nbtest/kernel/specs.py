@@ -34,11 +34,6 @@ def installed_kernels() -> dict[str, str]:
     return dict(KernelSpecManager().find_kernel_specs())
 
 
-def check_kernel_name(name: str, notebook: str | Path | None = None) -> None:
-    """Raise NoSuchKernelError listing the installed kernelspecs when `name` is unknown."""
-    kernel_spec(name, notebook)
-
-
 def resolve_kernel_name(name: str) -> str:
     """The kernelspec name jupyter_client starts for `name`: its KernelManager takes `python`
     as the native kernel, `python3` (notebooks of papermill and old Jupyters ask for it)."""

@@ -90,8 +90,9 @@ def _preload_user_modules(path: str) -> dict[str, Any]:
     names = json.loads(os.environ.get(PRELOAD_VAR) or "[]")
     if not names:
         return {}
+    from ..inkernel.preload import preload_modules
     from .likeness import kernel_like
-    from .preload import STATUS_FILE, preload_modules, safe_subset
+    from .preload import STATUS_FILE, safe_subset
 
     with kernel_like(os.path.dirname(path)):
         status = preload_modules(names)
@@ -127,7 +128,7 @@ def _become_kernel(request: Mapping[str, Any], preloaded: Mapping[str, Any]) -> 
         sys.path[0] = os.getcwd()  # as `python -m` sets it
         random.seed()  # the template's RNG state must not be shared by every kernel
         if preloaded:
-            from .preload import after_fork
+            from ..inkernel.preload import after_fork
 
             after_fork(preloaded)
         sys.argv = ["ipykernel_launcher", *request["argv"]]
@@ -203,7 +204,7 @@ def serve(path: str) -> None:
                     continue
                 problems = fork_safety_problems()
                 if preloaded:
-                    from .preload import fork_problems
+                    from ..inkernel.preload import fork_problems
 
                     problems += fork_problems(preloaded)
                 if problems:

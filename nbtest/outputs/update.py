@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import NbTestError
 from ..files import write_atomic
+from ..notebook import cell_source
 from ..results import NotebookResult
 
 # (indent, ensure_ascii) tried in turn to reproduce the file's own formatting.
@@ -45,11 +46,6 @@ def disk_outputs(outputs: list[Any]) -> list[Any]:
     return plain
 
 
-def _source(cell: dict[str, Any]) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
-
-
 def write_updated_outputs(path: str | Path, result: NotebookResult) -> int:
     """Store the new outputs of the cells whose outputs differed; return how many were updated.
 
@@ -70,7 +66,7 @@ def write_updated_outputs(path: str | Path, result: NotebookResult) -> int:
         cell = cells[number - 1] if 0 < number <= len(cells) else None
         expected = ran.get(number)
         if (cell is None or cell.get("cell_type") != "code" or expected is None
-                or _source(cell) != expected.source):
+                or cell_source(cell) != expected.source):
             raise NbTestError(f"{path}: cell {number} changed since the run; outputs not "
                               "updated. Run again to update them.", path=str(path), cell=number)
         cell["outputs"] = disk_outputs(compared[number])

@@ -150,7 +150,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if nbconfig.api:
             start_registry(config, nbconfig)
         if enabled and nbconfig.affected:
-            from ..affected.session import AFFECTED_PLUGIN, AffectedSession
+            from ..affected.store import AFFECTED_PLUGIN
+            from .affected import AffectedSession
 
             config.pluginmanager.register(AffectedSession(config), AFFECTED_PLUGIN)
     except NbTestError as exc:
@@ -223,7 +224,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason="CUDA is not available"))
     affected = None
     if config.stash[CONFIG_KEY].affected:
-        from ..affected.session import AFFECTED_PLUGIN
+        from ..affected.store import AFFECTED_PLUGIN
 
         affected = config.pluginmanager.get_plugin(AFFECTED_PLUGIN)
     if affected is not None:  # --nbtest-affected: before the preflight, so it counts only

@@ -40,7 +40,8 @@ def session_callbacks(config: pytest.Config, nbconfig: NbTestConfig) -> list[Any
     """The callbacks every notebook of the session gets: memory, output checks, coverage,
     the profile."""
     from ..callbacks.memory import MemoryCallback
-    from ..callbacks.outputs import OutputCheck, register_summary
+    from ..callbacks.outputs import OutputCheck
+    from .sanitizer_summary import register_summary
 
     output_check = OutputCheck.from_config(nbconfig, config.rootpath)
     register_summary(config, output_check)
@@ -63,7 +64,7 @@ def start_registry(config: pytest.Config, nbconfig: NbTestConfig) -> None:
     """Capture this_tests calls; refuse at once to run over a registry file that is corrupt."""
     from ..callbacks.registry import RegistryCapture
     from ..registry.file import Registry
-    from ..registry.session import RegistrySession
+    from .registry import RegistrySession
 
     path = config.rootpath / nbconfig.registry if nbconfig.registry else None
     if path is not None and not hasattr(config, "workerinput"):

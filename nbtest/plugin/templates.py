@@ -75,7 +75,7 @@ def preload_for(config: pytest.Config, nbconfig: NbTestConfig,
 
 
 KERNELS_DIR = "nbtest-imports"  # in pytest's cache: one file per notebook (xdist workers
-# write their own notebooks' at once): what its kernel loaded, see nbtest.kernel.imports
+# write their own notebooks' at once): what its kernel loaded, see nbtest.inkernel.imports
 
 
 def _kernels_dir(config: pytest.Config) -> Path | None:
@@ -102,7 +102,7 @@ def kernel_imports(config: pytest.Config) -> dict[str, dict[str, list[Any]]]:
 
 class ImportsCapture(Callback):
     """With `preload = "auto"`: each notebook's kernel reports what it loaded and what that
-    cost (nbtest.kernel.imports); kept in pytest's cache for the next session's choice."""
+    cost (nbtest.inkernel.imports); kept in pytest's cache for the next session's choice."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config  # its cache comes after nbtest's pytest_configure

@@ -3,43 +3,24 @@
 `this_tests(learn.fit, "pkg.mod.func", "na")` resolves each argument to a fully qualified
 name, checks it against the configured API packages, and hands the names to the recorder of
 the running test: the pytest plugin installs one per `.py` test, the kernel startup code one
-per notebook. Without a recorder (no registry configured) it only validates its arguments.
+per notebook (inkernel/recorder.py, which holds the slot). Without a recorder (no registry
+configured) it only validates its arguments.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import inspect
-import json
 import re
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import ThisTestsError
+from ..inkernel.recorder import current_recorder
 
 NOT_APPLICABLE = "na"
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-
-
-class Recorder(Protocol):
-    """Receives the resolved names of one this_tests call."""
-
-    api: tuple[str, ...]
-
-    def record(self, names: list[str]) -> None:
-        """Keep `names` for the running test."""
-
-
-_recorder: Recorder | None = None
-
-
-def set_recorder(recorder: Recorder | None) -> Recorder | None:
-    """Install the recorder for the running test; returns the previous one."""
-    global _recorder
-    previous, _recorder = _recorder, recorder
-    return previous
 
 
 def _not_a_function(func: Any) -> ThisTestsError:
@@ -105,7 +86,7 @@ def resolve_all(funcs: Sequence[Any], api: Sequence[str]) -> list[str]:
 
 def this_tests(*funcs: Any) -> None:
     """Declare the API functions this test exercises (callables, dotted strings or "na")."""
-    recorder = _recorder
+    recorder = current_recorder()
     names = resolve_all(funcs, recorder.api if recorder is not None else ())
     if recorder is not None:
         recorder.record(names)
@@ -123,72 +104,6 @@ class TestRecorder:
         """Keep the names, once each."""
         self.called = True
         self.names += [n for n in names if n not in self.names]
-
-
-class KernelRecorder:
-    """Inside a kernel: appends each call to a file the harness reads, tagged with the cell.
-
-    The cell is found by matching the source IPython is about to run against the notebook's
-    cells (by hash, in order), so no extra message per cell is needed. Each call is written
-    and flushed at once, so it survives a later timeout or kernel death.
-    """
-
-    def __init__(self, path: str, api: Sequence[str], cells: Sequence[Sequence[Any]]) -> None:
-        self.api = tuple(api)
-        self.path = path
-        self.cells = [(int(number), str(digest)) for number, digest in cells]
-        self.position = 0
-        self.cell: int | None = None
-
-    def pre_run_cell(self, info: Any) -> None:
-        """IPython event: find which notebook cell is starting."""
-        digest = source_digest(getattr(info, "raw_cell", "") or "")
-        for offset, (number, cell_digest) in enumerate(self.cells[self.position:]):
-            if cell_digest == digest:
-                self.cell, self.position = number, self.position + offset + 1
-                return
-
-    def record(self, names: list[str]) -> None:
-        """Append the names with the current cell number."""
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"names": names, "cell": self.cell, "called": True}) + "\n")
-            fh.flush()
-
-
-def source_digest(source: str) -> str:
-    """A short digest of a cell's source, to match cells without sending their text."""
-    return hashlib.sha1(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-def install_kernel_recorder(settings: dict[str, Any]) -> None:
-    """Called by the startup code in a kernel: record this notebook's this_tests calls (or,
-    without a file, only check them against the API)."""
-    if not settings.get("file"):
-        set_recorder(ApiChecker(settings.get("api", ())))
-        return
-    recorder = KernelRecorder(settings["file"], settings.get("api", ()), settings["cells"])
-    set_recorder(recorder)
-    ip = _ipython()
-    if ip is not None:
-        ip.events.register("pre_run_cell", recorder.pre_run_cell)
-
-
-class ApiChecker:
-    """A recorder that records nothing: this_tests only checks names against the API."""
-
-    def __init__(self, api: Sequence[str]) -> None:
-        self.api = tuple(api)
-
-    def record(self, names: list[str]) -> None:
-        """Nothing to keep."""
-
-
-def _ipython() -> Any:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    return get_ipython()
 
 
 def show_tests(func: Any, registry: str | None = None) -> Any:

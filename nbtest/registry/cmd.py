@@ -15,7 +15,7 @@ from typing import Any
 from ..config import NbTestConfig, project_layer
 from ..errors import ThisTestsError, UsageError
 from .api import qualified_name
-from .file import Registry, format_entries
+from .file import Registry, find_project_root, format_entries
 
 
 def add_parser(commands: Any) -> None:
@@ -30,11 +30,7 @@ def add_parser(commands: Any) -> None:
 
 
 def _project() -> tuple[Path, NbTestConfig]:
-    root = Path.cwd()
-    for folder in (root, *root.parents):
-        if (folder / "pyproject.toml").is_file():
-            root = folder
-            break
+    root = find_project_root() or Path.cwd()
     config = NbTestConfig(project=project_layer(root))
     # The API packages are imported from the project, as pytest's rootdir would allow.
     if str(root) not in sys.path:

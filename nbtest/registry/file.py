@@ -114,16 +114,19 @@ def update_registry_file(path: str | Path, new: Registry, ran: Iterable[tuple[st
     return merged
 
 
+def find_project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder, from `start` (the current one) up, that holds a pyproject.toml."""
+    here = (start or Path.cwd()).resolve()
+    return next((f for f in (here, *here.parents) if (f / "pyproject.toml").is_file()), None)
+
+
 def find_registry_path(start: Path | None = None) -> Path | None:
     """The registry file named by `[tool.nbtest] registry` of the nearest pyproject.toml."""
     from ..config import read_pyproject
 
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file():
-            name = read_pyproject(folder).get("registry")
-            return folder / name if name else None
-    return None
+    root = find_project_root(start)
+    name = read_pyproject(root).get("registry") if root is not None else None
+    return root / name if root is not None and name else None
 
 
 def run_command(entry: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Inside a kernel: the hooks that feed the tracker (nbtest.affected.tracker), installed by the
+"""Inside a kernel: the hooks that feed the tracker (inkernel/tracker.py), installed by the
 startup code under `--nbtest-affected`: an audit hook, `os.stat` and `os.lstat` wrapped, and
 `os.environ` behind a mapping that notes reads. Standard library only: it runs in every kernel.
 """

@@ -1,5 +1,5 @@
 """What a notebook's kernel imported and what each import cost, for `preload = "auto"` (and
-for --nbtest-profile, kernel/profiling.py, which adds its sink to the same timer).
+for --nbtest-profile, inkernel/profiling.py, which adds its sink to the same timer).
 
 The startup code installs `ImportTimer` (one per kernel: `timer()`; standard library only,
 like the rest of what runs in the kernel): a meta-path finder that finds nothing itself but
@@ -25,7 +25,7 @@ Sink = Callable[[str, float, float, Optional[str]], None]
 class ImportTimer:
     """A meta-path finder timing each module's loading (it finds nothing itself); what it
     measures goes to its sinks: the `auto` learner below, and --nbtest-profile's
-    (kernel/profiling.py). One timer serves both: two would each wrap the same loader."""
+    (inkernel/profiling.py). One timer serves both: two would each wrap the same loader."""
 
     def __init__(self) -> None:
         self.stack: list[list[Any]] = []  # modules loading now: [name, time in nested loads]

@@ -1,6 +1,6 @@
 """In the kernel, under --nbtest-profile: where import time goes, and the output traffic.
 
-`install(path)` adds a sink to the kernel's import timer (kernel/imports.py: each module's
+`install(path)` adds a sink to the kernel's import timer (inkernel/imports.py: each module's
 own time, and with what it imports in turn) and counts the kernel's output messages; after
 each cell (IPython's post_run_cell) the totals so far replace the private file `path`, which
 the harness reads when the kernel is gone (callbacks/profile.py), out of band like the
@@ -20,7 +20,7 @@ OUTPUT_TYPES = frozenset({"stream", "display_data", "update_display_data", "exec
 
 
 class ImportTotals:
-    """The profile's sink of the kernel's import timer (kernel/imports.py): own seconds per
+    """The profile's sink of the kernel's import timer (inkernel/imports.py): own seconds per
     top-level package, modules per package, and the total of each module imported from
     outside any import (the notebook's own imports, with all they pulled in)."""
 

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from ..errors import NbTestError
-from .api import TestRecorder, set_recorder
-from .file import Registry, update_registry_file
+from ..inkernel.recorder import set_recorder
+from ..registry.api import TestRecorder
+from ..registry.file import Registry, update_registry_file
 
 WORKER_KEY = "nbtest_registry"
 

@@ -22,15 +22,26 @@ from typing import Any
 
 import pytest
 
-from .fingerprint import git_commit, kernelspec_identity, static_fingerprint, verdict_options
-from .store import CACHE_FOLDER, Checker, Decision, Store, follow_products, new_entry, when
+from ..affected.fingerprint import (
+    git_commit,
+    kernelspec_identity,
+    static_fingerprint,
+    verdict_options,
+)
+from ..affected.store import (
+    CACHE_FOLDER,
+    Checker,
+    Decision,
+    Store,
+    follow_products,
+    new_entry,
+    when,
+)
 
 STATIC_KEY = pytest.StashKey[dict[str, Any]]()  # an item's static fingerprint, set at collection
 PENDING_KEY = pytest.StashKey[dict[str, Any]]()  # a finished run's fingerprint, for its next report
 REPORT_ATTR = "nbtest_affected"  # the report attribute carrying a run's fingerprint
 WORKER_KEY = "nbtest_affected"  # in workeroutput: the worker's decisions, for the summary
-
-AFFECTED_PLUGIN = "nbtest-affected"  # the AffectedSession of --nbtest-affected, when on
 
 
 class AffectedSession:
@@ -75,7 +86,7 @@ class AffectedSession:
     def deselect(self, items: list[pytest.Item]) -> None:
         """Drop the items of notebooks unchanged since their last pass (plugin's
         collection_modifyitems calls this after the marker skips, before the preflight)."""
-        from ..plugin.state import CONFIG_KEY, is_notebook_item
+        from .state import CONFIG_KEY, is_notebook_item
 
         checker = Checker(self.root, self.store, self.config.stash[CONFIG_KEY].affected_max_age)
         by_path: dict[Path, list[pytest.Item]] = {}
