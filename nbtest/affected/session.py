@@ -13,7 +13,6 @@ own cache does, and changes neither the results nor the exit status.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import warnings
 from collections.abc import Generator
@@ -22,13 +21,14 @@ from typing import Any
 
 import pytest
 
+from ..handoff import is_worker, received, send
 from .fingerprint import git_commit, kernelspec_identity, static_fingerprint, verdict_options
 from .store import CACHE_FOLDER, Checker, Decision, Store, follow_products, new_entry, when
 
 STATIC_KEY = pytest.StashKey[dict]()  # an item's static fingerprint, set at collection
 PENDING_KEY = pytest.StashKey[dict]()  # a finished run's fingerprint, for its next report
 REPORT_ATTR = "nbtest_affected"  # the report attribute carrying a run's fingerprint
-WORKER_KEY = "nbtest_affected"  # in workeroutput: the worker's decisions, for the summary
+WORKER_KEY = "nbtest_affected"  # the worker's decisions, for the summary (nbtest.handoff)
 
 AFFECTED_PLUGIN = "nbtest-affected"  # the AffectedSession of --nbtest-affected, when on
 
@@ -63,7 +63,7 @@ class AffectedSession:
     def warn_unwritable(self, path: Path, exc: OSError) -> None:
         """Warn once (the writer only: workers' warnings would repeat it) that the cache
         cannot be written, as pytest's own cache does; the session goes on."""
-        if self.warned or hasattr(self.config, "workerinput"):
+        if self.warned or is_worker(self.config):
             return
         self.warned = True
         warnings.warn(pytest.PytestCacheWarning(
@@ -145,7 +145,7 @@ class AffectedSession:
     # -- the writer: the xdist controller or the single process -------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Note each notebook's failures and its run's fingerprint."""
-        if hasattr(self.config, "workerinput"):
+        if is_worker(self.config):
             return
         path = report.nodeid.split("::")[0]
         record = getattr(report, REPORT_ATTR, None)
@@ -166,11 +166,8 @@ class AffectedSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Workers: send the decisions. Writer: store each notebook's outcome. Nothing left
         to run because nothing changed is a success, not pytest's "no tests" (exit 5)."""
-        workeroutput = getattr(self.config, "workeroutput", None)
-        if workeroutput is not None:
-            workeroutput[WORKER_KEY] = json.dumps(
-                None if self.decisions is None else
-                [[d.notebook, d.reasons, d.entry] for d in self.decisions])
+        if send(self.config, WORKER_KEY, None if self.decisions is None else
+                [[d.notebook, d.reasons, d.entry] for d in self.decisions]):
             return
         if (session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.decisions
                 and not self.config.option.collectonly
@@ -214,11 +211,9 @@ class AffectedSession:
     @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Controller: the first worker's decisions are everyone's (all read the same cache)."""
-        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
-        if payload and self.decisions is None:
-            found = json.loads(payload)
-            if found is not None:
-                self.decisions = [Decision(n, r, e) for n, r, e in found]
+        found = received(node, WORKER_KEY)
+        if found is not None and self.decisions is None:
+            self.decisions = [Decision(n, r, e) for n, r, e in found]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """One line: how many notebooks did not run, unchanged since when; -v lists them."""

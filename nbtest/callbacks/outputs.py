@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from ..callback import Callback, NotebookRun
+from ..handoff import received, send
 from ..outputs.compare import compare_outputs, is_compared, require_pillow
 from ..outputs.sanitize import Sanitizer, SanitizerSet, user_sanitizers
 from ..results import PASSED
@@ -140,14 +141,12 @@ class SanitizerSummary:
 
     def pytest_sessionfinish(self, session: Any) -> None:
         """An xdist worker sends its counts to the controller."""
-        workeroutput = getattr(self.config, "workeroutput", None)
-        if workeroutput is not None:
-            workeroutput[WORKER_KEY] = self.check.payload()
+        send(self.config, WORKER_KEY, self.check.payload())
 
     @_hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Controller: add a worker's counts."""
-        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        payload = received(node, WORKER_KEY)
         if payload:
             self.check.merge(payload)
 
@@ -159,9 +158,3 @@ class SanitizerSummary:
                                      yellow=True)
             for line in lines:
                 terminalreporter.write_line(f"  {line}")
-
-
-def register_summary(config: Any, check: OutputCheck) -> None:
-    """Register the session report on a pytest config."""
-    summary = SanitizerSummary(check, config)
-    config.pluginmanager.register(summary, "nbtest-sanitizer-summary")

@@ -19,6 +19,7 @@ from typing import Any
 import pluggy
 
 from ..callback import Callback, NotebookRun
+from ..handoff import is_worker, received, send
 from ..results import NotebookResult
 
 PROFILE_FILE = "profile.json"  # in the kernel's private folder
@@ -189,27 +190,19 @@ class ProfileSummary:
 
     def pytest_sessionfinish(self, session: Any, exitstatus: int) -> None:
         """An xdist worker hands its profiles to the controller."""
-        workeroutput = getattr(self.config, "workeroutput", None)
-        if workeroutput is not None:
-            workeroutput[WORKER_KEY] = json.dumps(self.rows)
+        send(self.config, WORKER_KEY, self.rows)
 
     @_hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Controller: take a worker's profiles."""
-        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        payload = received(node, WORKER_KEY)
         if payload:
-            self.rows.update(json.loads(payload))
+            self.rows.update(payload)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """The "nbtest profile" section."""
-        if not self.rows or hasattr(self.config, "workeroutput"):
+        if not self.rows or is_worker(self.config):
             return
         terminalreporter.section("nbtest profile", sep="=")
         for line in summary_lines(self.rows):
             terminalreporter.write_line(line)
-
-
-def register_summary(config: Any) -> ProfileCallback:
-    """Register the session's summary on a pytest config; the callback for its notebooks."""
-    config.pluginmanager.register(ProfileSummary(config), "nbtest-profile")
-    return ProfileCallback()

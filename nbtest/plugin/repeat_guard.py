@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ..handoff import is_worker
 from .stop import stop_session
 
 
@@ -38,7 +39,7 @@ class RepeatGuard:
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: Sequence[pytest.Item]) -> None:
         """Stop with a usage error when a notebook test would not be repeated."""
-        if hasattr(self.config, "workerinput"):
+        if is_worker(self.config):
             return  # an xdist worker: the controller stops the session
         text = self.refusal(item.nodeid for item in items if hasattr(item, "nbconfig"))
         if text:

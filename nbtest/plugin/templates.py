@@ -15,6 +15,7 @@ import pytest
 from ..callback import Callback, NotebookRun
 from ..config import NbTestConfig
 from ..errors import NbTestError
+from ..handoff import give
 from ..results import NotebookResult
 from .state import CONFIG_KEY, FORK_TEMPLATES_KEY
 
@@ -55,7 +56,7 @@ class XdistForkTemplate:
         """Pass the running templates to a worker about to start."""
         from ..kernel.forkserver import ForkServer
 
-        node.workerinput[FORK_TEMPLATES_KEY] = ForkServer.describe_owned()
+        give(node, FORK_TEMPLATES_KEY, ForkServer.describe_owned())
 
 def preload_for(config: pytest.Config, nbconfig: NbTestConfig,
              current: dict[str, list[str]] | None = None) -> list[str]:

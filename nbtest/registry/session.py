@@ -1,14 +1,13 @@
 """The pytest side of the registry: capture per test, merge once per session, list the missing.
 
 Each process records the this_tests calls of the tests it runs; under xdist the workers send
-theirs to the controller through `workeroutput`, and only the controller (or the single
+theirs to the controller (nbtest.handoff), and only the controller (or the single
 process) writes the file, atomically and under a lock. An interrupted session writes nothing.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from collections.abc import Generator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from ..errors import NbTestError
+from ..handoff import received, send
 from .api import TestRecorder, set_recorder
 from .file import Registry, update_registry_file
 
@@ -88,18 +88,16 @@ class RegistrySession:
             self.missing.append(report.nodeid)
 
     # -- xdist -----------------------------------------------------------------------------
-    def worker_payload(self) -> str:
+    def worker_payload(self) -> dict[str, Any]:
         """What a worker sends to the controller."""
-        return json.dumps({"entries": self.new.entries, "ran": sorted(self.ran),
-                           "missing": self.missing})
+        return {"entries": self.new.entries, "ran": sorted(self.ran), "missing": self.missing}
 
     @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Controller: merge what a worker captured."""
-        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
-        if not payload:
+        data = received(node, WORKER_KEY)
+        if not data:
             return
-        data = json.loads(payload)
         for name, entries in data["entries"].items():
             for entry in entries:
                 self.new.add(name, entry)
@@ -110,9 +108,7 @@ class RegistrySession:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the file (controller or single process), unless the session was interrupted."""
-        workeroutput = getattr(self.config, "workeroutput", None)
-        if workeroutput is not None:
-            workeroutput[WORKER_KEY] = self.worker_payload()
+        if send(self.config, WORKER_KEY, self.worker_payload()):
             return
         if exitstatus == pytest.ExitCode.INTERRUPTED or self.path is None:
             return
