@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 from ..handoff import is_worker, received, send
+from ..results import NB_ERROR, NB_FAILED, NB_PASSED, NOT_RUN, AffectedRecord
 from .fingerprint import git_commit, kernelspec_identity, static_fingerprint, verdict_options
+from .schema import INCOMPLETE, PARTIAL
 from .store import CACHE_FOLDER, Checker, Decision, Store, follow_products, new_entry, when
 
 STATIC_KEY = pytest.StashKey[dict]()  # an item's static fingerprint, set at collection
@@ -121,14 +123,14 @@ class AffectedSession:
     def pytest_nbtest_notebook_done(self, item: pytest.Item, run: Any, result: Any) -> None:
         """Keep the run's whole fingerprint for the item's next report."""
         static = item.stash.get(STATIC_KEY, None)
-        found = result.extras.get("affected")
+        found = AffectedRecord.of(result.extras)
         if static is None or found is None:
             return  # deselection never saw it (e.g. cache: false): nothing to record
         settings = static["settings"]
-        record = {**static, **found, "result": result.status,
+        record = {**static, **found.as_dict(), "result": result.status,
                   "kernelspec": kernelspec_identity(settings["kernel"], str(self.root))}
-        if result.status == "passed" and not all(c.status != "not run" for c in result.cells):
-            record["result"] = "partial"  # per-cell items of which only some were selected
+        if result.status == NB_PASSED and not all(c.status != NOT_RUN for c in result.cells):
+            record["result"] = PARTIAL  # per-cell items of which only some were selected
         item.stash[PENDING_KEY] = record
 
     @pytest.hookimpl(wrapper=True)
@@ -157,7 +159,7 @@ class AffectedSession:
             why = getattr(crash, "message", "") or str(report.longrepr).strip()
             where = report.nodeid.partition("::")[2]
             why = f"{where}: {why}" if where else why
-            outcome["failed"] = ("failed" if report.when == "call" else "error",
+            outcome["failed"] = (NB_FAILED if report.when == "call" else NB_ERROR,
                                  why.splitlines()[0][:200] if why else report.when)
         if record is not None:
             outcome["record"] = record
@@ -197,16 +199,16 @@ class AffectedSession:
         if "failed" in outcome:
             status, why = outcome["failed"]
             return new_entry(notebook, status, self.commit, why=why, **products)
-        if record is None or record["result"] == "partial":
+        if record is None or record["result"] == PARTIAL:
             return None  # not run (a skip marker), or only some of its cells
-        if record["result"] != "passed":
+        if record["result"] != NB_PASSED:
             return new_entry(notebook, record["result"], self.commit, **products)
         if not record["complete"]:
-            return new_entry(notebook, "incomplete", self.commit, why=record["why"], **products)
+            return new_entry(notebook, INCOMPLETE, self.commit, why=record["why"], **products)
         products.pop("inputs", None)  # a pass has them all, with digests, in `files`
         fields = {k: v for k, v in record.items()
                   if k not in ("notebook", "result", "complete", "why", "interpreter")}
-        return new_entry(notebook, "passed", self.commit, **fields)
+        return new_entry(notebook, NB_PASSED, self.commit, **fields)
 
     @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_testnodedown(self, node: Any, error: Any) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from ..errors import NbTestError
 from ..handoff import received, send
+from ..results import NB_PASSED, ThisTestsCapture
 from .api import TestRecorder, set_recorder
 from .file import Registry, update_registry_file
 
@@ -75,11 +76,11 @@ class RegistrySession:
         """Take the notebook's captured calls (read by callbacks.registry) into the registry."""
         file = item.nodeid.split("::")[0]
         test = Path(file).name
-        captured = result.extras.get("this_tests", {"called": False, "entries": []})
+        captured = ThisTestsCapture.of(result.extras) or ThisTestsCapture(False, [])
         self.ran.add((file, test))
-        for name, cell in captured["entries"]:
+        for name, cell in captured.entries:
             self.new.add(name, {"file": file, "test": test, "cell": cell})
-        if not captured["called"] and result.status == "passed" and file not in self.missing:
+        if not captured.called and result.status == NB_PASSED and file not in self.missing:
             self.missing.append(file)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
