@@ -13,7 +13,9 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .results import Record, optional_field
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
@@ -34,7 +36,9 @@ class NotebookRun:
     kernel_pid: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # copied into NotebookResult.extras
     kernel_env: dict[str, str] = field(default_factory=dict)  # added to the kernel's environment
-    startup: dict[str, Any] = field(default_factory=dict)  # JSON data for the startup code
+    # JSON data for the startup code: the records below (Record.put), and the seed, the API
+    # packages and sys.path folders kernel/life.py puts there.
+    startup: dict[str, Any] = field(default_factory=dict)
     stop_grace: float = 0.0  # seconds between SIGTERM and SIGKILL at the end (coverage needs it)
     cards_before: dict[str, int] = field(default_factory=dict)  # used MiB per GPU uuid at start
     # The kernel's private folder (0700), removed with the kernel however its run ends: where
@@ -53,6 +57,43 @@ class NotebookRun:
                                     suffix=f".{suffix}" if dot else "")
         os.close(fd)
         return path
+
+
+@dataclass(frozen=True)
+class RegistrySettings(Record):
+    """For the kernel's this_tests recorder: its file, the API packages, and each code cell's
+    [number, source digest] (how it knows the running cell)."""
+
+    KEY: ClassVar[str] = "registry"
+    file: str
+    api: list[str]
+    cells: list[list[Any]]
+
+
+@dataclass(frozen=True)
+class AffectedSettings(Record):
+    """For the kernel's --nbtest-affected tracker: its file, the project's root (as given and
+    resolved) and the private folders whose files are not inputs."""
+
+    KEY: ClassVar[str] = "affected"
+    file: str
+    roots: list[str]
+    private: list[str]
+
+
+@dataclass(frozen=True)
+class KernelFiles(Record):
+    """Files in the kernel's private folder that kernel-side helpers write, each asked for by
+    one callback: what the notebook imports (preload = "auto"), the profile, the GPU peak."""
+
+    imports: str | None = optional_field()
+    profile_file: str | None = optional_field()
+    gpu_peak_file: str | None = optional_field()
+
+    @classmethod
+    def in_run(cls, run: NotebookRun) -> KernelFiles:
+        """The files asked for in `run` so far."""
+        return cls.of(run.startup) or cls()
 
 
 class Callback:

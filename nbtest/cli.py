@@ -22,6 +22,7 @@ from .config import CLI, NbTestConfig, options_for, parse_layer, project_layer
 from .errors import NbTestError, UsageError
 from .files import check_writable, why, write_atomic
 from .outputs.html import html_exporter, write_html
+from .results import NB_FAILED, CellTimings, MemoryFigures, Profile, ThisTestsCapture
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREFLIGHT, EXIT_UNWRITTEN = 0, 1, 2, 3, 4
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer killed by SIGPIPE
@@ -226,27 +227,28 @@ def cmd_execute(args: argparse.Namespace) -> int:
     summary = f"nbtest: {result.status} {notebook} in {result.duration:.2f} s ({ran} cells run)"
     if result.reason:
         summary += f": {result.reason}"
-    slowest = result.extras.get("slowest")
+    timings = CellTimings.of(result.extras)
     print(summary, file=sys.stderr)
-    if slowest:
-        print(f"  slowest: {format_slowest(slowest)}", file=sys.stderr)
-    memory = [f"{label} {result.extras[key]} MiB" for key, label in
-              (("peak_rss_mib", "peak RSS"), ("peak_gpu_mib", "peak GPU"))
-              if result.extras.get(key) is not None]
-    if result.extras.get("peak_gpu_mib") is not None and result.extras.get("peak_gpu_source"):
-        memory[-1] += f" ({result.extras['peak_gpu_source']})"
+    if timings and timings.slowest:
+        print(f"  slowest: {format_slowest(timings.slowest)}", file=sys.stderr)
+    figures = MemoryFigures.of(result.extras)
+    memory = [f"{label} {value} MiB" for value, label in
+              ((figures.peak_rss_mib, "peak RSS"), (figures.peak_gpu_mib, "peak GPU"))
+              if value is not None] if figures else []
+    if figures and figures.peak_gpu_mib is not None and figures.peak_gpu_source:
+        memory[-1] += f" ({figures.peak_gpu_source})"
     if memory:
         print(f"  memory: {', '.join(memory)} (kernel process tree)", file=sys.stderr)
-    for line in profile_lines(result.extras.get("profile") or {}) if config.profile else ():
+    profile = Profile.of(result.extras) if config.profile else None
+    for line in profile_lines(profile.as_dict()) if profile else ():
         print(f"  {line}", file=sys.stderr)
-    if result.extras.get("gpu_memory_left"):
-        print(f"  warning: GPU memory not returned: {result.extras['gpu_memory_left']}",
-              file=sys.stderr)
+    if figures and figures.gpu_memory_left:
+        print(f"  warning: GPU memory not returned: {figures.gpu_memory_left}", file=sys.stderr)
     if wrote:
         print(f"  wrote {' and '.join(wrote)}", file=sys.stderr)
     if unwritten:
         print(unwritten, file=sys.stderr)
-    if result.status == "failed":
+    if result.status == NB_FAILED:
         print("\n" + failure_text(result, color=sys.stderr.isatty()), file=sys.stderr)
         return EXIT_FAILED
     if config.update_outputs and result.passed:
@@ -274,7 +276,8 @@ def _record_registry(notebook: Path, config: NbTestConfig, result: Any) -> None:
     root = Path.cwd()
     file = os.path.relpath(notebook.resolve(), root).replace(os.sep, "/")
     new = Registry()
-    for name, cell in result.extras.get("this_tests", {}).get("entries", []):
+    captured = ThisTestsCapture.of(result.extras)
+    for name, cell in captured.entries if captured else ():
         new.add(name, {"file": file, "test": notebook.name, "cell": cell})
     update_registry_file(root / config.registry, new, {(file, notebook.name)}, root)
 

@@ -31,17 +31,18 @@ from .results import (
     NB_FAILED,
     NB_PASSED,
     NB_SKIPPED,
+    NBDEV_EXPORTS_NOT_RUN,
     NOT_RUN,
     PASSED,
     SKIPPED,
     TIMEOUT,
     CellResult,
+    MemoryFigures,
     NotebookResult,
 )
 from .verdict import SKIP_ERRORS, clear_outputs, judge_cell, output_tail, timeout_detail
 
-__all__ = ["KernelState", "NotebookSession", "Plan", "plan_notebook", "run_notebook",
-           "run_plan"]
+__all__ = ["KernelState", "NotebookSession", "Plan", "plan_notebook", "run_notebook", "run_plan"]
 
 # nbclient logs timeouts and deaths as errors; nbtest reports them itself, once, per cell.
 _QUIET = logging.getLogger("nbtest.nbclient")
@@ -201,7 +202,8 @@ class NotebookSession:
                                 kernel_name=self.plan.kernel_name, extras=self.run_info.extras,
                                 reason=f"{skip.detail} (cell {skip.number})" if skip else "")
         self.dispatcher.notebook_end(self.run_info, result)
-        violation = result.extras.get("memory_violation")
+        memory = MemoryFigures.of(result.extras)
+        violation = memory.violation if memory else None
         if violation and result.status == NB_PASSED:  # a budget the whole notebook exceeded
             result = dataclasses.replace(result, status=NB_FAILED,
                                          reason=f"memory budget exceeded: {violation}")
@@ -242,8 +244,8 @@ class NotebookSession:
         if self.failed_cell is not None or self.skipped_by is not None or not is_runnable(cell) \
                 or self._excluded(cell):
             if self.plan.config.nbdev and calls_export(cell.source):
-                exports = self.run_info.extras.get("nbdev_exports_not_run", 0)
-                self.run_info.extras["nbdev_exports_not_run"] = exports + 1
+                exports = self.run_info.extras.get(NBDEV_EXPORTS_NOT_RUN, 0)
+                self.run_info.extras[NBDEV_EXPORTS_NOT_RUN] = exports + 1
             self.cells[index] = self._not_reached(index)
             return self.cells[index]
         self.dispatcher.cell_start(self.run_info, base["number"], cell.source)

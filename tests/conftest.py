@@ -75,6 +75,7 @@ SPAWNING_TESTS = frozenset({
     "test_gpu.py::test_stuck_smi_times_out",
     "test_gpu.py::test_two_cards_pin_the_kernel_to_the_freer",
     "test_gpu.py::test_xdist_workers_spread_over_equally_free_cards",
+    "test_layout.py::test_each_benchmark_script_imports",
     "test_layout.py::test_each_module_imports_alone",
     "test_layout.py::test_the_benchmarks_import_with_the_standard_library_alone",
     "test_messages.py::test_preflight_refusal_is_printed_cleanly_in_every_verbosity",

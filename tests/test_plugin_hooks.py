@@ -103,7 +103,7 @@ def test_a_session_without_third_party_plugins_runs_registry_affected_and_output
     third-party plugin blocked (`pytest -p no:xdist ...`): the notebooks run, exit 0."""
     this_tests("nbtest.plugin.registry.RegistrySession.pytest_sessionfinish",
                "nbtest.plugin.affected.AffectedSession.pytest_sessionfinish",
-               "nbtest.plugin.sanitizer_summary.register_summary")
+               "nbtest.plugin.session.register_plugins")
     pytester.makepyprojecttoml('[tool.nbtest]\napi = ["mylib"]\nregistry = "registry.json"\n')
     pytester.makepyfile(mylib="def double(v):\n    return 2 * v\n")
     import nbformat

@@ -7,10 +7,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from ..results import NB_ERROR, NB_FAILED, NB_PASSED, NB_SKIPPED
 from .fingerprint import FORMAT
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # an entry's `time`, UTC
-STATUSES = frozenset({"passed", "failed", "error", "skipped", "incomplete"})
+INCOMPLETE = "incomplete"  # an entry's status: passed, but its fingerprint is incomplete
+PARTIAL = "partial"  # a run's result when only some of its cell items were selected
+STATUSES = frozenset({NB_PASSED, NB_FAILED, NB_ERROR, NB_SKIPPED, INCOMPLETE})
 
 
 def _str(value: Any) -> bool:
@@ -92,7 +95,7 @@ def schema_problem(entry: Mapping[str, Any]) -> str:
     for name in entry:
         if name not in ENTRY_SCHEMA:
             return f"unknown field {name!r}"
-    passed = entry.get("status") == "passed"
+    passed = entry.get("status") == NB_PASSED
     for name, (in_pass, test, what) in ENTRY_SCHEMA.items():
         if name not in entry:
             if name in _ALWAYS or (in_pass and passed):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..inkernel.tracker import listing_digest
+from ..results import NB_ERROR, NB_FAILED, NB_PASSED, NB_SKIPPED
 from .fingerprint import (
     FORMAT,
     FileDigests,
@@ -32,7 +33,7 @@ from .fingerprint import (
     nbtest_version,
     path_kind,
 )
-from .schema import TIME_FORMAT, schema_problem
+from .schema import INCOMPLETE, TIME_FORMAT, schema_problem
 
 CACHE_FOLDER = "nbtest-affected"  # under pytest's cache: config.cache.mkdir(CACHE_FOLDER)
 # The name the pytest face registers its AffectedSession under (plugin/affected.py).
@@ -96,7 +97,7 @@ def entries_in(folder: Path) -> tuple[dict[str, dict[str, Any]], int]:
 def newest(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """The entry to keep of one notebook's entries from several caches: the newest; at the
     same second, one that is not a pass (never trust a pass over a failure)."""
-    return max(entries, key=lambda e: (e["time"], e["status"] != "passed"))
+    return max(entries, key=lambda e: (e["time"], e["status"] != NB_PASSED))
 
 
 def merge(target: Store, sources: list[Path]) -> tuple[int, int]:
@@ -208,7 +209,7 @@ class Checker:
     def reasons(self, entry: Mapping[str, Any], static: Mapping[str, Any]) -> list[str]:
         """Why the notebook runs, given its entry: empty when nothing changed since a pass."""
         status = entry.get("status")
-        if status != "passed":
+        if status != NB_PASSED:
             why = f": {entry['why']}" if entry.get("why") else ""
             return [f"its last run ({when(entry)}) {_outcome(status)}{why}"]
         found = self._age(entry)
@@ -320,8 +321,8 @@ def follow_products(decisions: list[Decision], root: Path) -> dict[str, int]:
 
 
 def _outcome(status: Any) -> str:
-    return {"failed": "failed", "error": "errored", "skipped": "was skipped",
-            "incomplete": "passed but its fingerprint is incomplete"}.get(str(status),
+    return {NB_FAILED: "failed", NB_ERROR: "errored", NB_SKIPPED: "was skipped",
+            INCOMPLETE: "passed but its fingerprint is incomplete"}.get(str(status),
                                                                           f"ended {status}")
 
 

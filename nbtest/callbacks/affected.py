@@ -39,9 +39,9 @@ from ..affected.fingerprint import (
     relative,
     tracked_variable,
 )
-from ..callback import Callback, NotebookRun
+from ..callback import AffectedSettings, Callback, NotebookRun
 from ..inkernel.tracker import file_stat, listing_digest
-from ..results import NotebookResult
+from ..results import AffectedRecord, NotebookResult
 
 # What a run did through a channel nbtest cannot fingerprint, in `nbtest affected`'s words.
 CHANNEL_WORDS = {"subprocess": "ran a subprocess", "socket": "opened a network connection",
@@ -63,13 +63,14 @@ class AffectedCapture(Callback):
         path = run.private_file("affected.jsonl")
         roots = sorted({str(self.root), os.path.realpath(self.root)})
         private = [os.path.dirname(path)] if run.kernel_folder else []
-        run.startup["affected"] = {"file": path, "roots": roots, "private": private}
+        AffectedSettings(path, roots, private).put(run.startup)
 
     def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
         """Read what the kernel wrote (then remove the file) and hash what it names."""
-        path = run.startup.get("affected", {}).get("file")
-        if not path:
+        settings = AffectedSettings.of(run.startup)
+        if settings is None or not settings.file:
             return
+        path = settings.file
         try:
             lines = _read_lines(path)
         finally:
@@ -77,10 +78,10 @@ class AffectedCapture(Callback):
                 os.unlink(path)
             except OSError:
                 pass
-        result.extras["affected"] = self.fingerprint(run, result, lines)
+        self.fingerprint(run, result, lines).put(result.extras)
 
     def fingerprint(self, run: NotebookRun, result: NotebookResult,
-                    lines: list[dict[str, Any]]) -> dict[str, Any]:
+                    lines: list[dict[str, Any]]) -> AffectedRecord:
         """The run's part of the fingerprint from the tracker's lines."""
         header, reports = (lines[0] if lines else {}), lines[1:]
         ran = sum(1 for cell in result.cells if cell.execution_count)
@@ -173,12 +174,13 @@ class AffectedCapture(Callback):
         for conftest in conftest_paths(Path(run.path).resolve(), self.root):
             files[relative(conftest, self.root)] = digests(conftest)  # "missing": none yet
         env = {name: env_value(name) for name in sorted(variables) if tracked_variable(name)}
-        return {"complete": not why, "why": why, "interpreter": header.get("interpreter"),
-                "files": files, "listings": listings, "exists": present, "env": env,
-                "products": sorted({relative(path, self.root) for path in written}),
-                "dists": distributions_of(sorted(tops)),
-                "depends": depends_files(run.config.depends, Path(run.path).resolve().parent,
-                                         self.root, digests)}
+        return AffectedRecord(
+            complete=not why, why=why, interpreter=header.get("interpreter"), files=files,
+            listings=listings, exists=present, env=env,
+            products=sorted({relative(path, self.root) for path in written}),
+            dists=distributions_of(sorted(tops)),
+            depends=depends_files(run.config.depends, Path(run.path).resolve().parent,
+                                  self.root, digests))
 
 
 def digest_as_read(path: str, seen: Any) -> str | None:

@@ -31,11 +31,12 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import replace
 
-from ..callback import Callback, NotebookRun
+from ..callback import Callback, KernelFiles, NotebookRun
 from ..kernel.life import MEMORY_STOP, PEAK_RSS
 from ..kernel.reaper import settle
-from ..results import CellResult, NotebookResult
+from ..results import CellResult, MemoryFigures, NotebookResult
 from .sampler import (  # noqa: F401 - the figures' sources, as reports and tests name them
     CARD_DELTA,
     DRIVER,
@@ -76,7 +77,8 @@ class MemoryCallback(Callback):
         """A file for the kernel's own GPU peak (torch's counters), in its private folder:
         it goes with the kernel, whether or not the notebook reaches its end."""
         if run.kernel_folder:
-            run.startup["gpu_peak_file"] = os.path.join(run.kernel_folder, "gpu-peak.jsonl")
+            KernelFiles(gpu_peak_file=os.path.join(run.kernel_folder, "gpu-peak.jsonl")).put(
+                run.startup)
 
     def on_notebook_start(self, run: NotebookRun) -> None:
         """Start sampling the kernel's process tree."""
@@ -85,7 +87,7 @@ class MemoryCallback(Callback):
         if run.kernel_pid is not None:
             limit = read_budget(run, "mem_max")
             self.sampler = TreeSampler(run.kernel_pid, self.interval,
-                                       run.startup.get("gpu_peak_file"), run.cards_before,
+                                       KernelFiles.in_run(run).gpu_peak_file, run.cards_before,
                                        limit=limit,
                                        on_limit=lambda peak: self._stop(run, peak, limit or 0))
             self.sampler.on_peak = lambda peak: run.extras.__setitem__(
@@ -144,26 +146,22 @@ class MemoryCallback(Callback):
         if sampler is None:
             return
         sampler.stop()
-        extras = result.extras
-        extras["peak_rss_mib"] = round(sampler.peak_rss / MIB, 1)
-        figures: dict[str, float | None] = {"mem_max": extras["peak_rss_mib"]}
+        memory = MemoryFigures(round(sampler.peak_rss / MIB, 1))
+        figures: dict[str, float | None] = {"mem_max": memory.peak_rss_mib}
         if sampler.cuda:
-            extras["peak_gpu_mib"] = sampler.peak_gpu_mib
-            extras["peak_gpu_source"] = sampler.gpu_source
             figures["gpu_mem_max"] = sampler.peak_gpu_mib
             # The kernel's tree was sent SIGKILL; the driver frees its memory once it exited,
             # which the reaper thread waits for (kernel/reaper.py).
             settle(RETURN_WAIT)
             returned, left = gpu_memory_returned(sampler.pids)
-            extras["gpu_memory_returned"] = returned
-            if left:
-                extras["gpu_memory_left"] = left
+            memory = replace(memory, peak_gpu_mib=sampler.peak_gpu_mib,
+                             peak_gpu_source=sampler.gpu_source, gpu_memory_returned=returned,
+                             gpu_memory_left=left or None)
         # Budgets are read here, not before the kernel starts: a pre-warmed next notebook's
         # start-up may come in between.
         budgets = {name: read_budget(run, name) for name, _ in BUDGETS}
         violations = budget_violations(figures, budgets)
-        if violations:
-            extras["memory_violation"] = "; ".join(violations)
+        replace(memory, violation="; ".join(violations) or None).put(result.extras)
 
     def close(self) -> None:
         """Stop a sampler still running (a run that raised before notebook-end)."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..callback import Callback, NotebookRun
 from ..outputs.compare import compare_outputs, is_compared, require_pillow
 from ..outputs.sanitize import Sanitizer, SanitizerSet, user_sanitizers
-from ..results import PASSED
+from ..results import PASSED, OutputCheckRecord
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
@@ -98,10 +98,9 @@ class OutputCheck(Callback):
         state = self._runs.pop(id(run), None)
         if state is None:
             return
-        result.extras["compared_outputs"] = state.compared
-        result.extras["outputs_differ"] = list(state.differ)
-        result.extras["sanitizer_matches"] = {rule.name: state.counts.get(rule.name, 0)
-                                              for rule in self.sanitizers.user}
+        OutputCheckRecord(state.compared, list(state.differ),
+                          {rule.name: state.counts.get(rule.name, 0)
+                           for rule in self.sanitizers.user}).put(result.extras)
 
     # -- the session's view of the user sanitizers (nbval#204) -------------------------------
     def payload(self) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from typing import Any
 
 import pluggy
 
-from ..callback import Callback, NotebookRun
-from ..results import NotebookResult
+from ..callback import Callback, KernelFiles, NotebookRun
+from ..handoff import is_worker, received, send
+from ..results import NotebookResult, Profile
 
 PROFILE_FILE = "profile.json"  # in the kernel's private folder
 WORKER_KEY = "nbtest_profile"  # in an xdist worker's output: its notebooks' profiles
@@ -39,7 +40,8 @@ class ProfileCallback(Callback):
         """Note the time; ask the startup code to time imports into the kernel's folder."""
         self.launched[id(run)] = time.monotonic()
         if run.kernel_folder:
-            run.startup["profile_file"] = os.path.join(run.kernel_folder, PROFILE_FILE)
+            KernelFiles(profile_file=os.path.join(run.kernel_folder, PROFILE_FILE)).put(
+                run.startup)
 
     def on_notebook_start(self, run: NotebookRun) -> None:
         """The kernel answers: its start is over."""
@@ -52,8 +54,8 @@ class ProfileCallback(Callback):
         # A kernel pre-warmed while the previous notebook ran was waited for only after it.
         waited = ready - max(launched, self.last_end) if launched and ready else None
         self.last_end = time.monotonic()
-        measured = read_kernel_file(run.startup.get("profile_file"))
-        result.extras["profile"] = notebook_profile(result, waited, measured)
+        measured = read_kernel_file(KernelFiles.in_run(run).profile_file)
+        notebook_profile(result, waited, measured).put(result.extras)
 
 
 def read_kernel_file(path: str | None) -> dict[str, Any]:
@@ -69,26 +71,26 @@ def read_kernel_file(path: str | None) -> dict[str, Any]:
 
 
 def notebook_profile(result: NotebookResult, kernel_s: float | None,
-                     measured: Mapping[str, Any]) -> dict[str, Any]:
-    """One notebook's profile, JSON-serialisable (it travels from xdist workers)."""
+                     measured: Mapping[str, Any]) -> Profile:
+    """One notebook's profile."""
     ran = [c for c in result.cells if c.execution_count]
     slowest = max(ran, key=lambda c: c.duration, default=None)
     outputs = measured.get("outputs", {})
     entries = measured.get("entries", {})
-    return {
-        "wall_s": result.duration,
-        "kernel_s": max(kernel_s, 0.0) if kernel_s is not None else None,
-        "kernel_start": str(result.extras.get("kernel_start", "")).partition(",")[0],
-        "cells_s": sum(c.duration for c in ran),
-        "cells": len(ran),
-        "slowest": [slowest.number, slowest.duration] if slowest else None,
-        "imports_s": sum(entries.values()),
-        "modules": dict(measured.get("modules", {})),
-        "counts": dict(measured.get("counts", {})),
-        "entries": dict(entries),
-        "messages": sum(n for n, _ in outputs.values()),
-        "bytes": sum(b for _, b in outputs.values()),
-    }
+    return Profile(
+        wall_s=result.duration,
+        kernel_s=max(kernel_s, 0.0) if kernel_s is not None else None,
+        kernel_start=result.kernel_start.partition(",")[0],
+        cells_s=sum(c.duration for c in ran),
+        cells=len(ran),
+        slowest=[slowest.number, slowest.duration] if slowest else None,
+        imports_s=sum(entries.values()),
+        modules=dict(measured.get("modules", {})),
+        counts=dict(measured.get("counts", {})),
+        entries=dict(entries),
+        messages=sum(n for n, _ in outputs.values()),
+        bytes=sum(b for _, b in outputs.values()),
+    )
 
 
 def _size(n: float) -> str:
@@ -184,32 +186,25 @@ class ProfileSummary:
 
     def pytest_nbtest_notebook_done(self, item: Any, run: Any, result: Any) -> None:
         """Keep the notebook's profile."""
-        if "profile" in result.extras:
-            self.rows[item.nodeid.split("::")[0]] = result.extras["profile"]
+        profile = Profile.of(result.extras)
+        if profile is not None:
+            self.rows[item.nodeid.split("::")[0]] = profile.as_dict()
 
     def pytest_sessionfinish(self, session: Any, exitstatus: int) -> None:
         """An xdist worker hands its profiles to the controller."""
-        workeroutput = getattr(self.config, "workeroutput", None)
-        if workeroutput is not None:
-            workeroutput[WORKER_KEY] = json.dumps(self.rows)
+        send(self.config, WORKER_KEY, self.rows)
 
     @_hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Controller: take a worker's profiles."""
-        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        payload = received(node, WORKER_KEY)
         if payload:
-            self.rows.update(json.loads(payload))
+            self.rows.update(payload)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """The "nbtest profile" section."""
-        if not self.rows or hasattr(self.config, "workeroutput"):
+        if not self.rows or is_worker(self.config):
             return
         terminalreporter.section("nbtest profile", sep="=")
         for line in summary_lines(self.rows):
             terminalreporter.write_line(line)
-
-
-def register_summary(config: Any) -> ProfileCallback:
-    """Register the session's summary on a pytest config; the callback for its notebooks."""
-    config.pluginmanager.register(ProfileSummary(config), "nbtest-profile")
-    return ProfileCallback()

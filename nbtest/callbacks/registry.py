@@ -12,10 +12,10 @@ import json
 import os
 from collections.abc import Sequence
 
-from ..callback import Callback, NotebookRun
+from ..callback import Callback, NotebookRun, RegistrySettings
 from ..inkernel.recorder import source_digest
 from ..notebook import is_runnable
-from ..results import NotebookResult
+from ..results import NotebookResult, ThisTestsCapture
 
 
 class RegistryCapture(Callback):
@@ -31,12 +31,13 @@ class RegistryCapture(Callback):
         path = run.private_file("this-tests.jsonl")
         cells = [[run.numbers[i], source_digest(cell.source)]
                  for i, cell in enumerate(run.notebook.cells) if is_runnable(cell)]
-        run.startup["registry"] = {"file": path, "api": self.api, "cells": cells}
+        RegistrySettings(path, self.api, cells).put(run.startup)
 
     def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
         """Read what the kernel wrote, then remove the file."""
         called, entries = False, []
-        path = run.startup.get("registry", {}).get("file")
+        settings = RegistrySettings.of(run.startup)
+        path = settings.file if settings else None
         if path:
             try:
                 with open(path, encoding="utf-8") as fh:
@@ -51,4 +52,4 @@ class RegistryCapture(Callback):
                     os.unlink(path)
                 except OSError:
                     pass
-        result.extras["this_tests"] = {"called": called, "entries": entries}
+        ThisTestsCapture(called, entries).put(result.extras)

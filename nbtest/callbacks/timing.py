@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..callback import Callback, NotebookRun
-from ..results import NOT_RUN, SKIPPED, CellResult, NotebookResult
+from ..results import NOT_RUN, SKIPPED, CellResult, CellTimings, NotebookResult
 
 
 class TimingCallback(Callback):
@@ -25,8 +25,7 @@ class TimingCallback(Callback):
     def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
         """Publish the table and the slowest cells."""
         ranked = sorted(self.timings.items(), key=lambda item: item[1], reverse=True)
-        result.extras["timings"] = dict(self.timings)
-        result.extras["slowest"] = ranked[: self.slowest]
+        CellTimings(dict(self.timings), ranked[: self.slowest]).put(result.extras)
 
 
 def format_slowest(slowest: list[tuple[int, float]]) -> str:

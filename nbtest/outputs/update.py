@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import NbTestError
 from ..files import write_atomic
 from ..notebook import cell_source
-from ..results import NotebookResult
+from ..results import NotebookResult, OutputCheckRecord
 
 # (indent, ensure_ascii) tried in turn to reproduce the file's own formatting.
 _FORMATS = ((1, False), (1, True), (2, False), (2, True), (4, False), (4, True))
@@ -52,9 +52,9 @@ def write_updated_outputs(path: str | Path, result: NotebookResult) -> int:
     Where the result holds no `outputs_differ` list, every compared cell is updated.
     """
     path = Path(path)
-    compared: dict[int, Any] = {int(k): v for k, v in
-                                result.extras.get("compared_outputs", {}).items()}
-    numbers = sorted(result.extras.get("outputs_differ", compared))
+    check = OutputCheckRecord.of(result.extras)
+    compared: dict[int, Any] = {int(k): v for k, v in check.compared.items()} if check else {}
+    numbers = sorted(compared if check is None or check.differ is None else check.differ)
     if not numbers:
         return 0
     text = path.read_text(encoding="utf-8")

@@ -26,9 +26,10 @@ import pytest
 
 from ..config import INI, PYTEST, in_pytest_spelling, options_for
 from ..errors import NbTestError
+from ..handoff import given, send
 from ..notebook import NEVER_COLLECTED
-from .preflight import XdistPreflight, preflight_items
-from .session import session_callbacks, session_config, start_registry, with_nbdev
+from .preflight import preflight_items
+from .session import register_plugins, session_callbacks, session_config, with_nbdev
 from .state import (
     ACTIVE_KEY,
     CALLBACKS_KEY,
@@ -44,14 +45,7 @@ from .state import (
     note_left_out,
 )
 from .switches import MARKERS, SEED_SWITCHES, switched_off
-from .templates import (
-    XdistForkTemplate,
-    may_run_notebooks,
-    preload_for,
-    remember_imports,
-    remember_unsafe,
-    starts_workers,
-)
+from .templates import preload_for, remember_imports, remember_unsafe
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -125,21 +119,6 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # not an nbtest session: no markers, no registry, no xdist helpers
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    from .reports import NotebookReports
-
-    config.pluginmanager.register(NotebookReports(config, nbconfig), "nbtest-reports")
-    if nbconfig.cells:
-        from .cell_order import watch_splits
-
-        watch_splits(config)  # before pytest-split registers its own plugin (see cell_order)
-    if config.pluginmanager.hasplugin("timeout"):
-        from .timeout_bridge import TimeoutBridge
-
-        config.pluginmanager.register(TimeoutBridge(), "nbtest-timeout-bridge")
-    if config.pluginmanager.hasplugin("repeat"):
-        from .repeat_guard import RepeatGuard
-
-        config.pluginmanager.register(RepeatGuard(config), "nbtest-repeat-guard")
     try:
         # A session that collects no notebook pays nothing for the notebook-side callbacks.
         config.stash[CALLBACKS_KEY] = session_callbacks(config, nbconfig) if enabled else []
@@ -147,21 +126,10 @@ def pytest_configure(config: pytest.Config) -> None:
             from .templates import ImportsCapture  # what kernels load: what "auto" learns
 
             config.stash[CALLBACKS_KEY].append(ImportsCapture(config))
-        if nbconfig.api:
-            start_registry(config, nbconfig)
-        if enabled and nbconfig.affected:
-            from ..affected.store import AFFECTED_PLUGIN
-            from .affected import AffectedSession
-
-            config.pluginmanager.register(AffectedSession(config), AFFECTED_PLUGIN)
+        register_plugins(config, nbconfig)  # reports, summaries, registry, affected, xdist
     except NbTestError as exc:
         raise pytest.UsageError(in_pytest_spelling(exc.message)) from None
-    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(XdistPreflight(config), "nbtest-xdist-preflight")
-        if enabled and starts_workers(config) and may_run_notebooks(config, nbconfig):
-            config.pluginmanager.register(XdistForkTemplate(config, nbconfig),
-                                          "nbtest-xdist-fork")
-    templates = getattr(config, "workerinput", {}).get(FORK_TEMPLATES_KEY)
+    templates = given(config, FORK_TEMPLATES_KEY)
     if templates:
         from ..kernel.forkserver import ForkServer
 
@@ -240,8 +208,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     left_out = [(os.path.relpath(path, session.config.invocation_params.dir), why)
                 for path, why in session.config.stash.get(LEFT_OUT_KEY, [])]
-    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller says it
-        session.config.workeroutput[LEFT_OUT_OUTPUT] = left_out  # type: ignore[attr-defined]
+    send(session.config, LEFT_OUT_OUTPUT, left_out)  # an xdist worker: the controller says it
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and session.config.getoption("verbose") > 0:
         for shown, why in left_out:

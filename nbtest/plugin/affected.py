@@ -13,7 +13,6 @@ own cache does, and changes neither the results nor the exit status.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import warnings
 from collections.abc import Generator
@@ -28,6 +27,7 @@ from ..affected.fingerprint import (
     static_fingerprint,
     verdict_options,
 )
+from ..affected.schema import INCOMPLETE, PARTIAL
 from ..affected.store import (
     CACHE_FOLDER,
     Checker,
@@ -37,11 +37,13 @@ from ..affected.store import (
     new_entry,
     when,
 )
+from ..handoff import is_worker, received, send
+from ..results import NB_ERROR, NB_FAILED, NB_PASSED, NOT_RUN, AffectedRecord
 
 STATIC_KEY = pytest.StashKey[dict[str, Any]]()  # an item's static fingerprint, set at collection
 PENDING_KEY = pytest.StashKey[dict[str, Any]]()  # a finished run's fingerprint, for its next report
 REPORT_ATTR = "nbtest_affected"  # the report attribute carrying a run's fingerprint
-WORKER_KEY = "nbtest_affected"  # in workeroutput: the worker's decisions, for the summary
+WORKER_KEY = "nbtest_affected"  # the worker's decisions, for the summary (nbtest.handoff)
 
 
 class AffectedSession:
@@ -74,7 +76,7 @@ class AffectedSession:
     def warn_unwritable(self, path: Path, exc: OSError) -> None:
         """Warn once (the writer only: workers' warnings would repeat it) that the cache
         cannot be written, as pytest's own cache does; the session goes on."""
-        if self.warned or hasattr(self.config, "workerinput"):
+        if self.warned or is_worker(self.config):
             return
         self.warned = True
         warnings.warn(pytest.PytestCacheWarning(
@@ -129,14 +131,14 @@ class AffectedSession:
     def pytest_nbtest_notebook_done(self, item: pytest.Item, run: Any, result: Any) -> None:
         """Keep the run's whole fingerprint for the item's next report."""
         static = item.stash.get(STATIC_KEY, None)
-        found = result.extras.get("affected")
+        found = AffectedRecord.of(result.extras)
         if static is None or found is None:
             return  # deselection never saw it (e.g. cache: false): nothing to record
         settings = static["settings"]
-        record = {**static, **found, "result": result.status,
+        record = {**static, **found.as_dict(), "result": result.status,
                   "kernelspec": kernelspec_identity(settings["kernel"], str(self.root))}
-        if result.status == "passed" and not all(c.status != "not run" for c in result.cells):
-            record["result"] = "partial"  # per-cell items of which only some were selected
+        if result.status == NB_PASSED and not all(c.status != NOT_RUN for c in result.cells):
+            record["result"] = PARTIAL  # per-cell items of which only some were selected
         item.stash[PENDING_KEY] = record
 
     @pytest.hookimpl(wrapper=True)
@@ -153,7 +155,7 @@ class AffectedSession:
     # -- the writer: the xdist controller or the single process -------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Note each notebook's failures and its run's fingerprint."""
-        if hasattr(self.config, "workerinput"):
+        if is_worker(self.config):
             return
         path = report.nodeid.split("::")[0]
         record = getattr(report, REPORT_ATTR, None)
@@ -165,7 +167,7 @@ class AffectedSession:
             why = getattr(crash, "message", "") or str(report.longrepr).strip()
             where = report.nodeid.partition("::")[2]
             why = f"{where}: {why}" if where else why
-            outcome["failed"] = ("failed" if report.when == "call" else "error",
+            outcome["failed"] = (NB_FAILED if report.when == "call" else NB_ERROR,
                                  why.splitlines()[0][:200] if why else report.when)
         if record is not None:
             outcome["record"] = record
@@ -174,11 +176,8 @@ class AffectedSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Workers: send the decisions. Writer: store each notebook's outcome. Nothing left
         to run because nothing changed is a success, not pytest's "no tests" (exit 5)."""
-        workeroutput = getattr(self.config, "workeroutput", None)
-        if workeroutput is not None:
-            workeroutput[WORKER_KEY] = json.dumps(
-                None if self.decisions is None else
-                [[d.notebook, d.reasons, d.entry] for d in self.decisions])
+        if send(self.config, WORKER_KEY, None if self.decisions is None else
+                [[d.notebook, d.reasons, d.entry] for d in self.decisions]):
             return
         if (session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.decisions
                 and not self.config.option.collectonly
@@ -208,25 +207,23 @@ class AffectedSession:
         if "failed" in outcome:
             status, why = outcome["failed"]
             return new_entry(notebook, status, self.commit, why=why, **products)
-        if record is None or record["result"] == "partial":
+        if record is None or record["result"] == PARTIAL:
             return None  # not run (a skip marker), or only some of its cells
-        if record["result"] != "passed":
+        if record["result"] != NB_PASSED:
             return new_entry(notebook, record["result"], self.commit, **products)
         if not record["complete"]:
-            return new_entry(notebook, "incomplete", self.commit, why=record["why"], **products)
+            return new_entry(notebook, INCOMPLETE, self.commit, why=record["why"], **products)
         products.pop("inputs", None)  # a pass has them all, with digests, in `files`
         fields = {k: v for k, v in record.items()
                   if k not in ("notebook", "result", "complete", "why", "interpreter")}
-        return new_entry(notebook, "passed", self.commit, **fields)
+        return new_entry(notebook, NB_PASSED, self.commit, **fields)
 
     @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Controller: the first worker's decisions are everyone's (all read the same cache)."""
-        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
-        if payload and self.decisions is None:
-            found = json.loads(payload)
-            if found is not None:
-                self.decisions = [Decision(n, r, e) for n, r, e in found]
+        found = received(node, WORKER_KEY)
+        if found is not None and self.decisions is None:
+            self.decisions = [Decision(n, r, e) for n, r, e in found]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """One line: how many notebooks did not run, unchanged since when; -v lists them."""

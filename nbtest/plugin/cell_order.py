@@ -93,12 +93,6 @@ class SplitWatch:
         return (yield)
 
 
-def watch_splits(config: pytest.Config) -> None:
-    """Under pytest-split (`--splits N`), deal the items its group is picked from."""
-    if getattr(config.option, "splits", None):
-        config.pluginmanager.register(SplitWatch(config), "nbtest-split-watch")
-
-
 def reunite_split_notebooks(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep this group's share of the split: whole notebooks, none of another group's."""
     given, mine = config.stash.get(SPLIT_SHARE, ([], set()))

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ..errors import NbTestError
+from ..handoff import is_worker
 from .state import CONFIG_KEY, is_notebook_item
 from .stop import stop_session
 from .switches import switched_off
@@ -18,7 +19,7 @@ PREFLIGHT_EXIT = 6
 
 def preflight_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Stop before any notebook runs when no visible GPU has the free memory they need."""
-    if hasattr(config, "workerinput"):
+    if is_worker(config):
         return  # under xdist the controller checks once (XdistPreflight), not each worker
     running: list[Any] = [item for item in items
                           if is_notebook_item(item) and not item.get_closest_marker("skip")]

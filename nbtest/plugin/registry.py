@@ -1,14 +1,13 @@
 """The pytest side of the registry: capture per test, merge once per session, list the missing.
 
 Each process records the this_tests calls of the tests it runs; under xdist the workers send
-theirs to the controller through `workeroutput`, and only the controller (or the single
+theirs to the controller (nbtest.handoff), and only the controller (or the single
 process) writes the file, atomically and under a lock. An interrupted session writes nothing.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from collections.abc import Generator
 from pathlib import Path
@@ -17,9 +16,11 @@ from typing import Any
 import pytest
 
 from ..errors import NbTestError
+from ..handoff import received, send
 from ..inkernel.recorder import set_recorder
 from ..registry.api import TestRecorder
 from ..registry.file import Registry, update_registry_file
+from ..results import NB_PASSED, ThisTestsCapture
 
 WORKER_KEY = "nbtest_registry"
 
@@ -76,11 +77,11 @@ class RegistrySession:
         """Take the notebook's captured calls (read by callbacks.registry) into the registry."""
         file = item.nodeid.split("::")[0]
         test = Path(file).name
-        captured = result.extras.get("this_tests", {"called": False, "entries": []})
+        captured = ThisTestsCapture.of(result.extras) or ThisTestsCapture(False, [])
         self.ran.add((file, test))
-        for name, cell in captured["entries"]:
+        for name, cell in captured.entries:
             self.new.add(name, {"file": file, "test": test, "cell": cell})
-        if not captured["called"] and result.status == "passed" and file not in self.missing:
+        if not captured.called and result.status == NB_PASSED and file not in self.missing:
             self.missing.append(file)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -89,18 +90,16 @@ class RegistrySession:
             self.missing.append(report.nodeid)
 
     # -- xdist -----------------------------------------------------------------------------
-    def worker_payload(self) -> str:
+    def worker_payload(self) -> dict[str, Any]:
         """What a worker sends to the controller."""
-        return json.dumps({"entries": self.new.entries, "ran": sorted(self.ran),
-                           "missing": self.missing})
+        return {"entries": self.new.entries, "ran": sorted(self.ran), "missing": self.missing}
 
     @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Controller: merge what a worker captured."""
-        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
-        if not payload:
+        data = received(node, WORKER_KEY)
+        if not data:
             return
-        data = json.loads(payload)
         for name, entries in data["entries"].items():
             for entry in entries:
                 self.new.add(name, entry)
@@ -111,9 +110,7 @@ class RegistrySession:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the file (controller or single process), unless the session was interrupted."""
-        workeroutput = getattr(self.config, "workeroutput", None)
-        if workeroutput is not None:
-            workeroutput[WORKER_KEY] = self.worker_payload()
+        if send(self.config, WORKER_KEY, self.worker_payload()):
             return
         if exitstatus == pytest.ExitCode.INTERRUPTED or self.path is None:
             return

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ..handoff import is_worker
 from .state import is_notebook_item
 from .stop import stop_session
 
@@ -39,7 +40,7 @@ class RepeatGuard:
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: Sequence[pytest.Item]) -> None:
         """Stop with a usage error when a notebook test would not be repeated."""
-        if hasattr(self.config, "workerinput"):
+        if is_worker(self.config):
             return  # an xdist worker: the controller stops the session
         text = self.refusal(item.nodeid for item in items if is_notebook_item(item))
         if text:

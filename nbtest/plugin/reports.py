@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from ..config import NbTestConfig
+from ..handoff import received
 from .state import EXPORTS_NOT_RUN, KERNEL_START, LEFT_OUT_OUTPUT
 
 
@@ -126,8 +127,9 @@ class NotebookReports:
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Under xdist: the notebooks an nbdev project leaves out, as a worker collected them
         (each worker collects them all: the first one that reports is enough)."""
-        if self.left_out is None and LEFT_OUT_OUTPUT in getattr(node, "workeroutput", {}):
-            self.left_out = [tuple(pair) for pair in node.workeroutput[LEFT_OUT_OUTPUT]]
+        left_out = received(node, LEFT_OUT_OUTPUT) if self.left_out is None else None
+        if left_out is not None:
+            self.left_out = [tuple(pair) for pair in left_out]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """The --nbtest-mem-report table: notebook, wall, peak RSS, peak GPU. (pytest writes

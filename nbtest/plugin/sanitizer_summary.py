@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ..callbacks.outputs import OutputCheck
+from ..handoff import received, send
 
 WORKER_KEY = "nbtest_output_check"
 
@@ -23,14 +24,12 @@ class SanitizerSummary:
 
     def pytest_sessionfinish(self, session: Any) -> None:
         """An xdist worker sends its counts to the controller."""
-        workeroutput = getattr(self.config, "workeroutput", None)
-        if workeroutput is not None:
-            workeroutput[WORKER_KEY] = self.check.payload()
+        send(self.config, WORKER_KEY, self.check.payload())
 
     @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Controller: add a worker's counts."""
-        payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        payload = received(node, WORKER_KEY)
         if payload:
             self.check.merge(payload)
 
@@ -43,8 +42,3 @@ class SanitizerSummary:
             for line in lines:
                 terminalreporter.write_line(f"  {line}")
 
-
-def register_summary(config: Any, check: OutputCheck) -> None:
-    """Register the session report on a pytest config."""
-    summary = SanitizerSummary(check, config)
-    config.pluginmanager.register(summary, "nbtest-sanitizer-summary")

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from ..callback import Callback, NotebookRun
+from ..callback import Callback, KernelFiles, NotebookRun
 from ..config import NbTestConfig
 from ..errors import NbTestError
+from ..handoff import give
 from ..notebook import DEFAULT_KERNEL
 from ..results import NotebookResult
 from .state import CONFIG_KEY, FORK_TEMPLATES_KEY
@@ -56,7 +57,7 @@ class XdistForkTemplate:
         """Pass the running templates to a worker about to start."""
         from ..kernel.forkserver import ForkServer
 
-        node.workerinput[FORK_TEMPLATES_KEY] = ForkServer.describe_owned()
+        give(node, FORK_TEMPLATES_KEY, ForkServer.describe_owned())
 
 def preload_for(config: pytest.Config, nbconfig: NbTestConfig,
              current: dict[str, list[str]] | None = None) -> list[str]:
@@ -117,13 +118,13 @@ class ImportsCapture(Callback):
         if self.folder is not None and run.kernel_folder:
             path = os.path.join(run.kernel_folder, "imports.jsonl")
             open(path, "w").close()
-            run.startup["imports"] = path
+            KernelFiles(imports=path).put(run.startup)
 
     def on_notebook_end(self, run: NotebookRun, result: NotebookResult) -> None:
         """Keep what the kernel reported. A kernel forked from a preloaded template did not
         load the preloaded packages itself: what the notebook's last record says of those is
         kept (so they stay preloaded while the notebook is as it was)."""
-        path, folder = run.startup.get("imports"), self.folder
+        path, folder = KernelFiles.in_run(run).imports, self.folder
         if not path or folder is None:
             return
         modules: dict[str, list[Any]] = {}
@@ -135,7 +136,7 @@ class ImportsCapture(Callback):
             pass  # a line cut short by a dying kernel: keep what was read
         notebook = str(Path(run.path).resolve())
         target = folder / (hashlib.sha1(notebook.encode()).hexdigest()[:20] + ".json")
-        if str(result.extras.get("kernel_start", "")).startswith("fork"):
+        if result.kernel_start.startswith("fork"):
             forkserver = sys.modules.get("nbtest.kernel.forkserver")
             servers = list(forkserver.ForkServer._instances.values()) if forkserver else []
             tops = {name.partition(".")[0] for server in servers for name in server.preload}
