@@ -24,7 +24,6 @@ from .errors import (
     CallTimeout,
     KernelCodeError,
     KernelStartError,
-    NbTestError,
     PreflightError,
     UsageError,
 )
@@ -59,9 +58,9 @@ class NotebookHandle:
         self.noted: Callable[[NotebookHandle, int], None] | None = None
 
     # -- life --------------------------------------------------------------------------
-    def start(self) -> NotebookHandle:
-        """Check the GPU (when the notebook asks for one), start the kernel, install the
-        kernel side; the handle is closed again if any of it fails."""
+    def launch(self) -> NotebookHandle:
+        """Check the GPU (when the notebook asks for one) and start the kernel process without
+        waiting for it: a spare the fixture forks while the test before runs."""
         from jupyter_core.utils import run_sync
 
         from .execute import NotebookSession
@@ -75,6 +74,20 @@ class NotebookHandle:
                 raise PreflightError(f"{self.path}: {format_report(report)}", path=str(self.path))
         self.session = NotebookSession(self.plan, self.callbacks)
         OPEN.add(self)
+        try:
+            run_sync(self.session.launch)()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def start(self) -> NotebookHandle:
+        """Launch (unless done), wait for the kernel, install the kernel side; the handle is
+        closed again if any of it fails."""
+        from jupyter_core.utils import run_sync
+
+        if self.session is None:
+            self.launch()
         try:
             run_sync(self._start)()
         except BaseException:
@@ -333,12 +346,3 @@ def open_notebook(path: str | Path, run: Selector | Sequence[Selector] = None, *
         if run is not None:
             handle.run(run)
         yield handle
-
-
-def close_all() -> None:
-    """Close every handle still open (the end of a pytest session, Ctrl-C included)."""
-    for handle in list(OPEN):
-        try:
-            handle.close()
-        except NbTestError:
-            pass

@@ -22,7 +22,8 @@ pytest_plugins = ["pytester"]
 CELLS = [
     ("markdown", "# a notebook of functions"),
     ("code", "import os\nX = 5\nNAMES = ('a', {'b': [1, 2.5, None]})", ["setup"]),
-    "def add(a, b):\n    return a + b\n\n\ndef bad(x):\n    y = x * 2\n    raise ValueError(f'bad {y}')",
+    "def add(a, b):\n    return a + b\n\n\n"
+    "def bad(x):\n    y = x * 2\n    raise ValueError(f'bad {y}')",
     "print('hello world!')\nclass Point:\n    def __init__(self):\n        self.v = [1, 2]\n"
     "    def twice(self):\n        return self.v * 2\np = Point()\n6 * 7",
     "1 / 0",
@@ -201,7 +202,8 @@ def test_fixture_in_a_session_with_a_failing_test(pytester: pytest.Pytester,
     result.assert_outcomes(passed=3, failed=1)
     assert "NameError: name 'bad' is not defined" in output(result)
     no_kernel_left()
-    first = "def test_first_fails(notebook):\n    notebook('funcs.ipynb', run='all').ref('bad')(1)\n"
+    first = ("def test_first_fails(notebook):\n"
+             "    notebook('funcs.ipynb', run='all').ref('bad')(1)\n")
     pytester.makepyfile(test_a=FIXTURE_TESTS.replace("import os\n", "import os\n" + first, 1))
     result = run_pytest(pytester, "-x", "test_a.py", "-p", "no:randomly")
     result.assert_outcomes(failed=1)
@@ -223,7 +225,7 @@ def test_fixture_under_xdist(pytester: pytest.Pytester, make_notebook: Callable[
 def test_ctrl_c_leaves_no_kernel(pytester: pytest.Pytester, make_notebook: Callable[..., Path],
                                  no_kernel_left) -> None:
     """SIGINT in the middle of a test that holds kernels (function and module scope)."""
-    this_tests("nbtest.plugin.fixture.pytest_sessionfinish", "nbtest.handle.close_all")
+    this_tests("nbtest.plugin.fixture.pytest_sessionfinish", "nbtest.plugin.fixture.close_all")
     _fixture_project(pytester, make_notebook)
     pytester.makepyfile(test_c=textwrap.dedent("""
         import os, signal
@@ -263,7 +265,7 @@ def test_registry_credits_the_py_test(pytester: pytest.Pytester,
     result = run_pytest(pytester, "--junitxml=out.xml")
     result.assert_outcomes(passed=1)
     registry = json.loads((pytester.path / "reg.json").read_text())
-    entry = {"file": "test_reg.py", "test": "test_uses", "line": 4,
+    entry = {"file": "test_reg.py", "test": "test_uses", "line": 3,
              "notebooks": {"nb.ipynb": [1, 2, 3]}}
     assert registry["posixpath.basename"] == [entry] == registry["posixpath.join"]
     junit = (pytester.path / "out.xml").read_text()

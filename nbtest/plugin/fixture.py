@@ -23,17 +23,38 @@ from typing import Any
 import pytest
 
 CELLS_ATTR = "nbtest_notebook_cells"  # on an item: {notebook: [cell numbers it ran]}
-_current: list[Any] = [None]  # the test item running now
+_current: list[Any] = [None, None]  # the test item running now, and the next one
+# Per notebook and arguments: a kernel launched (not yet answering) while the test before
+# ran, for the next test that opens the same notebook with the `notebook` fixture.
+SPARES: dict[str, Any] = {}
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None, Any, Any]:
     """Know which test runs, to credit it with the notebook cells it runs."""
-    _current[0] = item
+    _current[:] = [item, nextitem]
     try:
         return (yield)
     finally:
-        _current[0] = None
+        _current[:] = [None, None]
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: Any) -> None:
+    """Kill the spare kernels unless the next test uses the fixture: after a test, no kernel
+    is left that no test will use."""
+    if SPARES and not _uses_fixture(nextitem):
+        close_spares()
+
+
+def _uses_fixture(item: Any) -> bool:
+    return "notebook" in getattr(item, "fixturenames", ())
+
+
+def close_spares() -> None:
+    """Kill the spare kernels."""
+    for handle in list(SPARES.values()):
+        handle.close()
+    SPARES.clear()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -41,11 +62,23 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     import sys
 
     handle = sys.modules.get("nbtest.handle")
+    SPARES.clear()
     if handle is not None and handle.OPEN:
         from ..kernel.reaper import settle
 
-        handle.close_all()
+        close_all(handle.OPEN)
         settle()
+
+
+def close_all(handles: Any) -> None:
+    """Close every handle still open (the end of a session, Ctrl-C included)."""
+    from ..errors import NbTestError
+
+    for handle in list(handles):
+        try:
+            handle.close()
+        except NbTestError:
+            pass
 
 
 def _note(item: Any, path: str, handle: Any, number: int) -> None:
@@ -74,9 +107,11 @@ def _note(item: Any, path: str, handle: Any, number: int) -> None:
 
 
 def _open(request: pytest.FixtureRequest, path: str | Path, run: Any, timeout: float | None,
-          options: dict[str, Any]) -> Any:
-    """Start a handle on `path` (relative to the rootdir) as the session configures nbtest."""
+          options: dict[str, Any], spare: bool = False) -> Any:
+    """Start a handle on `path` (relative to the rootdir) as the session configures nbtest
+    (with `spare`, from the kernel launched for it meanwhile, and launch the next one)."""
     from ..config import parse_layer
+    from ..errors import NbTestError
     from ..handle import NotebookHandle
     from .state import CONFIG_KEY
 
@@ -85,11 +120,20 @@ def _open(request: pytest.FixtureRequest, path: str | Path, run: Any, timeout: f
     if options:
         nbconfig = nbconfig.with_explicit(**parse_layer(options, None, "notebook fixture"))
     full = Path(config.rootpath, path)
-    handle = NotebookHandle(full, nbconfig, timeout, _callbacks(config, nbconfig))
+    key = repr((str(full), timeout, sorted(options.items())))
+    handle = SPARES.pop(key, None)
+    if handle is None or handle.closed:
+        handle = NotebookHandle(full, nbconfig, timeout, _callbacks(config, nbconfig))
     _warm_up(config, handle)
     shown = _shown(config, full)
     handle.noted = lambda handle, number: _note(_current[0], shown, handle, number)
     handle.start()
+    if spare and _uses_fixture(_current[1]):
+        try:  # it boots while this test runs
+            SPARES[key] = NotebookHandle(full, nbconfig, timeout,
+                                         _callbacks(config, nbconfig)).launch()
+        except NbTestError:
+            pass  # the next test's own start reports it
     try:
         if run is not None:
             handle.run(run)
@@ -178,7 +222,7 @@ def notebook(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
 
     def open_notebook(path: str | Path, run: Any = None, timeout: float | None = None,
                       **options: Any) -> Any:
-        handle = _open(request, path, run, timeout, options)
+        handle = _open(request, path, run, timeout, options, spare=True)
         handles.append(handle)
         return handle
 
