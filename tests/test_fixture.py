@@ -287,3 +287,25 @@ def test_affected_mode_always_runs_py_tests_using_notebooks(
     again.assert_outcomes(passed=1, deselected=1)
     assert "1 of 1 notebooks unchanged" in output(again)
     no_kernel_left()
+
+
+def test_gpu_preflight_before_the_kernel(make_notebook: Callable[..., Path],
+                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         no_kernel_left) -> None:
+    """A notebook asking for more free GPU memory than any card has: PreflightError naming
+    the notebook, before any kernel starts; asking for less, the kernel starts."""
+    from fake_nvidia_smi import gpu, install
+
+    from nbtest.errors import PreflightError
+
+    this_tests("nbtest.handle.NotebookHandle.launch")
+    install(tmp_path / "smi", monkeypatch, {"gpus": [gpu(0, free=2000, total=40960)],
+                                            "apps": []})
+    path = make_notebook("gpu.ipynb", ["import os"],
+                         metadata={"nbtest": {"gpu_min_free": "8GiB"}})
+    with pytest.raises(PreflightError, match="gpu.ipynb: .*refused to run"):
+        open_notebook(path).__enter__()
+    no_kernel_left()
+    with open_notebook(path, gpu_min_free="1GiB", run="all") as nb:
+        assert nb.ref("1 + 1") == 2
+    no_kernel_left()
