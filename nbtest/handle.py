@@ -333,7 +333,7 @@ class NotebookHandle:
 
 
 @contextlib.contextmanager
-def open_notebook(path: str | Path, run: Selector | Sequence[Selector] = None, *,
+def open_notebook(path: str | Path, run: Selector = None, *,
              timeout: float | None = None, config: NbTestConfig | None = None,
              **options: Any) -> Iterator[NotebookHandle]:
     """A live kernel on `path` for the block, with the `run` cells run (see
