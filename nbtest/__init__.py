@@ -21,6 +21,10 @@ _EXPORTS = {
     "failure_text": "nbtest.report",
     "this_tests": "nbtest.registry.api",
     "show_tests": "nbtest.registry.api",
+    "open_notebook": "nbtest.handle",
+    "NotebookHandle": "nbtest.handle",
+    "Ref": "nbtest.refs",
+    "KernelCodeError": "nbtest.errors",
 }
 
 __all__ = sorted(_EXPORTS)

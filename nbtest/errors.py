@@ -10,6 +10,8 @@
     ├── NotebookFailed               a notebook (or cell item) failed; carries the report
     ├── PreflightError               the GPU preflight refused to run (exit 3)
     ├── RegistryError                a registry file that cannot be read or written
+    ├── KernelCodeError              code run through nbtest.notebook() raised in the kernel
+    │   └── CallTimeout              ... or ran past its time limit
     └── ThisTestsError               a bad argument to this_tests (also a ValueError)
 
 Every error pickles with its fields (it crosses xdist and process boundaries), and its
@@ -93,3 +95,12 @@ class RegistryError(NbTestError):
 
 class ThisTestsError(NbTestError, ValueError):
     """A bad argument to this_tests."""
+
+
+class KernelCodeError(NbTestError):
+    """Code a test ran in a notebook's kernel (a cell, a ref, inject) raised: `ename`,
+    `evalue`, and where, when in the notebook: `cell` (its number) and `line`."""
+
+
+class CallTimeout(KernelCodeError):
+    """A cell or call run through nbtest.notebook() ran past its time limit."""

@@ -115,6 +115,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CALLBACKS_KEY] = []
     forkserver = sys.modules.get("nbtest.kernel.forkserver")  # none: no template can exist yet
     config.stash[TEMPLATES_KEY] = forkserver.ForkServer.live() if forkserver else set()
+    from . import fixture  # the `notebook` fixtures: in every session, at the cost of a name
+
+    config.pluginmanager.register(fixture, "nbtest-fixture")
     if not nbtest_active(config):
         return  # not an nbtest session: no markers, no registry, no xdist helpers
     for name, text in MARKERS.items():

@@ -69,8 +69,11 @@ class RegistrySession:
             set_recorder(previous)
             file, test, line = test_identity(item)
             self.ran.add((file, test))
+            # The notebook cells it ran through the notebook fixture (plugin/fixture.py).
+            cells = getattr(item, "nbtest_notebook_cells", None)
+            extra = {"notebooks": {k: sorted(v) for k, v in cells.items()}} if cells else {}
             for name in recorder.names:
-                self.new.add(name, {"file": file, "test": test, "line": line})
+                self.new.add(name, {"file": file, "test": test, "line": line, **extra})
             self.called[item.nodeid] = recorder.called
 
     def pytest_nbtest_notebook_done(self, item: pytest.Item, run: Any, result: Any) -> None:
