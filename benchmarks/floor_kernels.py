@@ -117,7 +117,7 @@ def main() -> int:
     parser.add_argument("--preload", default="")
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
-    from nbtest.kernel.forkserver import ForkServer
+    from nbtest.kernel.forkserver_client import ForkServer
 
     root = Path(args.folder).resolve()
     notebooks = sorted(p for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)

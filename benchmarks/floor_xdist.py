@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from floor_kernels import KERNEL_FLAGS, code_cells, fast_reconnect, run_notebook
 
-from nbtest.kernel.forkserver import ForkServer
+from nbtest.kernel.forkserver_client import ForkServer
 
 TEMPLATE_VAR = "NBTEST_FLOOR_TEMPLATE"  # the controller's template, for its workers to adopt
 

@@ -18,7 +18,7 @@ _EXPORTS = {
     "CellResult": "nbtest.results",
     "NotebookResult": "nbtest.results",
     "NbTestError": "nbtest.errors",
-    "failure_text": "nbtest.report",
+    "failure_text": "nbtest.failure_text",
     "this_tests": "nbtest.registry.api",
     "show_tests": "nbtest.registry.api",
     "open_notebook": "nbtest.handle",

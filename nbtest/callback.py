@@ -37,7 +37,7 @@ class NotebookRun:
     extras: dict[str, Any] = field(default_factory=dict)  # copied into NotebookResult.extras
     kernel_env: dict[str, str] = field(default_factory=dict)  # added to the kernel's environment
     # JSON data for the startup code: the records below (Record.put), and the seed, the API
-    # packages and sys.path folders kernel/life.py puts there.
+    # packages and sys.path folders kernel/notebook_kernel.py puts there.
     startup: dict[str, Any] = field(default_factory=dict)
     stop_grace: float = 0.0  # seconds between SIGTERM and SIGKILL at the end (coverage needs it)
     cards_before: dict[str, int] = field(default_factory=dict)  # used MiB per GPU uuid at start

@@ -152,7 +152,7 @@ def output_path(notebook: Path, args: argparse.Namespace) -> Path:
 
 def _start_preloaded_template(plan: Any) -> None:
     """`--preload`: the template imports those modules ("auto": what this notebook imports)."""
-    from .kernel.forkserver import warm_up
+    from .kernel.forkserver_client import warm_up
     from .kernel.preload import AUTO, NEVER, notebook_imports
     from .kernel.specs import kernel_argv
 
@@ -169,7 +169,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     from .callbacks import ProgressCallback, TimingCallback
     from .callbacks.timing import format_slowest
     from .execute import plan_notebook, run_plan
-    from .report import failure_text
+    from .failure_text import failure_text
 
     notebook = Path(args.notebook)
     explicit = _explicit_options(args)

@@ -1,7 +1,7 @@
 """run_notebook(): one notebook, one kernel. The only module that imports nbclient.
 
-NotebookSession runs the cells; it leaves the kernel's life to kernel/life.py (NotebookKernel)
-and the judging of each cell's reply to verdict.py; plan.py prepares the notebook.
+NotebookSession runs the cells; it leaves the kernel's life to kernel/notebook_kernel.py
+(NotebookKernel) and the judging of each cell's reply to verdict.py; plan.py prepares the notebook.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from nbformat import NotebookNode
 from .callback import Callback, Dispatcher, NotebookRun
 from .config import NbTestConfig
 from .kernel.launch import Kernel
-from .kernel.life import KernelState, NotebookKernel
+from .kernel.notebook_kernel import KernelState, NotebookKernel
 from .kernel.reaper import settle
 from .nbdev import calls_export, cell_evals, default_eval
 from .notebook import directives, is_runnable
@@ -292,7 +292,7 @@ class NotebookSession:
         stuck on (empty when the cell ignores SIGINT or does not answer within the grace)."""
         from queue import Empty
 
-        from .kernel.life import INTERRUPT_GRACE
+        from .kernel.notebook_kernel import INTERRUPT_GRACE
 
         if self.kernel is None:
             return ()

@@ -2,7 +2,7 @@
 
 The handle runs the notebook's cells through the engine's NotebookSession (the one execution
 path: callbacks, per-cell timeouts, memory figures), in a kernel forked from the fork template
-(kernel/forkserver.py), and reaches the notebook's objects through refs.py's kernel side.
+(kernel/forkserver_client.py), and reaches the notebook's objects through refs.py's kernel side.
 The pytest fixtures `notebook` and `module_notebook` (plugin/fixture.py) hand out the same
 handles, one per use, and close them after the test or module, whatever happened.
 """
@@ -187,7 +187,7 @@ class NotebookHandle:
         return await session.run_cell(index)
 
     def _cell_failed(self, result: Any) -> None:
-        from .report import cell_failure_text, failing_line
+        from .failure_text import cell_failure_text, failing_line
         from .results import FAILED, TIMEOUT
 
         text = cell_failure_text(result, str(self.path))
@@ -323,7 +323,7 @@ class NotebookHandle:
 
     def _code_error(self, ename: str | None, evalue: str | None, frames: list[Any], name: str,
                     text: str) -> KernelCodeError:
-        from .report import strip_ansi
+        from .failure_text import strip_ansi
 
         cell, line = (frames[-1][0], frames[-1][1]) if frames else (None, None)
         where = f"cell {cell}, line {line}" if cell is not None else name

@@ -14,7 +14,8 @@ PASSED, FAILED, SKIPPED, TIMEOUT, DIED, NOT_RUN = (
 CHECK_FAILED = "CheckFailed"
 # Notebook statuses.
 NB_PASSED, NB_FAILED, NB_SKIPPED, NB_ERROR = "passed", "failed", "skipped", "error"
-KERNEL_START = "kernel_start"  # the extras key saying how the kernel started (kernel/life.py)
+# the extras key saying how the kernel started (kernel/notebook_kernel.py)
+KERNEL_START = "kernel_start"
 NBDEV_EXPORTS_NOT_RUN = "nbdev_exports_not_run"  # extras: cells calling nbdev_export(), left out
 
 

@@ -21,7 +21,7 @@ from nbtest import Callback, NbTestConfig, NotebookRun, run_notebook, this_tests
 from nbtest.callback import Dispatcher
 from nbtest.callbacks import ProgressCallback, TimingCallback
 from nbtest.callbacks.timing import format_slowest
-from nbtest.report import failure_text
+from nbtest.failure_text import failure_text
 from nbtest.results import (
     CHECK_FAILED,
     DIED,

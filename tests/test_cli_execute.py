@@ -69,7 +69,7 @@ def test_passing_notebook_exits_0_and_writes_the_default_output(
 
 def test_failing_notebook_exits_1_reports_the_cell_and_still_writes(
         make_notebook, run_cli, no_kernel_left) -> None:
-    this_tests("nbtest.cli.cmd_execute", "nbtest.report.failure_text")
+    this_tests("nbtest.cli.cmd_execute", "nbtest.failure_text.failure_text")
     path = make_notebook("fails.ipynb", [
         ("markdown", "intro"),
         "a = 1",
@@ -174,7 +174,7 @@ def test_timed_out_cell_leaves_no_child_in_a_new_session(make_notebook, run_cli,
 ], ids=["exit-code", "sigkill"])
 def test_dying_kernel_is_reported_with_exit_code_or_signal(
         make_notebook, run_cli, tmp_path: Path, no_kernel_left, code: str, detail: str) -> None:
-    this_tests("nbtest.cli.cmd_execute", "nbtest.kernel.life.describe_exit")
+    this_tests("nbtest.cli.cmd_execute", "nbtest.kernel.notebook_kernel.describe_exit")
     path = make_notebook("dies.ipynb", [("markdown", "# dies"), "x = 1", code, "y = 2"])
     t0 = time.monotonic()
     proc = run_cli("execute", path, "--no-progress", timeout=20)  # hang guard

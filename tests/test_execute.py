@@ -15,9 +15,9 @@ from helpers.notebooks import cell_text
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.errors import NoSuchKernelError
-from nbtest.kernel.life import describe_exit
+from nbtest.failure_text import failure_text
+from nbtest.kernel.notebook_kernel import describe_exit
 from nbtest.kernel.startup import startup_code
-from nbtest.report import failure_text
 from nbtest.results import DIED, FAILED, NOT_RUN, PASSED, SKIPPED, TIMEOUT
 
 HANG_GUARD = 60  # seconds: only proves "never hangs", never a speed claim
@@ -328,7 +328,7 @@ def test_a_session_is_a_context_that_ends_its_kernel(make_notebook, no_kernel_le
     from nbtest.kernel.reaper import settle
 
     this_tests(NotebookSession.__aenter__, NotebookSession.__aexit__, NotebookSession.close,
-               "nbtest.kernel.life.NotebookKernel.release")
+               "nbtest.kernel.notebook_kernel.NotebookKernel.release")
     plan = plan_notebook(make_notebook("a.ipynb", ["print('hi')", "x = 2"]))
     session = NotebookSession(plan)
     seen = []

@@ -1,4 +1,4 @@
-"""Failure text (report.py) on constructed results: headlines, the marked line, output tail,
+"""Failure text (failure_text.py) on constructed results: headlines, the marked line, output tail,
 ANSI codes; and the result objects themselves."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 from nbtest import this_tests
-from nbtest.report import (
+from nbtest.failure_text import (
     cell_failure_text,
     failing_line,
     failure_text,

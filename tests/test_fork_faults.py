@@ -102,7 +102,8 @@ def test_forked_kernel_death_is_explained(make_notebook: Callable[..., Path],
                                           no_kernel_left: Callable[[], None], code: str,
                                           detail: str) -> None:
     """The template reports the child's exit status: code and signal, as for a spawned one."""
-    this_tests("nbtest.kernel.forked.ForkedProcess.poll", "nbtest.kernel.life.describe_exit")
+    this_tests("nbtest.kernel.forked.ForkedProcess.poll",
+               "nbtest.kernel.notebook_kernel.describe_exit")
     path = make_notebook("dies.ipynb", ["x = 1", code, "y = 2"])
     result = run_notebook(path, FORK)
     assert result.extras["kernel_start"] == "fork"

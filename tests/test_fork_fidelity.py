@@ -26,7 +26,7 @@ from helpers.processes import check_no_kernel_left, pid_gone
 from nbtest import this_tests
 from nbtest.config import NbTestConfig
 from nbtest.execute import run_notebook
-from nbtest.kernel.forkserver import ForkServer
+from nbtest.kernel.forkserver_client import ForkServer
 from nbtest.kernel.launch import TOKEN_VAR
 from nbtest.results import FAILED, NB_PASSED, PASSED
 
@@ -92,7 +92,7 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 
 def test_forked_kernel_has_its_own_process(probes: dict[str, Any]) -> None:
-    this_tests("nbtest.kernel.forkserver.ForkServer.spawn",
+    this_tests("nbtest.kernel.forkserver_client.ForkServer.spawn",
                "nbtest.kernel.provisioner.ForkProvisioner.launch_kernel",
                "nbtest.execute.NotebookSession.launch")
     assert probes["first"].extras["kernel_start"] == "fork"
@@ -101,7 +101,8 @@ def test_forked_kernel_has_its_own_process(probes: dict[str, Any]) -> None:
     first, second, spawned = (facts_of(probes[k]) for k in ("first", "second", "spawned"))
     template = template_of(first["ppid"])
     assert template is not None, "a forked kernel's parent is this process's template"
-    assert "nbtest.kernel.template" in " ".join(psutil.Process(template.process.pid).cmdline())
+    cmdline = psutil.Process(template.process.pid).cmdline()
+    assert "nbtest.kernel.forkserver_main" in " ".join(cmdline)
     assert second["ppid"] == first["ppid"]  # the same warm template forked both
     assert len({first["pid"], second["pid"], template.process.pid, os.getpid()}) == 4
     assert spawned["ppid"] == os.getpid()
@@ -113,7 +114,7 @@ def test_forked_kernel_has_its_own_process(probes: dict[str, Any]) -> None:
 
 def test_forked_kernel_runs_in_the_notebooks_folder_with_its_path(
         probes: dict[str, Any]) -> None:
-    this_tests("nbtest.kernel.forkserver.ForkServer.spawn")
+    this_tests("nbtest.kernel.forkserver_client.ForkServer.spawn")
     work = str(probes["work"])
     first, second, spawned = (facts_of(probes[k]) for k in ("first", "second", "spawned"))
     for facts in (first, second, spawned):
@@ -132,7 +133,8 @@ def test_forked_kernel_gets_the_environment_of_now_not_the_templates(
         probes: dict[str, Any]) -> None:
     """Variables outside STARTUP_VARS changed after the template started still reach it, and
     the GPU pinning (two cards, 2000 and 30000 MiB free) puts the kernel on the freer card 1."""
-    this_tests("nbtest.kernel.forkserver.ForkServer.spawn", "nbtest.gpu.probe.kernel_gpu_env")
+    this_tests("nbtest.kernel.forkserver_client.ForkServer.spawn",
+               "nbtest.gpu.probe.kernel_gpu_env")
     first, second, spawned = (facts_of(probes[k]) for k in ("first", "second", "spawned"))
     template = probes["templates"][first["ppid"]]
     assert template.env["NBTEST_PROBE_VAR"] == "before"  # what the template started with
@@ -152,28 +154,30 @@ def test_forked_kernel_gets_the_environment_of_now_not_the_templates(
 
 def test_forked_kernel_has_the_variables_a_spawned_one_has(probes: dict[str, Any]) -> None:
     """Nothing more and nothing less than a spawned kernel gets (values differ per kernel)."""
-    this_tests("nbtest.kernel.forkserver.ForkServer.spawn")
+    this_tests("nbtest.kernel.forkserver_client.ForkServer.spawn")
     second, spawned = facts_of(probes["second"]), facts_of(probes["spawned"])
     assert set(second["env"]) ^ set(spawned["env"]) == set()
 
 
 def test_forked_kernels_share_no_state(probes: dict[str, Any]) -> None:
     """A module and a global of one notebook are not in the next; the RNG is reseeded."""
-    this_tests("nbtest.kernel.forkserver.ForkServer.spawn", "nbtest.kernel.template.serve")
+    this_tests("nbtest.kernel.forkserver_client.ForkServer.spawn",
+               "nbtest.kernel.forkserver_main.serve")
     first, second, spawned = (facts_of(probes[k]) for k in ("first", "second", "spawned"))
     assert not first["mymod_loaded"] and not first["leaked"]
     assert not second["mymod_loaded"], "notebook 1's module is in notebook 2's sys.modules"
     assert not second["leaked"], "notebook 1's global is visible in notebook 2"
     assert first["random"] != second["random"], "forked kernels share the template's RNG state"
     # No module of the user's: a forked kernel has imported nothing a spawned one has not,
-    # except the packages holding the template (it runs `python -m nbtest.kernel.template`).
+    # except the packages holding the template (it runs `python -m nbtest.kernel.forkserver_main`).
     assert set(second["modules"]) - set(spawned["modules"]) <= {"nbtest", "nbtest.kernel"}
     assert "mymod" not in second["modules"] and "mymod" not in spawned["modules"]
 
 
 def test_template_runs_a_single_thread(probes: dict[str, Any]) -> None:
     """Fork safety in practice: the live template has one thread (and forked fine)."""
-    this_tests("nbtest.kernel.template.serve", "nbtest.kernel.template.fork_safety_problems")
+    this_tests("nbtest.kernel.forkserver_main.serve",
+               "nbtest.kernel.forkserver_main.fork_safety_problems")
     template = probes["templates"][facts_of(probes["first"])["ppid"]]
     assert template.process.poll() is None
     assert os.listdir(f"/proc/{template.process.pid}/task") == [str(template.process.pid)]
@@ -187,7 +191,7 @@ def test_template_runs_a_single_thread(probes: dict[str, Any]) -> None:
 def test_a_different_pythonpath_spawns_and_the_kernel_sees_it(
         tmp_path: Path, make_notebook: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
         no_kernel_left: Callable[[], None]) -> None:
-    this_tests("nbtest.kernel.forkserver.ForkServer.differences",
+    this_tests("nbtest.kernel.forkserver_client.ForkServer.differences",
                "nbtest.kernel.provisioner.ForkProvisioner.launch_kernel")
     path = make_notebook("nb.ipynb", ["import sys\nprint(sys.path)",
                                       "import extra_mod\nprint(extra_mod.WHERE)"])

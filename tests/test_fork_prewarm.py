@@ -58,7 +58,8 @@ REPORT = textwrap.dedent("""\
                    "parent": " ".join(parent.cmdline()),
                    "worker": os.environ.get("PYTEST_XDIST_WORKER"),
                    # of a spawned kernel (the harness's children): templates started
-                   "templates": [c for _, c in children if "nbtest.kernel.template" in c]}, fh)
+                   "templates": [c for _, c in children
+                                 if "nbtest.kernel.forkserver_main" in c]}, fh)
 """)
 
 
@@ -83,7 +84,7 @@ def pytest_unconfigure(config):
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
             cmdline = " ".join(proc.cmdline())
-            if "nbtest.kernel.template" in cmdline and proc.ppid() == os.getpid():
+            if "nbtest.kernel.forkserver_main" in cmdline and proc.ppid() == os.getpid():
                 continue  # the warm template: stopped at exit
             alive.append(f"pid {{proc.pid}}: {{cmdline[:150]}}")
         except (OSError, psutil.Error):
@@ -175,7 +176,7 @@ def test_three_notebooks_each_get_their_own_prewarmed_kernel(
     for facts, path in zip((a, b, c), paths):
         assert facts["notebook"] == str(path.resolve())
         assert facts["cwd"] == str(path.parent.resolve())
-        assert "nbtest.kernel.template" in facts["parent"]
+        assert "nbtest.kernel.forkserver_main" in facts["parent"]
     assert a["siblings"] == [b["pid"]], "b's kernel was not pre-started while a ran"
     assert b["siblings"] == [c["pid"]], "c's kernel was not pre-started while b ran"
     assert c["siblings"] == []
@@ -189,9 +190,9 @@ def test_xdist_workers_fork_from_one_template_the_controller_started(
         pytester: pytest.Pytester, session: dict[str, Any]) -> None:
     """Under -n 2 both workers fork their kernels from the controller's template: one
     template's imports, begun while the workers start, not one per worker."""
-    this_tests("nbtest.plugin.templates.XdistForkTemplate",
-               "nbtest.kernel.forkserver.ForkServer.adopt",
-               "nbtest.kernel.forkserver.ForkServer.describe_owned")
+    this_tests("nbtest.plugin.fork_template.XdistForkTemplate",
+               "nbtest.kernel.forkserver_client.ForkServer.adopt",
+               "nbtest.kernel.forkserver_client.ForkServer.describe_owned")
     names = [f"n{i}" for i in range(6)]
     for name in names:
         session["nb"](f"{name}.ipynb")
@@ -200,7 +201,7 @@ def test_xdist_workers_fork_from_one_template_the_controller_started(
     reports = [session["report"](name) for name in names]
     assert {r["worker"] for r in reports} == {"gw0", "gw1"}
     assert len({r["ppid"] for r in reports}) == 1, "kernels of both workers, one template"
-    assert "nbtest.kernel.template" in reports[0]["parent"]
+    assert "nbtest.kernel.forkserver_main" in reports[0]["parent"]
     assert_nothing_left(session["tag"], session["reports"])
 
 
@@ -215,7 +216,7 @@ def test_a_single_notebook_starts_no_template(pytester: pytest.Pytester,
     result = run_pytest(pytester, "--nbtest", "-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     solo = session["report"]("solo")
-    assert "nbtest.kernel.template" not in solo["parent"]
+    assert "nbtest.kernel.forkserver_main" not in solo["parent"]
     assert solo["templates"] == []
     assert any("solo.ipynb" in line and "kernel: spawn" in line for line in result.stdout.lines)
     assert_nothing_left(session["tag"], session["reports"])
@@ -230,7 +231,7 @@ def test_fork_no_spawns_every_kernel(pytester: pytest.Pytester, session: dict[st
                         "--junitxml=out.xml")
     result.assert_outcomes(passed=2)
     a, b = session["report"]("a"), session["report"]("b")
-    assert "nbtest.kernel.template" not in a["parent"] + b["parent"]
+    assert "nbtest.kernel.forkserver_main" not in a["parent"] + b["parent"]
     assert "pytest" in a["parent"]
     starts = junit_properties(pytester.path / "out.xml", prefix="nbtest kernel start")
     assert {p["nbtest kernel start"] for p in starts.values()} == {"spawn"}
@@ -342,7 +343,7 @@ def test_ctrl_c_kills_the_prewarmed_kernel(pytester: pytest.Pytester,
                                            session: dict[str, Any]) -> None:
     """The kernel pre-started for b is gone when the interrupted session ends."""
     this_tests("nbtest.plugin.items.close_open_sessions",
-               "nbtest.kernel.forkserver.ForkServer.stop")
+               "nbtest.kernel.forkserver_client.ForkServer.stop")
     seen = interrupt_while_a_sleeps(pytester, session)
     assert len(seen["a"]["siblings"]) == 1  # b's kernel was pre-started and waiting
     prewarmed = seen["a"]["siblings"][0]

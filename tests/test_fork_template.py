@@ -19,15 +19,16 @@ from helpers.forks import template_of
 from helpers.processes import check_no_kernel_left, cli_env, pid_gone, wait_for_file
 
 from nbtest import this_tests
-from nbtest.kernel.forkserver import ForkServer
+from nbtest.kernel.forkserver_client import ForkServer
 
 
 def test_fork_safety_problems_in_a_fresh_interpreter() -> None:
     """After the preload alone: nothing; a thread or a zmq context: named."""
-    this_tests("nbtest.kernel.template.fork_safety_problems", "nbtest.kernel.template._preload")
+    this_tests("nbtest.kernel.forkserver_main.fork_safety_problems",
+               "nbtest.kernel.forkserver_main._preload")
     code = textwrap.dedent("""\
         import json, threading, time
-        import nbtest.kernel.template as fs
+        import nbtest.kernel.forkserver_main as fs
         fs._preload()
         found = [fs.fork_safety_problems()]
         import zmq
@@ -54,8 +55,8 @@ def test_template_refusing_to_fork_falls_back_to_spawn(tmp_path: Path,
     of this PYTHONPATH) refuses each request; the provisioner spawns the kernel instead and
     the notebook runs as usual. Real processes throughout: a harness, its template, a kernel."""
     this_tests("nbtest.kernel.provisioner.ForkProvisioner.launch_kernel",
-               "nbtest.kernel.forkserver.ForkServer.spawn",
-               "nbtest.kernel.template.fork_safety_problems")
+               "nbtest.kernel.forkserver_client.ForkServer.spawn",
+               "nbtest.kernel.forkserver_main.fork_safety_problems")
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
@@ -66,7 +67,7 @@ def test_template_refusing_to_fork_falls_back_to_spawn(tmp_path: Path,
         import json, logging, os, sys
         from nbtest.config import NbTestConfig
         from nbtest.execute import run_notebook
-        from nbtest.kernel.forkserver import ForkServer
+        from nbtest.kernel.forkserver_client import ForkServer
         logging.basicConfig()  # the provisioner's warning goes to stderr
         result = run_notebook(sys.argv[1], NbTestConfig.of(fork="yes"))
         ppid = int(result.notebook.cells[0].outputs[0]["text"])
@@ -90,8 +91,9 @@ def test_template_refusing_to_fork_falls_back_to_spawn(tmp_path: Path,
 def test_stopping_the_template_stops_its_kernels(tmp_path: Path) -> None:
     """A template stopped while a kernel it forked still runs (an xdist worker that crashed
     leaves such kernels) takes the kernel with it; an adopted template is only forgotten."""
-    this_tests("nbtest.kernel.forkserver.ForkServer.stop", "nbtest.kernel.template.serve",
-               "nbtest.kernel.forkserver.ForkServer.adopt")
+    this_tests("nbtest.kernel.forkserver_client.ForkServer.stop",
+               "nbtest.kernel.forkserver_main.serve",
+               "nbtest.kernel.forkserver_client.ForkServer.adopt")
     from nbtest.kernel.launch import start_kernel
 
     for server in list(ForkServer._instances.values()):
@@ -120,7 +122,8 @@ def test_template_and_its_kernels_die_with_the_harness(tmp_path: Path,
                                                        ) -> None:
     """SIGKILL the process that owns the template while a forked kernel runs a cell: neither
     the template nor the kernel outlives it, nor do their folders."""
-    this_tests("nbtest.kernel.template.serve", "nbtest.kernel.template._die_with_parent")
+    this_tests("nbtest.kernel.forkserver_main.serve",
+               "nbtest.kernel.forkserver_main._die_with_parent")
     path = make_notebook("sleeps.ipynb", [
         "import os, time\n"
         "from ipykernel.kernelapp import IPKernelApp\n"
@@ -136,7 +139,7 @@ def test_template_and_its_kernels_die_with_the_harness(tmp_path: Path,
                             text=True)
     try:
         kernel, template = map(int, wait_for_file(tmp_path / "kernel.txt", 120, proc).split())
-        assert "nbtest.kernel.template" in " ".join(psutil.Process(template).cmdline())
+        assert "nbtest.kernel.forkserver_main" in " ".join(psutil.Process(template).cmdline())
         folders = [Path((tmp_path / "folder.txt").read_text()),
                    Path(psutil.Process(template).cmdline()[-1]).parent]
         assert all(folder.is_dir() for folder in folders), folders

@@ -64,7 +64,7 @@ def test_kill_without_waiting_leaves_nothing_once_settled(tmp_path: Path, fork: 
 def test_run_notebook_returns_with_its_kernel_gone(make_notebook: Callable[..., Path],
                                                    no_kernel_left) -> None:
     """The API's promise is unchanged: when run_notebook returns, nothing of the kernel is."""
-    this_tests(run_notebook, "nbtest.kernel.life.NotebookKernel.stop", reaper.settle)
+    this_tests(run_notebook, "nbtest.kernel.notebook_kernel.NotebookKernel.stop", reaper.settle)
     path = make_notebook("children.ipynb", [CHILDREN])
     result = run_notebook(path, NbTestConfig.of(fork="yes"))
     assert result.passed
@@ -107,7 +107,8 @@ pathlib.Path("{name}.seen").write_text(json.dumps({{
 def test_each_kernel_is_gone_before_the_next_notebooks_cells_and_its_folder_by_the_end(
         pytester: pytest.Pytester, pytester_notebook: Callable[..., Path]) -> None:
     """Stopping a kernel waits for nothing, but the next notebook's first cell waits for it."""
-    this_tests("nbtest.kernel.life.NotebookKernel.start", "nbtest.plugin.pytest_sessionfinish",
+    this_tests("nbtest.kernel.notebook_kernel.NotebookKernel.start",
+               "nbtest.plugin.pytest_sessionfinish",
                reaper.settle)
     pytester.makeconftest(CONFTEST_FOLDERS)
     for name in "abc":
@@ -125,7 +126,7 @@ def test_a_notebook_starts_once_the_kernels_stopped_before_have_exited(
         make_notebook: Callable[..., Path], no_kernel_left) -> None:
     """A stop still being finished (here a job held for 0.5 s) delays the next notebook's
     start until it is done: notebook-start goes out once nothing is pending."""
-    this_tests("nbtest.kernel.life.NotebookKernel.start", reaper.settle)
+    this_tests("nbtest.kernel.notebook_kernel.NotebookKernel.start", reaper.settle)
     seen: list[int] = []
 
     class Look(Callback):
@@ -206,7 +207,7 @@ def test_a_daemon_a_cell_double_forks_dies_with_the_kernel(
     """The kernel is a subreaper: the orphaned daemon is reparented to it, not to init, so it
     is in the kernel's tree when the kernel is killed."""
     this_tests("nbtest.kernel.startup.startup_code", "nbtest.kernel.launch.Kernel.processes",
-               "nbtest.kernel.template._become_subreaper")
+               "nbtest.kernel.forkserver_main._become_subreaper")
     path = make_notebook("daemon.ipynb", [DAEMON, "import time\ntime.sleep(0.5)"])
     result = run_notebook(path, NbTestConfig.of(fork=fork))
     daemon = int(result.cells[0].output_tail.split()[-1])
@@ -223,7 +224,7 @@ def test_the_template_kills_what_a_forked_kernel_that_died_left(
         make_notebook: Callable[..., Path], no_kernel_left) -> None:
     """A forked kernel that dies on its own leaves its orphans to the template (a subreaper
     too), which kills every child that is not one of its kernels."""
-    this_tests("nbtest.kernel.template._kill_orphans", "nbtest.kernel.template._reap")
+    this_tests("nbtest.kernel.forkserver_main._kill_orphans", "nbtest.kernel.forkserver_main._reap")
     path = make_notebook("dies.ipynb", [DAEMON, "import os\nos._exit(3)"])
     result = run_notebook(path, NbTestConfig.of(fork="yes"))
     daemon = int(result.cells[0].output_tail.split()[-1])

@@ -29,8 +29,8 @@ from nbtest.callbacks.memory import (
 from nbtest.config import NbTestConfig
 from nbtest.errors import ConfigError
 from nbtest.execute import run_notebook
-from nbtest.kernel.life import describe_exit
-from nbtest.report import failure_text
+from nbtest.failure_text import failure_text
+from nbtest.kernel.notebook_kernel import describe_exit
 from nbtest.results import DIED, FAILED, NOT_RUN, PASSED, CellResult
 
 pytest_plugins = ["pytester"]
@@ -109,7 +109,7 @@ def test_mem_max_stops_a_runaway_cell_and_names_it(make_notebook: Callable[..., 
     runs; the cell fails (not the timeout, which is only this test's hang guard), naming the
     figure seen and the cap."""
     this_tests(TreeSampler.over_limit, "nbtest.callbacks.memory.TreeSampler._enforce",
-               "nbtest.kernel.life.NotebookKernel.death_detail")
+               "nbtest.kernel.notebook_kernel.NotebookKernel.death_detail")
     path = make_notebook("runaway.ipynb", ["x = 1", RUNAWAY, "y = 2"],
                          metadata={"nbtest": {"mem_max": "200MiB", "timeout": 120}})
     result = run_notebook(path, NbTestConfig.of(fork=fork), callbacks=[MemoryCallback()])
@@ -139,7 +139,7 @@ def test_mem_max_fails_the_cell_whose_peak_went_over_between_samples(
 def test_a_kernel_killed_by_sigkill_reads_like_the_memory_limit_with_its_peak(
         make_notebook: Callable[..., Path], no_kernel_left: Callable[[], None]) -> None:
     """The OOM killer's SIGKILL (here the kernel's own) is explained, with the peak seen."""
-    this_tests(describe_exit, "nbtest.kernel.life.NotebookKernel.death_detail")
+    this_tests(describe_exit, "nbtest.kernel.notebook_kernel.NotebookKernel.death_detail")
     path = make_notebook("oom.ipynb", [ALLOCATE_200MB,
                                        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"])
     result = run_notebook(path, callbacks=[MemoryCallback()])
@@ -278,7 +278,7 @@ def test_a_session_leaves_no_file_behind(pytester: pytest.Pytester,
     pre-warmed kernel that `-x` leaves unused), nothing of nbtest stays in the temp folder."""
     this_tests(MemoryCallback.before_kernel_start, "nbtest.kernel.launch.private_folder",
                "nbtest.callbacks.registry.RegistryCapture.before_kernel_start",
-               "nbtest.kernel.life.NotebookKernel.release")
+               "nbtest.kernel.notebook_kernel.NotebookKernel.release")
     tmp = pytester.path / "tmp"
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))

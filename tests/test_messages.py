@@ -15,8 +15,8 @@ from helpers.pytest_sessions import output, run_pytest
 from nbtest import this_tests
 from nbtest.config import NbTestConfig
 from nbtest.execute import run_notebook
+from nbtest.failure_text import failure_text
 from nbtest.plugin.preflight import PREFLIGHT_EXIT
-from nbtest.report import failure_text
 from nbtest.results import NOT_RUN, PASSED, TIMEOUT
 
 pytest_plugins = ["pytester"]
@@ -25,7 +25,7 @@ pytest_plugins = ["pytester"]
 def test_input_in_a_cell_says_notebooks_run_without_stdin(
         make_notebook: Callable[..., Path], run_cli: Callable[..., object],
         no_kernel_left: Callable[[], None]) -> None:
-    this_tests("nbtest.report.headline", "nbtest.report.cell_failure_text",
+    this_tests("nbtest.failure_text.headline", "nbtest.failure_text.cell_failure_text",
                "nbtest.cli.cmd_execute")
     path = make_notebook("ask.ipynb", ["x = 1", "name = input('name? ')\nprint(name)"])
     proc = run_cli("execute", path, "--no-progress")
@@ -45,8 +45,8 @@ def test_input_in_a_cell_says_notebooks_run_without_stdin(
 def test_timeout_shows_the_line_the_cell_was_stuck_on(
         make_notebook: Callable[..., Path], no_kernel_left: Callable[[], None],
         config: NbTestConfig) -> None:
-    this_tests("nbtest.execute.NotebookSession.run_cell", "nbtest.report.failure_text",
-               "nbtest.report.failing_line")
+    this_tests("nbtest.execute.NotebookSession.run_cell", "nbtest.failure_text.failure_text",
+               "nbtest.failure_text.failing_line")
     path = make_notebook("stuck.ipynb", [
         "def wait():\n    import time\n    time.sleep(600)",
         "a = 1\nb = 2\nwait()\nc = 3",
@@ -63,7 +63,7 @@ def test_timeout_shows_the_line_the_cell_was_stuck_on(
 
 def test_timeout_of_a_cell_ignoring_sigint_still_reports(
         make_notebook: Callable[..., Path], no_kernel_left: Callable[[], None]) -> None:
-    this_tests("nbtest.execute.NotebookSession.run_cell", "nbtest.report.failure_text")
+    this_tests("nbtest.execute.NotebookSession.run_cell", "nbtest.failure_text.failure_text")
     path = make_notebook("spin.ipynb", [
         "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"])
     result = run_notebook(path, NbTestConfig.of(fork="no", timeout=2))

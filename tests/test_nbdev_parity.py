@@ -102,7 +102,7 @@ def test_the_kernel_has_in_test_and_the_project_folder_on_sys_path(
     """nbdev_test sets IN_TEST=1 and puts the project's folder first on sys.path, so the
     library imports uninstalled from a notebook in nbs/; other projects get neither. (The
     projects are subfolders: pytester puts its own folder on the session's PYTHONPATH.)"""
-    this_tests("nbtest.nbdev.kernel_setup", "nbtest.kernel.life.NotebookKernel.launch",
+    this_tests("nbtest.nbdev.kernel_setup", "nbtest.kernel.notebook_kernel.NotebookKernel.launch",
                "nbtest.kernel.startup.startup_code")
     for name, settings in (("proj", SETTINGS), ("plain", None)):
         folder = pytester.path / name

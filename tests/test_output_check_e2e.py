@@ -19,8 +19,8 @@ from nbtest import this_tests
 from nbtest.callbacks.outputs import OutputCheck
 from nbtest.config import NbTestConfig
 from nbtest.execute import run_notebook
+from nbtest.failure_text import failure_text
 from nbtest.outputs.update import write_updated_outputs
-from nbtest.report import failure_text
 
 pytest_plugins = ["pytester"]
 

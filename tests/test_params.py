@@ -15,6 +15,7 @@ from helpers.notebooks import cell_text, read_notebook
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.errors import ParameterError
 from nbtest.execute import plan_notebook
+from nbtest.failure_text import failure_text
 from nbtest.notebook import INJECTED_TAG
 from nbtest.params import (
     inject_parameters,
@@ -23,7 +24,6 @@ from nbtest.params import (
     parse_value,
     read_parameters_file,
 )
-from nbtest.report import failure_text
 
 VALUES = ["1", "-3", "007", "2.5", "1e3", "-0.5", "True", "False", "None", "true", "none",
           "hello", "", "0x10", "1_000", "inf", " 4 ", "[1, 2]"]

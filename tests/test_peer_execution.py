@@ -15,8 +15,8 @@ from helpers.notebooks import read_notebook
 from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
+from nbtest.failure_text import failure_text
 from nbtest.kernel.specs import kernel_spec, resolve_kernel_name
-from nbtest.report import failure_text
 from nbtest.results import FAILED, NOT_RUN, PASSED, SKIPPED
 
 pytest_plugins = ["pytester"]

@@ -16,10 +16,10 @@ from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import NbTestConfig, run_notebook, this_tests
 from nbtest.callbacks.outputs import OutputCheck
+from nbtest.failure_text import failure_text
 from nbtest.notebook import expects_error, is_skipped, marker_comments
 from nbtest.outputs.compare import marked
 from nbtest.outputs.sanitize import SanitizerSet, parse_sanitize_file
-from nbtest.report import failure_text
 from nbtest.results import FAILED, NOT_RUN, PASSED, SKIPPED
 
 pytest_plugins = ["pytester"]
@@ -183,7 +183,7 @@ def test_nbval_skip_compare_in_a_conftest_is_honoured(pytester: pytest.Pytester,
 
 
 def test_every_mismatching_cell_is_reported(make_notebook) -> None:
-    this_tests("nbtest.report.failure_text")
+    this_tests("nbtest.failure_text.failure_text")
     path = make_notebook("many.ipynb", [
         stored("print(1)", [stream("one\n")], 1),
         stored("print(2)", [stream("2\n")], 2),

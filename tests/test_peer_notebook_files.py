@@ -16,8 +16,8 @@ from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import run_notebook, this_tests
 from nbtest.errors import NotebookLoadError
+from nbtest.failure_text import failure_text
 from nbtest.notebook import load_notebook
-from nbtest.report import failure_text
 
 pytest_plugins = ["pytester"]
 

@@ -245,7 +245,8 @@ def test_fork_templates_end_with_the_session_that_started_them(pytester: pytest.
                                                                 no_kernel_left) -> None:
     """Case 8: a process that outlives its sessions (an xdist socket server runs one session
     after another in one process) keeps no template: each session starts and stops its own."""
-    this_tests("nbtest.plugin.pytest_unconfigure", "nbtest.kernel.forkserver.ForkServer.stop_all")
+    this_tests("nbtest.plugin.pytest_unconfigure",
+               "nbtest.kernel.forkserver_client.ForkServer.stop_all")
     for name in ("a", "b"):
         write_notebook(pytester.path / f"{name}.ipynb", ["import os\nx = os.getpid()"])
     pytester.makepyfile(server="""
@@ -254,9 +255,9 @@ def test_fork_templates_end_with_the_session_that_started_them(pytester: pytest.
             code = pytest.main(["--nbtest", "--nbtest-fork=yes", "-q", "-p", "no:randomly",
                                 "-p", "no:cacheprovider", "a.ipynb", "b.ipynb"])
             assert code == 0, code
-            from nbtest.kernel.forkserver import ForkServer
+            from nbtest.kernel.forkserver_client import ForkServer
             templates = [p for p in psutil.Process().children(recursive=True)
-                         if "nbtest.kernel.template" in " ".join(p.cmdline())]
+                         if "nbtest.kernel.forkserver_main" in " ".join(p.cmdline())]
             print("session", session, "templates", len(templates), len(ForkServer._instances))
         """)
     result = pytester.runpython(pytester.path / "server.py")
@@ -270,7 +271,7 @@ def test_a_worker_whose_environment_differs_says_why_it_spawns(pytester: pytest.
                                                                 ) -> None:
     """Case 8: an xdist worker with its own PYTHONPATH cannot use the controller's template,
     and `-v` says so instead of a silent spawn."""
-    this_tests("nbtest.kernel.forkserver.ForkServer.differences")
+    this_tests("nbtest.kernel.forkserver_client.ForkServer.differences")
     for name in ("a", "b"):
         write_notebook(pytester.path / f"{name}.ipynb", ["x = 1"])
     result = run_pytest(pytester, "--nbtest", "-v", "--tx",

@@ -25,7 +25,7 @@ from nbtest import this_tests
 pytest_plugins = ["pytester"]
 
 # Modules that need an optional extra, or run only inside a kernel: they define no hooks.
-NOT_IMPORTED = ("nbtest.kernel.template",)
+NOT_IMPORTED = ("nbtest.kernel.forkserver_main",)
 # The third-party hooks nbtest implements today: the walk must find them, or it walks nothing.
 THIRD_PARTY = {"pytest_testnodedown", "pytest_configure_node",
                "pytest_xdist_node_collection_finished", "pytest_timeout_set_timer",
@@ -73,7 +73,7 @@ def test_every_hook_nbtest_registers_is_known_to_a_bare_pytest_or_optional() -> 
                "nbtest.plugin.registry.RegistrySession.pytest_testnodedown",
                "nbtest.plugin.affected.AffectedSession.pytest_testnodedown",
                "nbtest.plugin.sanitizer_summary.SanitizerSummary.pytest_testnodedown",
-               "nbtest.plugin.templates.XdistForkTemplate.pytest_configure_node",
+               "nbtest.plugin.fork_template.XdistForkTemplate.pytest_configure_node",
                "nbtest.plugin.preflight.XdistPreflight.pytest_xdist_node_collection_finished")
     manager = bare_plugin_manager()
     assert not manager.hasplugin("xdist") and not manager.hasplugin("timeout")

@@ -35,7 +35,7 @@ def test_passed_and_failed_with_the_failing_cell_line(pytester: pytest.Pytester,
                                                       no_kernel_left) -> None:
     this_tests("nbtest.plugin.items.NotebookItem.runtest",
                "nbtest.plugin.reports.NotebookReports.pytest_runtest_makereport",
-               "nbtest.report.failure_text")
+               "nbtest.failure_text.failure_text")
     nb("good.ipynb", ["x = 1", ("markdown", "then"), "assert x == 1"])
     nb("sums.ipynb", FAILING)
     nb("divide.ipynb", ["x = 1", "x / 0"])

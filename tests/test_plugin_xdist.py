@@ -104,7 +104,7 @@ def test_the_controller_reads_metadata_only(pytester: pytest.Pytester, nb, monke
     controller's own CPU is taken from it, so it reads notebooks' metadata without nbformat
     and starts the template without jupyter_client."""
     this_tests("nbtest.plugin.preflight.XdistPreflight.pytest_xdist_node_collection_finished",
-               "nbtest.plugin.templates.XdistForkTemplate.pytest_sessionstart")
+               "nbtest.plugin.fork_template.XdistForkTemplate.pytest_sessionstart")
     nb("a.ipynb")
     nb("b.ipynb", nbtest={"timeout": 30})
     pytester.makeconftest(RECORD_CONTROLLER_MODULES)

@@ -53,7 +53,7 @@ def starts(result: pytest.RunResult) -> list[str]:
 def test_an_unsafe_module_is_dropped_named_and_the_rest_still_forks(
         pytester: pytest.Pytester, module: str, culprit: str, no_kernel_left) -> None:
     this_tests("nbtest.inkernel.preload.preload_modules", "nbtest.inkernel.preload.fork_problems",
-               "nbtest.kernel.forkserver.ForkServer.preload_status")
+               "nbtest.kernel.forkserver_client.ForkServer.preload_status")
     (pytester.path / "culprit.py").write_text(module)
     (pytester.path / "harmless.py").write_text("VALUE = 42\n")
     for name in ("a", "b"):
@@ -171,7 +171,7 @@ def test_setting_the_environment_before_a_preloaded_import_spawns(
 def test_auto_learns_from_the_notebooks(pytester: pytest.Pytester) -> None:
     """`preload = "auto"`: the modules most notebooks import, kept in pytest's cache for the
     next session (xdist's controller starts the template before any collection)."""
-    this_tests("nbtest.kernel.preload.learned", "nbtest.plugin.templates.remember_imports")
+    this_tests("nbtest.kernel.preload.learned", "nbtest.plugin.fork_template.remember_imports")
     pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
     (pytester.path / "common.py").write_text("X = 1\n")
     for name in ("a", "b", "c"):
@@ -258,7 +258,7 @@ def test_a_preloaded_module_sees_the_kernel_a_spawned_one_sees(
     """Libraries decide at import whether they run in a notebook: preloaded in the template,
     a module must see what it sees imported in a spawned kernel's cell. OpenMP reads its wait
     policy when it loads (in the template, for a forked kernel): both see the passive one."""
-    this_tests("nbtest.kernel.likeness.kernel_like", "nbtest.kernel.template.serve",
+    this_tests("nbtest.kernel.likeness.kernel_like", "nbtest.kernel.forkserver_main.serve",
                "nbtest.kernel.environment.kernel_environment")
     for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
         monkeypatch.delenv(name, raising=False)
@@ -283,8 +283,8 @@ def test_auto_learns_what_kernels_loaded_through_any_entry(pytester: pytest.Pyte
     kernels start with them), and the one after still does (kernels forked from the
     preloaded template did not load them themselves)."""
     this_tests("nbtest.kernel.preload.learned_from_kernels", "nbtest.inkernel.imports.install",
-               "nbtest.plugin.templates.ImportsCapture.on_notebook_end",
-               "nbtest.plugin.templates.kernel_imports")
+               "nbtest.plugin.fork_template.ImportsCapture.on_notebook_end",
+               "nbtest.plugin.fork_template.kernel_imports")
     pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
     (pytester.path / "heavydep.py").write_text("import time\ntime.sleep(0.2)\n")
     package = pytester.path / "mypkg"
@@ -334,7 +334,7 @@ def test_auto_keeps_what_the_first_session_preloaded_as_written(
         pytester: pytest.Pytester) -> None:
     """The first session preloads what the notebooks import as written; their kernels never
     load it themselves, so its cost in the template is credited: the next session keeps it."""
-    this_tests("nbtest.plugin.templates.ImportsCapture.on_notebook_end")
+    this_tests("nbtest.plugin.fork_template.ImportsCapture.on_notebook_end")
     pytester.makepyprojecttoml('[tool.nbtest]\npreload = "auto"\n')
     (pytester.path / "heavydep.py").write_text("import time\ntime.sleep(0.2)\n")
     for name in ("a", "b"):

@@ -14,7 +14,7 @@ from helpers.notebooks import write_notebook
 from helpers.pytest_sessions import output, run_pytest
 
 from nbtest import this_tests
-from nbtest.kernel.forkserver import ForkServer
+from nbtest.kernel.forkserver_client import ForkServer
 
 pytest_plugins = ["pytester"]
 
@@ -24,7 +24,7 @@ WARNS = "import warnings\nwarnings.warn('noisy import-time warning', UserWarning
 
 def test_the_templates_import_warnings_show_under_v_only(pytester: pytest.Pytester,
                                                          no_kernel_left) -> None:
-    this_tests("nbtest.kernel.forkserver.ForkServer.stderr_text",
+    this_tests("nbtest.kernel.forkserver_client.ForkServer.stderr_text",
                "nbtest.plugin.reports.NotebookReports.pytest_terminal_summary")
     (pytester.path / "noisy.py").write_text(WARNS)
     for name in ("a", "b"):
@@ -46,7 +46,8 @@ def test_kernels_forked_later_write_to_the_harness_stderr(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_kernel_left) -> None:
     """Only the template's imports go to its file: once it serves, its stderr (which the
     kernels it forks inherit, with what a failed kernel start prints) is the harness's."""
-    this_tests("nbtest.kernel.template._stderr_to_file", "nbtest.kernel.template.serve")
+    this_tests("nbtest.kernel.forkserver_main._stderr_to_file",
+               "nbtest.kernel.forkserver_main.serve")
     (tmp_path / "noisy.py").write_text(WARNS)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))

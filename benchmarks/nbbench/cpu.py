@@ -28,7 +28,7 @@ def _kind(proc: psutil.Process, root: int, templates: set[int]) -> str:
     if proc.pid == root:
         return "controller"
     cmdline = " ".join(proc.cmdline())
-    if "nbtest.kernel.template" in cmdline:
+    if "nbtest.kernel.forkserver_main" in cmdline:
         if proc.ppid() in templates:
             return "kernels"  # a forked kernel keeps its template's command line
         templates.add(proc.pid)

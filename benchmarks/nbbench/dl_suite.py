@@ -58,7 +58,7 @@ def learned_preload(project: Path) -> list[str]:
     """The modules `--nbtest-preload auto` chose from the kernels of the session that learned
     (what they reported, kept in pytest's cache)."""
     from nbtest.kernel.preload import learned_from_kernels
-    from nbtest.plugin.templates import KERNELS_DIR
+    from nbtest.plugin.fork_template import KERNELS_DIR
 
     kernels = {}
     for path in sorted((project / ".pytest_cache" / "d" / KERNELS_DIR).glob("*.json")):

@@ -193,7 +193,7 @@ def template_cost(modules: list[str]) -> tuple[float, float]:
     """Seconds until a template preloading `modules` listens, and its RSS (MiB)."""
     import psutil
 
-    from nbtest.kernel.forkserver import ForkServer
+    from nbtest.kernel.forkserver_client import ForkServer
 
     t0 = time.perf_counter()
     server = ForkServer(["-Xfrozen_modules=off"], preload=modules, root=str(REPO))

@@ -154,7 +154,7 @@ class UssSampler:
                 try:
                     # A spawned kernel runs ipykernel; a forked one is the template's child.
                     if "ipykernel" in " ".join(proc.cmdline()) or \
-                            "nbtest.kernel.template" in " ".join(proc.parent().cmdline()):
+                            "nbtest.kernel.forkserver_main" in " ".join(proc.parent().cmdline()):
                         uss = proc.memory_full_info().uss
                         self.kernels[proc.pid] = max(self.kernels.get(proc.pid, 0), uss)
                 except Exception:

@@ -34,7 +34,7 @@ import time
 from dataclasses import replace
 
 from ..callback import Callback, KernelFiles, NotebookRun
-from ..kernel.life import MEMORY_STOP, PEAK_RSS
+from ..kernel.notebook_kernel import MEMORY_STOP, PEAK_RSS
 from ..kernel.reaper import settle
 from ..results import CellResult, MemoryFigures, NotebookResult
 from .sampler import (  # noqa: F401 - the figures' sources, as reports and tests name them

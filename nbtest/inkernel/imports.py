@@ -7,7 +7,7 @@ times the loading of each module imported from then on, like `python -X importti
 time (`self`, without the modules it imported meanwhile) and its importer (the module whose
 loading imported it, None for the notebook's code). After each cell, the learner appends what
 is new to a private file as one JSON line `{module: [self_seconds, importer]}`; the harness
-reads it when the notebook ends (plugin/templates.py) and `auto` learns from it
+reads it when the notebook ends (plugin/fork_template.py) and `auto` learns from it
 (preload.learned_from_kernels).
 """
 

@@ -1,6 +1,6 @@
 """In the fork template and in each kernel forked from it: preloading's own half.
 
-The template (kernel/template.py) imports the user's modules with `preload_modules`, checking
+The template (kernel/forkserver_main.py) imports the user's modules with `preload_modules`, checking
 after each whether a fork is still safe (threads, CUDA), and records the file of every module
 loaded (`module_files`: kernel/freshness.py compares them before each fork); `fork_problems`
 is its last look before a fork; `after_fork` runs in each forked kernel. What the harness

@@ -1,8 +1,8 @@
 """What both sides of a kernel start agree on: the kernel's environment, the command's shape,
 the variables that make a template differ, and the provisioner's name.
 
-It sits below launch.py, forkserver.py, template.py and provisioner.py, which all import it,
-so none of them needs another to know these (no import cycle).
+It sits below launch.py, forkserver_client.py, forkserver_main.py and provisioner.py, which all
+import it, so none of them needs another to know these (no import cycle).
 """
 
 from __future__ import annotations

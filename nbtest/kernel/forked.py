@@ -1,5 +1,5 @@
-"""A kernel forked from a template (forkserver.py), as the harness sees it: the part of Popen's
-interface jupyter_client uses, its exit read from the template's connection."""
+"""A kernel forked from a template (forkserver_client.py), as the harness sees it: the part of
+Popen's interface jupyter_client uses, its exit read from the template's connection."""
 
 from __future__ import annotations
 

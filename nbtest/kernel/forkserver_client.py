@@ -1,4 +1,4 @@
-"""Fast kernel start, the harness's side: the handle on a template process (template.py)
+"""Fast kernel start, the harness's side: the handle on a template process (forkserver_main.py)
 and the forked kernels it hands back, with the part of Popen's interface jupyter_client uses.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from .environment import STARTUP_VARS, kernel_environment, split_kernel_command
 from .forked import ForkedProcess
-from .template import PRELOAD_VAR, TEMPLATE_STDERR
+from .forkserver_main import PRELOAD_VAR, TEMPLATE_STDERR
 
 STDERR_TAIL = 2000  # characters of it a failed template's error quotes
 
@@ -93,7 +93,7 @@ class ForkServer:
         # to TEMPLATE_STDERR, not the terminal: shown under -v (reports.py) and
         # when the template fails (spawn). Its kernels write to our stderr.
         self.process = subprocess.Popen(
-            [sys.executable, *flags, "-m", "nbtest.kernel.template", self.path],
+            [sys.executable, *flags, "-m", "nbtest.kernel.forkserver_main", self.path],
             cwd=self.folder, stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
         atexit.register(self.stop)
 

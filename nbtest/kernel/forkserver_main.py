@@ -1,13 +1,13 @@
 """The fork template's side: a process that has imported the kernel machinery forks kernels.
 
-`python -m nbtest.kernel.template SOCKET` imports ipykernel, IPython, zmq and tornado (plus
+`python -m nbtest.kernel.forkserver_main SOCKET` imports ipykernel, IPython, zmq and tornado (plus
 the user's preload modules, see preload.py) and creates no thread and no zmq context, so
 forking it is safe. Per request it forks a child that becomes a fresh kernel exactly as
 `python -m ipykernel_launcher -f FILE` would: new session (its own process group, so
 interrupts and the kill of the whole tree work as for a spawned kernel), the notebook's cwd,
 environment, `sys.argv`, `sys.path[0]`, a reseeded RNG, and `ipykernel_launcher` run as
 `__main__`. The template reports each child's exit status back over the request's socket,
-which is how kernel death is detected and explained. The harness's side is forkserver.py.
+which is how kernel death is detected and explained. The harness's side is forkserver_client.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-# The template's environment protocol (forkserver.py sets it). Nothing of nbtest is imported
-# here: a forked kernel has only the packages `python -m nbtest.kernel.template` needs.
+# The template's environment protocol (forkserver_client.py sets it). Nothing of nbtest is imported
+# here: a forked kernel has only the packages `python -m nbtest.kernel.forkserver_main` needs.
 PRELOAD_VAR = "NBTEST_PRELOAD"  # JSON list: the user's modules the template imports
 DROPPED_VAR = "NBTEST_PRELOAD_DROPPED"  # JSON mapping: modules found unsafe, and why
 STDERR_FD_VAR = "NBTEST_TEMPLATE_STDERR_FD"  # the harness's stderr, kept across a re-exec
@@ -101,7 +101,7 @@ def _preload_user_modules(path: str) -> dict[str, Any]:
         os.environ[PRELOAD_VAR] = json.dumps(safe_subset(names, status))
         os.environ[DROPPED_VAR] = json.dumps(dropped)
         argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, "-m",
-                                                         "nbtest.kernel.template", path]
+                                                         "nbtest.kernel.forkserver_main", path]
         os.execv(sys.executable, argv)
     status["unsafe"] = json.loads(os.environ.get(DROPPED_VAR) or "{}")
     with open(os.path.join(os.path.dirname(path), STATUS_FILE), "w", encoding="utf-8") as fh:

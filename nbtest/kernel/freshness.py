@@ -6,7 +6,7 @@ Before each fork the harness checks them (`changed`: a stat each, a hash only wh
 changed, so a rewrite with the same content, an nbdev export, is no change); when one changed,
 a new template replaces the old one (`rebuild`), which retires: it forks no more and exits once
 its kernels have. A kernel forked (pre-warmed) before the change is started again
-(life.NotebookKernel.start, through ForkedProcess.stale).
+(notebook_kernel.NotebookKernel.start, through ForkedProcess.stale).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from ..inkernel.preload import digest_of, stat_of
 
-# The templates are forkserver.ForkServer objects, typed Any here: forkserver imports this
+# The templates are forkserver_client.ForkServer objects, typed Any here: forkserver imports this
 # module, not the other way round.
 
 

@@ -237,7 +237,7 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
     `folder` (from private_folder()), if the caller made it first: it goes with the kernel.
 
     `fork` ("auto", "yes", "no"; see the option): a Python kernel of this interpreter may be
-    forked from nbtest's warm template (forkserver.py); `kernel.start_method` says which.
+    forked from nbtest's warm template (forkserver_client.py); `kernel.start_method` says which.
     """
     import zmq
     from jupyter_client.manager import AsyncKernelManager

@@ -2,10 +2,10 @@
 
 It is LocalProvisioner in every respect (connection file, IPC sockets, signals to the process
 group, kill) except how the process comes to be: where the kernelspec is a Python kernel of
-this interpreter, the kernel is forked from the template (nbtest.kernel.forkserver); elsewhere, or
-when its `fork` is "no" (or "auto" and no template is running and ready), it is spawned as
-usual. Its options come as the provisioner's config in the kernelspec's `kernel_provisioner`
-stanza (launch.py writes it), which jupyter_client passes to the constructor.
+this interpreter, the kernel is forked from the template (nbtest.kernel.forkserver_client);
+elsewhere, or when its `fork` is "no" (or "auto" and no template is running and ready), it is
+spawned as usual. Its options come as the provisioner's config in the kernelspec's
+`kernel_provisioner` stanza (launch.py writes it), which jupyter_client passes to the constructor.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class ForkProvisioner(LocalProvisioner):
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Fork the kernel from the template, or fall back to spawning it."""
         from .environment import split_kernel_command
-        from .forkserver import ForkServer
+        from .forkserver_client import ForkServer
 
         env = kwargs.get("env") or {}
         parts = split_kernel_command(cmd)

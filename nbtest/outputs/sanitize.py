@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..report import strip_ansi
+from ..failure_text import strip_ansi
 from ..utils.text import apply_print_resets
 
 if TYPE_CHECKING:

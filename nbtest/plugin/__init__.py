@@ -10,7 +10,7 @@ gives without nbtest, and a project's own `--runslow` (the seed's conftest) keep
 
 The hooks are here; what they use lives beside them: state (stash keys, whether nbtest acts),
 session (the resolved options, session-wide callbacks), switches (the seed's markers),
-collect and items (the nodes), templates (fork templates, preloading), preflight (the GPU
+collect and items (the nodes), fork_template (fork templates, preloading), preflight (the GPU
 check), reports (what pytest prints), cell_order, timeout_bridge, repeat_guard, locations.
 """
 
@@ -28,6 +28,7 @@ from ..config import INI, PYTEST, in_pytest_spelling, options_for
 from ..errors import NbTestError
 from ..handoff import given, send
 from ..notebook import NEVER_COLLECTED
+from .fork_template import preload_for, remember_imports, remember_unsafe
 from .preflight import preflight_items
 from .session import register_plugins, session_callbacks, session_config, with_nbdev
 from .state import (
@@ -44,8 +45,7 @@ from .state import (
     nbtest_enabled,
     note_left_out,
 )
-from .switches import MARKERS, SEED_SWITCHES, switched_off
-from .templates import preload_for, remember_imports, remember_unsafe
+from .switches import FASTAI_SWITCHES, MARKERS, switched_off
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -86,7 +86,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
              for option in group.options for name in [*option.names(), option.dest]}
     group = parser.getgroup("nbtest")
     owned = set()
-    for _, dest, _, text in SEED_SWITCHES:
+    for _, dest, _, text in FASTAI_SWITCHES:
         if f"--{dest}" not in taken and dest not in taken:
             group.addoption(f"--{dest}", dest=dest, action="store_true", default=False,
                             help=text)
@@ -113,7 +113,8 @@ def pytest_configure(config: pytest.Config) -> None:
             config.add_cleanup(undo)
     config.stash[CONFIG_KEY] = nbconfig
     config.stash[CALLBACKS_KEY] = []
-    forkserver = sys.modules.get("nbtest.kernel.forkserver")  # none: no template can exist yet
+    # none: no template can exist yet
+    forkserver = sys.modules.get("nbtest.kernel.forkserver_client")
     config.stash[TEMPLATES_KEY] = forkserver.ForkServer.live() if forkserver else set()
     from . import fixture  # the `notebook` fixtures: in every session, at the cost of a name
 
@@ -126,7 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # A session that collects no notebook pays nothing for the notebook-side callbacks.
         config.stash[CALLBACKS_KEY] = session_callbacks(config, nbconfig) if enabled else []
         if enabled and nbconfig.preload == "auto" and nbconfig.fork != "no":
-            from .templates import ImportsCapture  # what kernels load: what "auto" learns
+            from .fork_template import ImportsCapture  # what kernels load: what "auto" learns
 
             config.stash[CALLBACKS_KEY].append(ImportsCapture(config))
         register_plugins(config, nbconfig)  # reports, summaries, registry, affected, xdist
@@ -134,7 +135,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(in_pytest_spelling(exc.message)) from None
     templates = given(config, FORK_TEMPLATES_KEY)
     if templates:
-        from ..kernel.forkserver import ForkServer
+        from ..kernel.forkserver_client import ForkServer
 
         for description in templates:
             ForkServer.adopt(description)
@@ -232,7 +233,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if len(forking) == 1 and forking[0].config.fork == "auto":
         return  # one kernel starts sooner spawned; a template would only take CPU from it
     names = {plan.kernel_name for plan in forking}
-    from ..kernel.forkserver import warm_up
+    from ..kernel.forkserver_client import warm_up
     from ..kernel.specs import kernel_argv
 
     preload = preload_for(session.config, session.config.stash[CONFIG_KEY], imports)
@@ -267,7 +268,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Stop the fork templates this session started: a process that outlives the session
     (an xdist socket server, pytester in-process) must not keep them, nor pick one next time."""
-    forkserver = sys.modules.get("nbtest.kernel.forkserver")
+    forkserver = sys.modules.get("nbtest.kernel.forkserver_client")
     if forkserver is not None:
         remember_unsafe(config, forkserver.ForkServer)
         forkserver.ForkServer.stop_all(keep=config.stash.get(TEMPLATES_KEY, set()))

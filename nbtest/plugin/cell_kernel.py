@@ -96,7 +96,7 @@ class CellKernel:
         if failed is not None and failed.number != item.number:
             if self.verdicts.get(failed.number):
                 skip_here(f"cell {failed.number} failed")
-            from ..report import cell_failure_text
+            from ..failure_text import cell_failure_text
 
             raise NotebookFailed(
                 f"cell {item.number} did not run: cell {failed.number}, which runs before it, "

@@ -177,9 +177,9 @@ def _warm_up(config: pytest.Config, handle: Any) -> None:
         return
     warm.add(name)
     from ..errors import NbTestError
-    from ..kernel.forkserver import warm_up
+    from ..kernel.forkserver_client import warm_up
     from ..kernel.specs import kernel_argv
-    from .templates import preload_for
+    from .fork_template import preload_for
 
     try:
         warm_up(kernel_argv(name), preload_for(config, handle.plan.config),

@@ -35,7 +35,8 @@ def may_run_notebooks(config: pytest.Config, nbconfig: NbTestConfig) -> bool:
 
 class XdistForkTemplate:
     """Under xdist: the controller starts the fork template at once, while the workers are
-    still starting, and hands it to each of them (`nbtest.kernel.forkserver.ForkServer.adopt`)."""
+    still starting, and hands it to each of them
+    (`nbtest.kernel.forkserver_client.ForkServer.adopt`)."""
 
     def __init__(self, config: pytest.Config, nbconfig: NbTestConfig) -> None:
         self.config, self.nbconfig = config, nbconfig
@@ -43,7 +44,7 @@ class XdistForkTemplate:
     @pytest.hookimpl(tryfirst=True)  # before xdist's own session start starts the workers
     def pytest_sessionstart(self) -> None:
         """Start the template (after every plugin's configure: pytest's cache is there)."""
-        from ..kernel.forkserver import warm_up
+        from ..kernel.forkserver_client import warm_up
         from ..kernel.specs import kernel_argv
 
         try:  # no collection yet: "auto" preloads what the last session's notebooks imported
@@ -55,7 +56,7 @@ class XdistForkTemplate:
     @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
     def pytest_configure_node(self, node: Any) -> None:
         """Pass the running templates to a worker about to start."""
-        from ..kernel.forkserver import ForkServer
+        from ..kernel.forkserver_client import ForkServer
 
         give(node, FORK_TEMPLATES_KEY, ForkServer.describe_owned())
 
@@ -137,7 +138,7 @@ class ImportsCapture(Callback):
         notebook = str(Path(run.path).resolve())
         target = folder / (hashlib.sha1(notebook.encode()).hexdigest()[:20] + ".json")
         if result.kernel_start.startswith("fork"):
-            forkserver = sys.modules.get("nbtest.kernel.forkserver")
+            forkserver = sys.modules.get("nbtest.kernel.forkserver_client")
             servers = list(forkserver.ForkServer._instances.values()) if forkserver else []
             tops = {name.partition(".")[0] for server in servers for name in server.preload}
             try:

@@ -69,7 +69,8 @@ class ReportsNbTestErrors:
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> Any:
-        """The error's paragraph (for a failed notebook: report.py's text), else a traceback."""
+        """The error's paragraph (for a failed notebook: failure_text.py's text), else a
+        traceback."""
         if isinstance(excinfo.value, NbTestError):
             return in_pytest_spelling(excinfo.value.message)
         return super().repr_failure(excinfo)  # type: ignore[misc]
@@ -172,7 +173,7 @@ class NotebookItem(_NotebookItemBase):
         """Run the notebook in a fresh kernel; fail with the report of its failing cell."""
         from jupyter_core.utils import run_sync
 
-        from ..report import failure_text
+        from ..failure_text import failure_text
 
         session = self.new_session()
         session.outer_limit = self.outer_limit
@@ -220,7 +221,7 @@ class CellItem(_NotebookItemBase):
         """Run this cell (and an injected-parameters cell that belongs to it)."""
         from jupyter_core.utils import run_sync
 
-        from ..report import cell_failure_text
+        from ..failure_text import cell_failure_text
 
         kernel: Any = self.parent.cell_kernel  # type: ignore[union-attr]
         session = kernel.before(self)

@@ -142,7 +142,7 @@ class NotebookReports:
             terminalreporter.write_line(
                 f"nbtest: nbdev: {self.exports_not_run} cell(s) calling nbdev_export() or "
                 "notebook2script() were not run: they would rewrite the library's source")
-        forkserver = sys.modules.get("nbtest.kernel.forkserver")
+        forkserver = sys.modules.get("nbtest.kernel.forkserver_client")
         if forkserver is not None:  # what the fork template could not preload, once
             from ..kernel.preload import report_lines
 

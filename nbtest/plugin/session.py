@@ -93,7 +93,7 @@ def _xdist_controller(config: pytest.Config) -> bool:
     return bool(config.pluginmanager.hasplugin("xdist")) and not is_worker(config)
 
 def _forks_for_workers(config: pytest.Config, nbconfig: NbTestConfig) -> bool:
-    from .templates import may_run_notebooks, starts_workers
+    from .fork_template import may_run_notebooks, starts_workers
 
     return (_xdist_controller(config) and nbtest_enabled(config) and starts_workers(config)
             and may_run_notebooks(config, nbconfig))
@@ -132,7 +132,7 @@ PLUGIN_OBJECTS = (
     PluginObject("nbtest-xdist-preflight", lambda c, nb: _xdist_controller(c),
                  lambda c, nb: _new("nbtest.plugin.preflight:XdistPreflight", c)),
     PluginObject("nbtest-xdist-fork", _forks_for_workers,
-                 lambda c, nb: _new("nbtest.plugin.templates:XdistForkTemplate", c, nb)),
+                 lambda c, nb: _new("nbtest.plugin.fork_template:XdistForkTemplate", c, nb)),
 )
 
 def register_plugins(config: pytest.Config, nbconfig: NbTestConfig) -> None:

@@ -8,7 +8,7 @@ from .state import CONFIG_KEY, SWITCHES_KEY
 
 # The seed's marker switches: marker, option (`--DEST`), whether the option runs the marker's
 # tests (else it skips them), help.
-SEED_SWITCHES = (
+FASTAI_SWITCHES = (
     ("slow", "runslow", True, "run slow tests"),
     ("cpp", "runcpp", True, "run cuda cpp extension tests"),
     ("integration", "skipint", False, "skip integration tests"),
@@ -27,7 +27,7 @@ def switched_off(config: pytest.Config, markers: set[str]) -> str | None:
     owned = config.stash.get(SWITCHES_KEY, frozenset())
     nbconfig = config.stash.get(CONFIG_KEY, None)
     given = set(nbconfig.flags) if nbconfig is not None else set()  # --nbtest-flags slow
-    for marker, dest, runs, _ in SEED_SWITCHES:
+    for marker, dest, runs, _ in FASTAI_SWITCHES:
         if marker in given:
             continue
         if dest in owned and marker in markers and bool(config.getoption(dest)) != runs:

@@ -4,7 +4,7 @@ warm template behind a process."""
 from __future__ import annotations
 
 from nbtest.config import NbTestConfig
-from nbtest.kernel.forkserver import ForkServer
+from nbtest.kernel.forkserver_client import ForkServer
 
 FORK = NbTestConfig.of(fork="yes")
 

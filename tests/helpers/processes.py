@@ -62,8 +62,8 @@ def kernel_processes(kernels_only: bool = False) -> list[psutil.Process]:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
             cmdline = " ".join(proc.cmdline())
-            is_kernel = "ipykernel" in cmdline or "nbtest.kernel.template" in cmdline
-            if "nbtest.kernel.template" in cmdline and proc.ppid() == me:
+            is_kernel = "ipykernel" in cmdline or "nbtest.kernel.forkserver_main" in cmdline
+            if "nbtest.kernel.forkserver_main" in cmdline and proc.ppid() == me:
                 continue  # a warm template of this process, kept on purpose between notebooks
             if kernels_only and not is_kernel:
                 continue
