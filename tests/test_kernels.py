@@ -24,6 +24,7 @@ from nbtest.kernel.environment import kernel_environment
 from nbtest.kernel.launch import (
     RECONNECT_IVL_MS,
     TOKEN_VAR,
+    kernel_tree,
     launch_kernel,
     processes_with_token,
     start_kernel,
@@ -296,6 +297,32 @@ def _token_sweep(other_token: str) -> tuple[bool, bool]:
 def test_processes_with_token_finds_only_that_token() -> None:
     this_tests(processes_with_token)
     assert _token_sweep(os.urandom(16).hex()) == (True, False)
+
+
+def test_kernel_tree_is_the_descendants_and_the_token_carriers() -> None:
+    """One pass over /proc finds what a kill must reach: the kernel, every descendant (one
+    that cleared its environment too) and any process that carries the token; nothing else."""
+    this_tests("nbtest.kernel.launch.kernel_tree")
+    token = os.urandom(16).hex()
+    env = {**os.environ, TOKEN_VAR: token}
+    tree = subprocess.Popen(["sh", "-c", "sleep 60 & env -i sleep 61 & wait"], env=env)
+    away = subprocess.Popen(["sleep", "62"], env=env, start_new_session=True)
+    other = subprocess.Popen(["sleep", "63"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(psutil.Process(tree.pid).children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kids = {p.pid for p in psutil.Process(tree.pid).children()}
+        found = set(kernel_tree(tree.pid, token))
+        assert found >= {tree.pid, away.pid, *kids} and len(kids) == 2
+        assert other.pid not in found
+        assert set(kernel_tree(None, token)) >= {tree.pid, away.pid}
+    finally:
+        for child in psutil.Process(tree.pid).children():
+            child.kill()
+        for proc in (tree, away, other):
+            proc.kill()
+            proc.wait()
 
 
 def test_processes_with_token_matches_the_whole_value() -> None:

@@ -84,17 +84,13 @@ class Kernel:
 
     def processes(self) -> list[psutil.Process]:
         """The kernel and every live process that carries its token."""
-        found: dict[int, psutil.Process] = {}
-        pid = self.pid
-        if pid is not None:
+        found = []
+        for pid in kernel_tree(self.pid, self.token):
             try:
-                root = psutil.Process(pid)
-                found[pid] = root
-                found.update({p.pid: p for p in root.children(recursive=True)})
+                found.append(psutil.Process(pid))
             except psutil.Error:
-                pass
-        found.update({p.pid: p for p in processes_with_token(self.token)})
-        return list(found.values())
+                pass  # gone meanwhile
+        return found
 
     async def wait_ready(self, timeout: float | None, notebook: str | Path | None = None) -> None:
         """Wait until the kernel answers; KernelStartError (kernel killed) if it does not."""
@@ -203,21 +199,65 @@ class Kernel:
 
 def processes_with_token(token: str) -> list[psutil.Process]:
     """Live processes of this user whose environment carries `token` (the kernel's tree)."""
-    needle = f"\0{TOKEN_VAR}={token}\0".encode()  # whole entries only, not a prefix
-    me = os.getuid()
     found = []
-    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
-        if not entry.name.isdigit():
-            continue
+    for pid in _scan_proc(token)[0]:
         try:
-            if entry.stat().st_uid != me:
-                continue
-            with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                if needle in b"\0" + fh.read() + b"\0":
-                    found.append(psutil.Process(int(entry.name)))
-        except (OSError, psutil.Error):
+            found.append(psutil.Process(pid))
+        except psutil.Error:
             continue
     return found
+
+
+def kernel_tree(root: int | None, token: str) -> list[int]:
+    """The pids of `root` (the kernel), its descendants and this user's processes carrying
+    `token`: one pass over /proc (a kill's cost is that pass, once per notebook or test)."""
+    tokened, parents = _scan_proc(token)
+    found = set(tokened)
+    if root is None:
+        return sorted(found)
+    if parents is None:  # no /proc: psutil's own walk
+        try:
+            return sorted(found | {root} | {p.pid for p in
+                                            psutil.Process(root).children(recursive=True)})
+        except psutil.Error:
+            return sorted(found)
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    stack = [root] if root in parents else []
+    while stack:
+        pid = stack.pop()
+        found.add(pid)
+        stack.extend(children.get(pid, ()))
+    return sorted(found)
+
+
+def _scan_proc(token: str) -> tuple[set[int], dict[int, int] | None]:
+    """This user's pids whose environment carries `token` (whole entries only, not a
+    prefix), and every process's parent; (set(), None) where there is no /proc."""
+    if not os.path.isdir("/proc"):
+        return set(), None
+    needle = f"\0{TOKEN_VAR}={token}\0".encode()
+    me = os.getuid()
+    tokened: set[int] = set()
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                stat = fh.read()
+            # After the command's closing parenthesis: state, then the parent's pid.
+            parents[pid] = int(stat[stat.rindex(b")") + 2:].split()[1])
+            if entry.stat().st_uid != me:
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if needle in b"\0" + fh.read() + b"\0":
+                    tokened.add(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    return tokened, parents
 
 
 async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],

@@ -128,13 +128,13 @@ def _open(request: pytest.FixtureRequest, path: str | Path, run: Any, timeout: f
     _warm_up(config, handle)
     shown = _shown(config, full)
     handle.noted = lambda handle, number: _note(_current[0], shown, handle, number)
-    handle.start()
     if spare and _uses_fixture(_current[1]):
-        try:  # it boots while this test runs
+        try:  # it boots while this test's kernel answers and the test runs
             SPARES[key] = NotebookHandle(full, nbconfig, timeout,
                                          _callbacks(config, nbconfig)).launch()
         except NbTestError:
             pass  # the next test's own start reports it
+    handle.start()
     try:
         if run is not None:
             handle.run(run)
