@@ -70,7 +70,6 @@ SPAWNING_TESTS = frozenset({
     "test_gpu.py::test_failing_smi_falls_to_none_with_a_reason",
     "test_gpu.py::test_free_card_passes",
     "test_gpu.py::test_garbage_output_falls_to_none_with_a_reason",
-    "test_gpu.py::test_no_smi_on_path",
     "test_gpu.py::test_nvml_failure_falls_to_smi",
     "test_gpu.py::test_stuck_smi_times_out",
     "test_gpu.py::test_two_cards_pin_the_kernel_to_the_freer",

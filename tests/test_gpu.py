@@ -281,6 +281,7 @@ def test_stuck_smi_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_no_smi_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Said, and no process started for it (a fast-tier test: the guard would fail it)."""
     this_tests(probe, nvidia.run_smi)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert probe("smi").reasons == ("nvidia-smi: nvidia-smi is not on PATH",)

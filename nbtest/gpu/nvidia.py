@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -157,8 +158,12 @@ def _nvml_name(pynvml: Any, pid: int) -> str:
 
 def run_smi(query: str, fields: Sequence[str]) -> str:
     """The stdout of `nvidia-smi --query-<query>=<fields> --format=csv,noheader,nounits`."""
-    command = ["nvidia-smi", f"--query-{query}={','.join(fields)}",
-               "--format=csv,noheader,nounits"]
+    # Looked up first: where there is none (most CI machines), no process is forked for it,
+    # once per kernel start.
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        raise RuntimeError("nvidia-smi is not on PATH")
+    command = [smi, f"--query-{query}={','.join(fields)}", "--format=csv,noheader,nounits"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=SMI_TIMEOUT,
                               stdin=subprocess.DEVNULL)
