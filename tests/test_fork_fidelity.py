@@ -27,7 +27,7 @@ from nbtest import this_tests
 from nbtest.config import NbTestConfig
 from nbtest.execute import run_notebook
 from nbtest.kernel.forkserver_client import ForkServer
-from nbtest.kernel.launch import TOKEN_VAR
+from nbtest.kernel.tree import TOKEN_VAR
 from nbtest.results import FAILED, NB_PASSED, PASSED
 
 SPAWN = NbTestConfig.of(fork="no")
@@ -42,6 +42,7 @@ FACTS = textwrap.dedent("""\
         "modules": sorted(sys.modules), "random": random.random(),
         "own_session": os.getsid(0) == os.getpid() and os.getpgid(0) == os.getpid(),
         "mymod_loaded": "mymod" in sys.modules, "leaked": "leaked" in globals(),
+        "frozen": __import__("gc").get_freeze_count(),
     }))
 """)
 
@@ -172,6 +173,9 @@ def test_forked_kernels_share_no_state(probes: dict[str, Any]) -> None:
     # except the packages holding the template (it runs `python -m nbtest.kernel.forkserver_main`).
     assert set(second["modules"]) - set(spawned["modules"]) <= {"nbtest", "nbtest.kernel"}
     assert "mymod" not in second["modules"] and "mymod" not in spawned["modules"]
+    # The template freezes its objects before forking; the kernel unfreezes them at once,
+    # so what the notebook drops is collected there as in a spawned kernel.
+    assert first["frozen"] == second["frozen"] == spawned["frozen"] == 0
 
 
 def test_template_runs_a_single_thread(probes: dict[str, Any]) -> None:
