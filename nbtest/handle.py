@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import textwrap
 import time
 import weakref
@@ -27,15 +26,16 @@ from .errors import (
     PreflightError,
     UsageError,
 )
-from .handle_kernel import install_code, request_expression
-from .refs import CellOutput, Ref, decode_value, encode_argument
+from .handle_kernel import install_code
+from .handle_wire import KernelWire
+from .refs import CellOutput, encode_argument
 
-INTERRUPT_WAIT = 2.0  # seconds an interrupted call gets to answer before its kernel is killed
+KERNEL_SIDE = "nbtest's kernel side"  # its name among the code sent with the launch
 OPEN: weakref.WeakSet[NotebookHandle] = weakref.WeakSet()  # closed at session end regardless
 Selector = Union[int, str, Iterable[Union[int, str]], bool, None]
 
 
-class NotebookHandle:
+class NotebookHandle(KernelWire):
     """A live kernel on one notebook: run its cells, reach its objects, inject and patch."""
 
     def __init__(self, path: str | Path, config: NbTestConfig | None = None,
@@ -53,6 +53,7 @@ class NotebookHandle:
         self.closed = False
         self.result: Any = None  # the NotebookResult, once closed
         self.ran: list[int] = []  # numbers of the cells run, in order
+        self.unread = 0  # requests since IOPub was last read (see _send)
         self.registry_seen = 0  # bytes of the kernel's this_tests file taken (the fixture)
         # Told of each cell run, after it ran (the fixture credits the running test).
         self.noted: Callable[[NotebookHandle, int], None] | None = None
@@ -74,6 +75,11 @@ class NotebookHandle:
                 raise PreflightError(f"{self.path}: {format_report(report)}", path=str(self.path))
         self.session = NotebookSession(self.plan, self.callbacks)
         self.plan = self.session.plan  # the session's own copy: the one its runs write into
+        cells = [[self.plan.numbers[i], cell.source]
+                 for i, cell in enumerate(self.plan.notebook.cells) if cell.cell_type == "code"]
+        # Installed as the kernel comes up, with the startup code: a spare has both done
+        # before the test that takes it waits for its kernel.
+        self.session.life.send_ahead(KERNEL_SIDE, install_code(cells))
         OPEN.add(self)
         try:
             run_sync(self.session.launch)()
@@ -98,11 +104,7 @@ class NotebookHandle:
 
     async def _start(self) -> None:
         await self.session.start()
-        cells = [[self.plan.numbers[i], cell.source]
-                 for i, cell in enumerate(self.plan.notebook.cells) if cell.cell_type == "code"]
-        reply = await self.session.kernel.kc.execute_interactive(
-            install_code(cells), silent=True, store_history=False,
-            timeout=self.plan.config.startup_timeout, output_hook=lambda msg: None)
+        reply = self.session.life.answers.pop(KERNEL_SIDE)
         if reply["content"]["status"] != "ok":
             raise KernelStartError(f"{self.path}: nbtest's kernel side did not install: "
                                    f"{reply['content'].get('evalue')}", path=str(self.path))
@@ -129,12 +131,6 @@ class NotebookHandle:
 
         self.close()
         settle()
-
-    def _alive(self) -> None:
-        if self.closed or self.session is None or self.session.kernel is None \
-                or self.session.kernel.stopped:
-            raise KernelCodeError(f"{self.path}: the kernel is gone (closed, timed out or "
-                                  "died); open the notebook again", path=str(self.path))
 
     # -- cells -------------------------------------------------------------------------
     def indices(self, selector: Selector = None) -> list[int]:
@@ -271,66 +267,6 @@ class NotebookHandle:
         finally:
             if not self.closed and not self.session.kernel.stopped:
                 self._ask({"op": "unpatch", "key": data["key"]}, name)
-
-    # -- the wire ----------------------------------------------------------------------
-    def _ask(self, req: dict[str, Any], name: str, timeout: float | None = None) -> Any:
-        return self._answer(self._request(req, name, timeout), name)
-
-    def _answer(self, data: dict[str, Any], name: str) -> Any:
-        if "error" in data:
-            error = data["error"]
-            inner = [f for f in error["frames"] if f[0] is not None]
-            raise self._code_error(error["ename"], error["evalue"], inner, name, error["text"])
-        if "r" in data:
-            return Ref(self, data["r"], name, data["type"], data["repr"])
-        if "stop" in data:
-            return StopIteration
-        return decode_value(data["v"]) if "v" in data else data.get("p")
-
-    def _request(self, req: dict[str, Any], name: str,
-                 timeout: float | None = None) -> dict[str, Any]:
-        from jupyter_core.utils import run_sync
-
-        self._alive()
-        reply = run_sync(self._send)("", {"r": request_expression(req)}, timeout or self.timeout,
-                                     name, None)
-        found = reply["content"].get("user_expressions", {}).get("r", {})
-        if found.get("status") != "ok":
-            raise self._code_error(found.get("ename"), found.get("evalue"), [], name, "")
-        return dict(json.loads(found["data"]["application/json"]["json"]))
-
-    async def _send(self, code: str, expressions: dict[str, str], limit: float | None,
-                    name: str, hook: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
-        """One execute request; past `limit`, interrupt it, and kill the kernel if it does not
-        answer within INTERRUPT_WAIT."""
-        kc = self.session.kernel.kc
-        try:
-            return dict(await kc.execute_interactive(
-                code, silent=hook is None, store_history=False, user_expressions=expressions,
-                timeout=limit or None, output_hook=hook or (lambda msg: None)))
-        except TimeoutError:
-            pass
-        await self.session.kernel.interrupt()
-        try:
-            await kc.execute_interactive("", silent=True, store_history=False,
-                                         timeout=INTERRUPT_WAIT, output_hook=lambda msg: None)
-            fate = "interrupted; the kernel goes on"
-        except TimeoutError:
-            self.close()
-            fate = "it did not answer the interrupt, so its kernel was killed"
-        raise CallTimeout(f"{self.path}: {name} ran past its limit of {limit:g} s: {fate}",
-                          path=str(self.path), ename="CallTimeout", evalue=fate)
-
-    def _code_error(self, ename: str | None, evalue: str | None, frames: list[Any], name: str,
-                    text: str) -> KernelCodeError:
-        from .failure_text import strip_ansi
-
-        cell, line = (frames[-1][0], frames[-1][1]) if frames else (None, None)
-        where = f"cell {cell}, line {line}" if cell is not None else name
-        return KernelCodeError(f"{self.path}, {where}: {ename}: {evalue}\n\n"
-                               f"{strip_ansi(text).rstrip()}".rstrip(),
-                               path=str(self.path), cell=cell, line=line, ename=ename,
-                               evalue=evalue)
 
 
 @contextlib.contextmanager

@@ -13,11 +13,12 @@ from typing import Any
 HELPER = "_nbtest_handle"  # the kernel-side module's name in the kernel's sys.modules
 
 KERNEL_SOURCE = r'''
-import base64, hashlib, json, linecache, pickle, sys, traceback
+import base64, hashlib, json, linecache, pickle, sys, traceback, types, weakref
 from IPython import get_ipython
 
 HERE = "<nbtest-handle>"
 objects, patchers, cells, counter = {}, {}, {}, [0]
+method_names = weakref.WeakKeyDictionary()  # type -> its plain methods' names (see methods)
 
 
 def digest(text):
@@ -65,7 +66,37 @@ def out(value):
     except Exception as exc:
         shown = "<repr failed: %r>" % (exc,)
     kind = type(value)
-    return {"r": counter[0], "repr": shown[:400], "type": kind.__module__ + "." + kind.__qualname__}
+    return {"r": counter[0], "repr": shown[:400], "type": kind.__module__ + "." + kind.__qualname__,
+            "m": methods(value)}
+
+
+def methods(value):
+    # The public names under which getattr(value, name) finds a function defined in its class
+    # (or a base), by the rules of object.__getattribute__ and without running any code: the
+    # test side calls those in one request, looking them up then ("callattr").
+    kind = type(value)
+    try:
+        names = method_names.get(kind)
+    except TypeError:
+        return []
+    if names is None:
+        names, seen = [], set()
+        if kind.__getattribute__ is object.__getattribute__:
+            for klass in kind.__mro__:
+                for name, attr in vars(klass).items():
+                    if name not in seen and not name.startswith("_") \
+                            and type(attr) is types.FunctionType:
+                        names.append(name)
+                    seen.add(name)
+        names = names if len(names) <= 64 else []
+        method_names[kind] = names
+    if not names:
+        return names
+    try:  # an instance attribute of the same name wins over the class's function
+        own = object.__getattribute__(value, "__dict__")
+    except (AttributeError, TypeError):
+        own = {}
+    return [name for name in names if name not in own] if type(own) is dict else []
 
 
 def decode(data):
@@ -129,6 +160,8 @@ def act(req):
         return out(getattr(obj, req["name"]))
     if op == "call":
         return out(obj(*decode(req["args"]), **decode(req["kwargs"])))
+    if op == "callattr":
+        return out(getattr(obj, req["name"])(*decode(req["args"]), **decode(req["kwargs"])))
     if op == "item":
         return out(obj[decode(req["key"])])
     if op == "setitem":

@@ -54,12 +54,15 @@ class Ref:
 
     __hash__ = None  # type: ignore[assignment]  # == is asked of the kernel
 
-    def __init__(self, handle: Any, key: int, name: str, type_name: str, shown: str) -> None:
+    def __init__(self, handle: Any, key: int, name: str, type_name: str, shown: str,
+                 methods: Any = ()) -> None:
         object.__setattr__(self, "_handle", handle)
         object.__setattr__(self, "_key", key)
         object.__setattr__(self, "_name", name)
         object.__setattr__(self, "_type", type_name)
         object.__setattr__(self, "_shown", shown)
+        # Names under which the object has a plain method (the kernel side's `methods`).
+        object.__setattr__(self, "_methods", frozenset(methods))
 
     def _ask(self, op: str, shown: str = "", **fields: Any) -> Any:
         return self._handle._ask({"op": op, "obj": self._key, **fields}, shown or self._name)
@@ -74,6 +77,8 @@ class Ref:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)  # copy, pickle and the like probe these: not the kernel
+        if name in self._methods:
+            return MethodRef(self, name)
         return self._ask("attr", f"{self._name}.{name}", name=name)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -118,6 +123,43 @@ class Ref:
         """The object itself, pickled in the kernel and unpickled here."""
         payload = self._ask("fetch")
         return pickle.loads(base64.b64decode(payload))
+
+
+class MethodRef:
+    """A method of a Ref's object, looked up in the kernel when it is called, so a call is one
+    request; any other use asks the kernel for the bound method and works as its Ref."""
+
+    def __init__(self, owner: Ref, name: str) -> None:
+        self._owner, self._attr, self._bound = owner, name, None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        owner = self._owner
+        return owner._ask("callattr", f"{owner._name}.{self._attr}(...)", name=self._attr,
+                          args=encode_argument(list(args)), kwargs=encode_argument(dict(kwargs)))
+
+    def _ref(self) -> Any:
+        if self._bound is None:
+            owner = self._owner
+            self._bound = owner._ask("attr", f"{owner._name}.{self._attr}", name=self._attr)
+        return self._bound
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return getattr(self._ref(), name)
+
+    def __repr__(self) -> str:
+        owner = self._owner
+        return (f"<nbtest.Ref {owner._name}.{self._attr}: a method of {owner._type} in the "
+                f"kernel of {owner._handle.path}>")
+
+    def __str__(self) -> str:
+        return str(self._ref())
+
+    def __eq__(self, other: object) -> Any:
+        return self._ref() == other
+
+    __hash__ = None  # type: ignore[assignment]  # == is asked of the kernel
 
 
 @dataclass

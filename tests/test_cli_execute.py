@@ -148,7 +148,7 @@ def test_timed_out_cell_leaves_no_child(make_notebook, run_cli, tmp_path: Path,
 def test_timed_out_cell_leaves_no_child_in_a_new_session(make_notebook, run_cli, tmp_path: Path,
                                                          no_kernel_left) -> None:
     this_tests("nbtest.cli.cmd_execute", "nbtest.kernel.launch.Kernel.kill",
-               "nbtest.kernel.launch.processes_with_token")
+               "nbtest.kernel.tree.processes_with_token")
     # Out of the kernel's process group: only the token sweep can find these.
     path = make_notebook("daemon.ipynb", [
         "import subprocess, time\n"

@@ -60,7 +60,7 @@ def test_refs_bring_plain_values_and_proxy_the_rest(functions: Path, no_kernel_l
 def test_kernel_exceptions_name_cell_and_line(functions: Path, no_kernel_left) -> None:
     """A ref call, a cell and injected code that raise: KernelCodeError naming the
     notebook's cell and line where it was raised; the kernel goes on."""
-    this_tests("nbtest.handle.NotebookHandle.run", "nbtest.handle.NotebookHandle._code_error")
+    this_tests("nbtest.handle.NotebookHandle.run", "nbtest.handle_wire.KernelWire._code_error")
     with open_notebook(functions, run=[2, 3]) as nb:
         with pytest.raises(KernelCodeError) as raised:
             nb.ref("bad")(4)
@@ -134,7 +134,7 @@ def test_patch_inside_the_kernel(functions: Path, no_kernel_left) -> None:
 def test_timeouts_per_call(make_notebook: Callable[..., Path], no_kernel_left) -> None:
     """A call past its limit is interrupted (the kernel goes on); one that ignores the
     interrupt has its kernel killed; a cell past its limit times out as notebook cells do."""
-    this_tests("nbtest.handle.NotebookHandle._send", "nbtest.handle.NotebookHandle.run")
+    this_tests("nbtest.handle_wire.KernelWire._send", "nbtest.handle.NotebookHandle.run")
     path = make_notebook("slow.ipynb", [
         "import signal, time\ndef nap(s):\n    time.sleep(s)\n    return s",
         "time.sleep(60)"])
@@ -152,6 +152,57 @@ def test_timeouts_per_call(make_notebook: Callable[..., Path], no_kernel_left) -
     with open_notebook(path, run=1) as nb:
         with pytest.raises(CallTimeout, match="did not answer the interrupt, so its kernel"):
             nb.inject("signal.signal(signal.SIGINT, signal.SIG_IGN)\nnap(60)", timeout=0.5)
+    no_kernel_left()
+
+
+def test_methods_are_called_in_one_request(functions: Path, no_kernel_left) -> None:
+    """A function of the object's class is looked up when called (one request); a property,
+    an instance attribute that shadows the method, and a class that computes its attributes
+    go through the kernel as any attribute does."""
+    this_tests("nbtest.refs.MethodRef", "nbtest.refs.Ref.__getattr__")
+    with open_notebook(functions, run=[2, 3, 4]) as nb:
+        nb.inject("class Odd(Point):\n"
+                  "    @property\n    def size(self):\n        return len(self.v)\n"
+                  "    def __getattribute__(self, name):\n"
+                  "        if name == 'twice':\n            return lambda: 'odd'\n"
+                  "        return super().__getattribute__(name)\n"
+                  "q = Point()\nq.twice = lambda: 'own'")
+        twice = nb.ref("p").twice
+        assert "p.twice: a method of __main__.Point in the kernel of" in repr(twice)
+        assert twice() == [1, 2, 1, 2] and "bound method Point.twice" in str(twice)
+        assert nb.ref("q").twice() == "own"
+        assert nb.ref("Odd()").twice() == "odd" and nb.ref("Odd()").size == 2
+        nb.inject("Point.twice = lambda self: 'patched'")  # looked up at the call
+        assert twice() == "patched"
+        with pytest.raises(KernelCodeError, match="ValueError: bad 4"):
+            nb.inject("class Bad:\n    def go(self):\n        bad(2)\nb = Bad()")
+            nb.ref("b").go()
+    no_kernel_left()
+
+
+def test_many_requests_then_a_cell_lose_no_output(functions: Path, no_kernel_left) -> None:
+    """Requests do not wait for their IOPub messages (what a call printed, its status); after
+    a thousand of them (three messages each, zmq queues 1000), a cell's output is whole."""
+    this_tests("nbtest.handle_wire.KernelWire._send", "nbtest.kernel.launch.Kernel.reply")
+    with open_notebook(functions, run=[2, 3], timeout=20) as nb:
+        nb.inject("def noisy(i):\n    print('call', i)\n    return i")
+        noisy = nb.ref("noisy")
+        assert [noisy(i) for i in range(1000)] == list(range(1000))
+        assert nb.run(4)[0].text == "hello world!\n42"
+        assert nb.inject("print('after')").text == "after"
+    no_kernel_left()
+
+
+def test_a_kernel_that_dies_in_a_call_says_so(functions: Path, no_kernel_left) -> None:
+    """A call that ends the kernel: a KernelCodeError saying it died, at once, not at the
+    time limit; the handle is closed."""
+    this_tests("nbtest.handle_wire.KernelWire._send", "nbtest.kernel.launch.Kernel.reply")
+    with open_notebook(functions, run=2, timeout=600) as nb:
+        died = r"os._exit\(\.\.\.\): the kernel died \(exit code 3\) before it answered"
+        with pytest.raises(KernelCodeError, match=died):
+            nb.ref("os._exit")(3)
+        with pytest.raises(KernelCodeError, match="the kernel is gone"):
+            nb.ref("X")
     no_kernel_left()
 
 

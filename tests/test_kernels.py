@@ -21,15 +21,9 @@ from jupyter_core.utils import run_sync
 from nbtest import this_tests
 from nbtest.errors import KernelStartError, NoSuchKernelError
 from nbtest.kernel.environment import kernel_environment
-from nbtest.kernel.launch import (
-    RECONNECT_IVL_MS,
-    TOKEN_VAR,
-    kernel_tree,
-    launch_kernel,
-    processes_with_token,
-    start_kernel,
-)
+from nbtest.kernel.launch import RECONNECT_IVL_MS, launch_kernel, start_kernel
 from nbtest.kernel.specs import installed_kernels, kernel_argv, kernel_spec
+from nbtest.kernel.tree import TOKEN_VAR, kernel_tree, processes_with_token
 
 HANG_GUARD = 60
 
@@ -94,6 +88,12 @@ def test_kernel_talks_ipc_in_a_private_folder_and_kill_leaves_nothing(tmp_path: 
         assert len(tcp) <= 1 and all(c.laddr.ip == "127.0.0.1" for c in tcp)
         # Children, one of them in a new session (out of the kernel's process group).
         same, away = map(int, _execute(kernel, SPAWN).split())
+        # Popen returns once the child execs (vfork), which can be a moment before the new
+        # program's environment is readable in /proc: give the scan that moment.
+        deadline = time.monotonic() + 10
+        while not {p.pid for p in processes_with_token(kernel.token)} >= {same, away} \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert {p.pid for p in processes_with_token(kernel.token)} >= {same, away}
         # The tests' own leak detector sees all of them (so its silence elsewhere means much).
         assert {p.pid for p in kernel_processes()} >= {kernel.pid, same, away}
@@ -302,7 +302,7 @@ def test_processes_with_token_finds_only_that_token() -> None:
 def test_kernel_tree_is_the_descendants_and_the_token_carriers() -> None:
     """One pass over /proc finds what a kill must reach: the kernel, every descendant (one
     that cleared its environment too) and any process that carries the token; nothing else."""
-    this_tests("nbtest.kernel.launch.kernel_tree")
+    this_tests("nbtest.kernel.tree.kernel_tree")
     token = os.urandom(16).hex()
     env = {**os.environ, TOKEN_VAR: token}
     tree = subprocess.Popen(["sh", "-c", "sleep 60 & env -i sleep 61 & wait"], env=env)

@@ -26,8 +26,8 @@ from .environment import FORK_PROVISIONER, kernel_environment
 from .folders import make_folder
 from .reaper import later, reap, wait_gone
 from .specs import kernel_spec
+from .tree import TOKEN_VAR, kernel_tree
 
-TOKEN_VAR = "NBTEST_KERNEL_TOKEN"
 _zmq_context: Any = None
 RECONNECT_IVL_MS = 5
 
@@ -58,6 +58,8 @@ class Kernel:
         self.folder = folder
         self.token = token
         self.stopped = False
+        self.info_ahead: str | None = None  # a kernel_info request sent before it answered
+        self.early: dict[str, dict[str, Any]] = {}  # shell replies read before asked for
 
     @property
     def start_method(self) -> str:
@@ -105,18 +107,21 @@ class Kernel:
 
         As jupyter_client's wait_for_ready, without its final wait for 0.2 s of IOPub
         silence (a fixed cost on every notebook): replies are matched by id later anyway.
+        The request sent at launch (info_ahead) counts as the first; replies to requests
+        sent ahead with it (send_ahead) are kept for reply().
         """
         from queue import Empty
 
         deadline = time.monotonic() + timeout
+        asked, self.info_ahead = self.info_ahead is not None, None
         while True:
-            self.kc.kernel_info()
-            try:
-                msg = await self.kc.shell_channel.get_msg(timeout=1)
-            except Empty:
-                msg = None
-            if msg is not None and msg["msg_type"] == "kernel_info_reply":
-                try:  # the request's status messages prove IOPub is connected
+            if not asked:
+                self.kc.kernel_info()
+            asked = False
+            msg = await self._next_shell_reply(
+                lambda m: m["msg_type"] == "kernel_info_reply", 1.0)
+            if msg is not None:
+                try:  # any IOPub message now proves it is connected
                     await self.kc.iopub_channel.get_msg(timeout=1)
                     self.kc._handle_kernel_info_reply(msg)
                     break
@@ -131,6 +136,45 @@ class Kernel:
                 await self.kc.iopub_channel.get_msg(timeout=0)
             except Empty:
                 break
+
+    async def _next_shell_reply(self, wanted: Callable[[dict[str, Any]], bool],
+                                wait: float) -> dict[str, Any] | None:
+        """The next shell reply `wanted` within `wait` seconds (None if none came); the other
+        replies read meanwhile are kept in `early`, by the id of their request."""
+        from queue import Empty
+
+        end = time.monotonic() + wait
+        while True:
+            try:
+                msg = await self.kc.shell_channel.get_msg(timeout=max(0.0, end - time.monotonic()))
+            except Empty:
+                return None
+            if wanted(msg):
+                return dict(msg)
+            self.early[msg["parent_header"].get("msg_id", "")] = dict(msg)
+
+    def send_ahead(self, code: str) -> str:
+        """Send a silent execute request now, answered or not (zmq holds it until the kernel
+        has bound its sockets): the kernel runs it while it would otherwise wait for us.
+        Returns its id, for reply()."""
+        return str(self.kc.execute(code, silent=True, store_history=False))
+
+    async def reply(self, msg_id: str, timeout: float | None) -> dict[str, Any]:
+        """The shell reply to request `msg_id`, waiting up to `timeout` seconds (TimeoutError);
+        RuntimeError if the kernel dies first. Other replies read meanwhile are kept."""
+        if msg_id in self.early:
+            return self.early.pop(msg_id)
+        deadline = time.monotonic() + (timeout or float("inf"))
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no reply in {timeout:g} s")
+            msg = await self._next_shell_reply(
+                lambda m: m["parent_header"].get("msg_id") == msg_id, min(left, 1.0))
+            if msg is not None:
+                return msg
+            if self.exit_status() is not None:
+                raise RuntimeError(f"the kernel died before it replied ({self.exit_status()})")
 
     def start_failed(self, exc: BaseException, notebook: str | Path | None) -> BaseException:
         """Kill this kernel and turn a start-up failure into the error to raise."""
@@ -197,69 +241,6 @@ class Kernel:
         later(lambda: shutil.rmtree(self.folder, ignore_errors=True))
 
 
-def processes_with_token(token: str) -> list[psutil.Process]:
-    """Live processes of this user whose environment carries `token` (the kernel's tree)."""
-    found = []
-    for pid in _scan_proc(token)[0]:
-        try:
-            found.append(psutil.Process(pid))
-        except psutil.Error:
-            continue
-    return found
-
-
-def kernel_tree(root: int | None, token: str) -> list[int]:
-    """The pids of `root` (the kernel), its descendants and this user's processes carrying
-    `token`: one pass over /proc (a kill's cost is that pass, once per notebook or test)."""
-    tokened, parents = _scan_proc(token)
-    found = set(tokened)
-    if root is None:
-        return sorted(found)
-    if parents is None:  # no /proc: psutil's own walk
-        try:
-            return sorted(found | {root} | {p.pid for p in
-                                            psutil.Process(root).children(recursive=True)})
-        except psutil.Error:
-            return sorted(found)
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    stack = [root] if root in parents else []
-    while stack:
-        pid = stack.pop()
-        found.add(pid)
-        stack.extend(children.get(pid, ()))
-    return sorted(found)
-
-
-def _scan_proc(token: str) -> tuple[set[int], dict[int, int] | None]:
-    """This user's pids whose environment carries `token` (whole entries only, not a
-    prefix), and every process's parent; (set(), None) where there is no /proc."""
-    if not os.path.isdir("/proc"):
-        return set(), None
-    needle = f"\0{TOKEN_VAR}={token}\0".encode()
-    me = os.getuid()
-    tokened: set[int] = set()
-    parents: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                stat = fh.read()
-            # After the command's closing parenthesis: state, then the parent's pid.
-            parents[pid] = int(stat[stat.rindex(b")") + 2:].split()[1])
-            if entry.stat().st_uid != me:
-                continue
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                if needle in b"\0" + fh.read() + b"\0":
-                    tokened.add(pid)
-        except (OSError, ValueError, IndexError):
-            continue
-    return tokened, parents
-
-
 async def start_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str],
                        startup_timeout: float | None, notebook: str | Path | None = None,
                        fork: str = "auto") -> Kernel:
@@ -306,6 +287,7 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
         # No stdin (input() in a cell raises, as allow_stdin is off) and no heartbeat: the
         # manager tells whether the kernel lives, and each would cost a socket (hb a thread).
         kernel.kc.start_channels(stdin=False, hb=False)
+        kernel.info_ahead = kernel.kc.kernel_info()  # answered once the kernel is up
     except BaseException as exc:
         raise kernel.start_failed(exc, notebook) from None
     return kernel

@@ -23,6 +23,7 @@ INTERRUPT_GRACE = 0.2  # seconds a timed-out kernel gets to react to SIGINT befo
 # NotebookRun.extras the memory callback keeps up to date while cells run: why it killed the
 # kernel (mem_max), and the peak RSS of its tree so far (MiB); a death's detail quotes them.
 MEMORY_STOP, PEAK_RSS = "memory_stop", "peak_rss_mib"
+STARTUP = "nbtest's startup code"  # its name among the code sent ahead
 
 
 class KernelState(enum.Enum):
@@ -46,6 +47,11 @@ class NotebookKernel:
         self.run_info, self.dispatcher = run_info, dispatcher
         self.kernel: Kernel | None = None
         self.state = KernelState.NEW
+        # Code sent with the launch, before the kernel answers (send_ahead), by name: the
+        # startup code first; start() puts their replies in `answers`.
+        self.ahead: dict[str, str] = {}
+        self.sent: dict[str, str] = {}  # name -> id of the request sent to this kernel
+        self.answers: dict[str, dict[str, Any]] = {}
 
     async def launch(self) -> None:
         """Start the kernel process, without waiting for it: pre-warming for a later start()."""
@@ -82,6 +88,16 @@ class NotebookKernel:
         self.state = KernelState.LAUNCHED
         info.kernel_pid = self.kernel.pid
         info.extras["kernel_start"] = self.kernel.start_method
+        # The startup code goes now: a pre-warmed kernel has run it before start() asks.
+        self.ahead = {STARTUP: startup_code(info.startup), **self.ahead}
+        self.sent = {name: self.kernel.send_ahead(code) for name, code in self.ahead.items()}
+
+    def send_ahead(self, name: str, code: str) -> None:
+        """Run `code` silently in the kernel as soon as it is up, after the startup code;
+        start() waits for its reply and keeps it in `answers[name]`."""
+        self.ahead[name] = code
+        if self.kernel is not None:
+            self.sent[name] = self.kernel.send_ahead(code)
 
     async def start(self) -> Kernel:
         """Launch (unless done), wait until the kernel answers, run the startup code, and
@@ -92,14 +108,16 @@ class NotebookKernel:
         if getattr(process, "stale", lambda: [])():  # forked (pre-warmed) before a preloaded
             self.kernel.kill(wait=False)  # module's file changed: it holds the old module
             self.kernel, self.state = None, KernelState.NEW
+            del self.ahead[STARTUP]  # the new kernel gets what was sent ahead again
             await self.launch()  # from a template rebuilt with the new file
             assert self.kernel is not None
         await self.kernel.wait_ready(self.config.startup_timeout, self.path)
-        code = startup_code(self.run_info.startup)
-        reply = await self.kernel.kc.execute_interactive(
-            code, silent=True, store_history=False, timeout=self.config.startup_timeout,
-            output_hook=lambda msg: None)
-        content = reply["content"]
+        try:
+            for name, msg_id in self.sent.items():
+                self.answers[name] = await self.kernel.reply(msg_id, self.config.startup_timeout)
+        except BaseException as exc:
+            raise self.kernel.start_failed(exc, self.path) from None
+        content = self.answers.pop(STARTUP)["content"]
         if content["status"] != "ok":
             raise KernelStartError(
                 f"{self.path}: nbtest's startup code failed in kernel "

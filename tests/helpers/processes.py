@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from nbtest.kernel.launch import TOKEN_VAR
+from nbtest.kernel.tree import TOKEN_VAR
 
 SESSION_VAR = "NBTEST_TESTS_SESSION"
 NO_RANDOMLY = "-p no:randomly"  # PYTEST_ADDOPTS of the pytest sessions the tests start
