@@ -262,6 +262,23 @@ def test_fixture_in_a_session_with_a_failing_test(pytester: pytest.Pytester,
 
 
 @NEEDS_XDIST
+def test_the_template_starts_when_collection_ends(pytester: pytest.Pytester,
+                                                  make_notebook: Callable[..., Path],
+                                                  no_kernel_left) -> None:
+    """A session whose tests use a notebook fixture has the fork template starting before
+    its first test runs; a session whose tests use none starts no template."""
+    this_tests("nbtest.plugin.fixture.pytest_collection_finish")
+    _fixture_project(pytester, make_notebook)
+    check = ("from nbtest.kernel.forkserver_client import ForkServer\n"
+             "def test_plain():\n    assert {}ForkServer.owned_servers()\n")
+    pytester.makepyfile(test_a=check.format("") + FIXTURE_TESTS,
+                        test_b=check.format("not "))
+    run_pytest(pytester, "-p", "no:randomly", "test_a.py", "-k", "plain or scope"
+               ).assert_outcomes(passed=4)
+    run_pytest(pytester, "-p", "no:randomly", "test_b.py").assert_outcomes(passed=1)
+    no_kernel_left()
+
+
 def test_fixture_under_xdist(pytester: pytest.Pytester, make_notebook: Callable[..., Path],
                              no_kernel_left) -> None:
     """Under -n 2 each worker starts its own kernels (their environment names the worker)."""

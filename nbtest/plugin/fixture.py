@@ -125,7 +125,7 @@ def _open(request: pytest.FixtureRequest, path: str | Path, run: Any, timeout: f
     handle = SPARES.pop(key, None)
     if handle is None or handle.closed:
         handle = NotebookHandle(full, nbconfig, timeout, _callbacks(config, nbconfig))
-    _warm_up(config, handle)
+    _warm_up(config, handle.plan.kernel_name, handle.plan.config)
     shown = _shown(config, full)
     handle.noted = lambda handle, number: _note(_current[0], shown, handle, number)
     if spare and _uses_fixture(_current[1]):
@@ -165,14 +165,28 @@ def _callbacks(config: pytest.Config, nbconfig: Any) -> list[Any]:
 
 
 _WARM = pytest.StashKey[set[str]]()
+FIXTURES = frozenset({"notebook", "module_notebook"})
 
 
-def _warm_up(config: pytest.Config, handle: Any) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the fork template for the default kernel once a collected test uses a notebook
+    fixture, so that its imports overlap the first test's set-up rather than delay it."""
+    from .state import CONFIG_KEY
+
+    nbconfig = session.config.stash.get(CONFIG_KEY, None)
+    if nbconfig is None or session.config.option.collectonly or not any(
+            FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
+        return
+    from ..notebook import DEFAULT_KERNEL  # only now: a session without notebooks imports none
+
+    _warm_up(session.config, nbconfig.kernel or DEFAULT_KERNEL, nbconfig)
+
+
+def _warm_up(config: pytest.Config, name: str, nbconfig: Any) -> None:
     """Start the fork template (with the session's preload) once per kernel and session."""
-    if handle.plan.config.fork == "no":
+    if nbconfig.fork == "no":
         return
     warm = config.stash.setdefault(_WARM, set())
-    name = handle.plan.kernel_name
     if name in warm:
         return
     warm.add(name)
@@ -182,8 +196,7 @@ def _warm_up(config: pytest.Config, handle: Any) -> None:
     from .fork_template import preload_for
 
     try:
-        warm_up(kernel_argv(name), preload_for(config, handle.plan.config),
-                str(config.rootpath))
+        warm_up(kernel_argv(name), preload_for(config, nbconfig), str(config.rootpath))
     except NbTestError:
         pass  # an unknown kernel: the start says so
 
