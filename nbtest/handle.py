@@ -54,6 +54,7 @@ class NotebookHandle(KernelWire):
         self.result: Any = None  # the NotebookResult, once closed
         self.ran: list[int] = []  # numbers of the cells run, in order
         self.unread = 0  # requests since IOPub was last read (see _send)
+        self.released: list[int] = []  # keys of objects whose Refs are gone (refs.Ref)
         self.registry_seen = 0  # bytes of the kernel's this_tests file taken (the fixture)
         # Told of each cell run, after it ran (the fixture credits the running test).
         self.noted: Callable[[NotebookHandle, int], None] | None = None

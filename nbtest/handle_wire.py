@@ -26,6 +26,7 @@ class KernelWire:
     session: Any
     closed: bool
     unread: int  # requests since IOPub was last read (see _send)
+    released: list[int]  # keys of the objects whose Refs are gone, for the next request
 
     def close(self) -> Any:
         """Stop the kernel (NotebookHandle.close)."""
@@ -56,6 +57,9 @@ class KernelWire:
         from jupyter_core.utils import run_sync
 
         self._alive()
+        if self.released:  # the kernel side drops these objects first
+            req = {**req, "drop": self.released[:]}
+            del self.released[:len(req["drop"])]
         reply = run_sync(self._send)("", {"r": request_expression(req)}, timeout or self.timeout,
                                      name, None)
         found = reply["content"].get("user_expressions", {}).get("r", {})

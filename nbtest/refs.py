@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import pickle
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,9 @@ class Ref:
         object.__setattr__(self, "_shown", shown)
         # Names under which the object has a plain method (the kernel side's `methods`).
         object.__setattr__(self, "_methods", frozenset(methods))
+        # Once this Ref is gone, the kernel side may let go of the object: its key goes with
+        # the handle's next request (never from here: a finalizer runs at any moment).
+        weakref.finalize(self, handle.released.append, key).atexit = False
 
     def _ask(self, op: str, shown: str = "", **fields: Any) -> Any:
         return self._handle._ask({"op": op, "obj": self._key, **fields}, shown or self._name)

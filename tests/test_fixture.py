@@ -180,6 +180,20 @@ def test_methods_are_called_in_one_request(functions: Path, no_kernel_left) -> N
     no_kernel_left()
 
 
+def test_the_kernel_side_lets_go_of_objects_no_ref_holds(functions: Path,
+                                                          no_kernel_left) -> None:
+    """An object a Ref was made for is kept in the kernel only while that Ref lives: in a
+    loop of refs on new objects, the kernel side holds the one the test still keeps."""
+    this_tests("nbtest.refs.Ref", "nbtest.handle_wire.KernelWire._request")
+    with open_notebook(functions, run=[2, 3, 4]) as nb:
+        kept = nb.ref("p")
+        for _ in range(50):
+            assert nb.ref("Point()").twice() == [1, 2, 1, 2]
+        assert nb.ref("len(__import__('_nbtest_handle').objects)") == 1
+        assert kept.v == [1, 2]
+    no_kernel_left()
+
+
 def test_many_requests_then_a_cell_lose_no_output(functions: Path, no_kernel_left) -> None:
     """Requests do not wait for their IOPub messages (what a call printed, its status); after
     a thousand of them (three messages each, zmq queues 1000), a cell's output is whole."""
