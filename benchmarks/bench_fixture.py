@@ -107,6 +107,9 @@ run(s) alternating; wall time of the whole session (pytest's start included).
 | testbook {testbook_v} (`@testbook(..., execute=True)`) | {testbook:.2f} | \
 {1000 * testbook / args.tests:.0f} |
 
+Every run, in order: nbtest {", ".join(f"{w:.2f}" for w in walls["nbtest"])} s; testbook \
+{", ".join(f"{w:.2f}" for w in walls["testbook"])} s.
+
 Ratio nbtest / testbook: **{ratio:.3f}** (target ≤ 0.1: {"met" if ratio <= 0.1 else "**not met**"}).
 nbclient {nbclient_v}, ipykernel {ipykernel_v}; 1-minute load average at the end {load:.1f}.
 """)
