@@ -18,7 +18,8 @@ dev_python="${DEV_PYTHON:-$repo/.venv/bin/python}"
 dist="$repo/build/dist"
 venv="$repo/.venv-$kind"
 subset=(tests/test_plugin_hooks.py tests/test_plugin_items.py tests/test_registry_session.py
-        tests/test_affected.py tests/test_execute.py tests/test_cli_execute.py)
+        tests/test_affected.py tests/test_execute.py tests/test_cli_execute.py
+        tests/test_fixture.py tests/test_fixture_testbook.py)
 
 case "$kind" in
   build)

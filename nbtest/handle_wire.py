@@ -84,9 +84,7 @@ class KernelWire:
             self.unread += 1
             if self.unread > UNREAD_LIMIT:
                 await self._skip_iopub()
-            return dict(await kernel.reply(kc.execute(
-                code, silent=True, store_history=False, user_expressions=expressions),
-                limit or None))
+            return dict(await kernel.reply(kernel.send_execute(code, expressions), limit or None))
         except TimeoutError:
             pass
         except RuntimeError:  # it died

@@ -275,7 +275,6 @@ def test_fixture_in_a_session_with_a_failing_test(pytester: pytest.Pytester,
     no_kernel_left()
 
 
-@NEEDS_XDIST
 def test_the_template_starts_when_collection_ends(pytester: pytest.Pytester,
                                                   make_notebook: Callable[..., Path],
                                                   no_kernel_left) -> None:
@@ -293,6 +292,7 @@ def test_the_template_starts_when_collection_ends(pytester: pytest.Pytester,
     no_kernel_left()
 
 
+@NEEDS_XDIST
 def test_fixture_under_xdist(pytester: pytest.Pytester, make_notebook: Callable[..., Path],
                              no_kernel_left) -> None:
     """Under -n 2 each worker starts its own kernels (their environment names the worker)."""

@@ -108,7 +108,7 @@ class Kernel:
         As jupyter_client's wait_for_ready, without its final wait for 0.2 s of IOPub
         silence (a fixed cost on every notebook): replies are matched by id later anyway.
         The request sent at launch (info_ahead) counts as the first; replies to requests
-        sent ahead with it (send_ahead) are kept for reply().
+        sent ahead with it (send_execute) are kept for reply().
         """
         from queue import Empty
 
@@ -153,11 +153,16 @@ class Kernel:
                 return dict(msg)
             self.early[msg["parent_header"].get("msg_id", "")] = dict(msg)
 
-    def send_ahead(self, code: str) -> str:
+    def send_execute(self, code: str, user_expressions: dict[str, str] | None = None) -> str:
         """Send a silent execute request now, answered or not (zmq holds it until the kernel
-        has bound its sockets): the kernel runs it while it would otherwise wait for us.
-        Returns its id, for reply()."""
-        return str(self.kc.execute(code, silent=True, store_history=False))
+        has bound its sockets, so one sent with the launch runs while the kernel would
+        otherwise wait for us); its id, for reply()."""
+        from jupyter_client.client import KernelClient
+
+        # The base class's method: the async client's own returns a future of the id in
+        # jupyter_client 8.0 (the lowest we allow), the id itself in later releases.
+        return str(KernelClient.execute(self.kc, code, silent=True, store_history=False,
+                                        user_expressions=user_expressions))
 
     async def reply(self, msg_id: str, timeout: float | None) -> dict[str, Any]:
         """The shell reply to request `msg_id`, waiting up to `timeout` seconds (TimeoutError);
@@ -261,6 +266,7 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
     forked from nbtest's warm template (forkserver_client.py); `kernel.start_method` says which.
     """
     import zmq
+    from jupyter_client.client import KernelClient
     from jupyter_client.manager import AsyncKernelManager
 
     spec = copy.deepcopy(kernel_spec(name, notebook))
@@ -287,7 +293,8 @@ async def launch_kernel(name: str, cwd: str | Path, extra_env: Mapping[str, str]
         # No stdin (input() in a cell raises, as allow_stdin is off) and no heartbeat: the
         # manager tells whether the kernel lives, and each would cost a socket (hb a thread).
         kernel.kc.start_channels(stdin=False, hb=False)
-        kernel.info_ahead = kernel.kc.kernel_info()  # answered once the kernel is up
+        # Answered once the kernel is up (the base class's method: see send_execute).
+        kernel.info_ahead = str(KernelClient.kernel_info(kernel.kc))
     except BaseException as exc:
         raise kernel.start_failed(exc, notebook) from None
     return kernel

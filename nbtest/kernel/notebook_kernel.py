@@ -90,14 +90,14 @@ class NotebookKernel:
         info.extras["kernel_start"] = self.kernel.start_method
         # The startup code goes now: a pre-warmed kernel has run it before start() asks.
         self.ahead = {STARTUP: startup_code(info.startup), **self.ahead}
-        self.sent = {name: self.kernel.send_ahead(code) for name, code in self.ahead.items()}
+        self.sent = {name: self.kernel.send_execute(code) for name, code in self.ahead.items()}
 
     def send_ahead(self, name: str, code: str) -> None:
         """Run `code` silently in the kernel as soon as it is up, after the startup code;
         start() waits for its reply and keeps it in `answers[name]`."""
         self.ahead[name] = code
         if self.kernel is not None:
-            self.sent[name] = self.kernel.send_ahead(code)
+            self.sent[name] = self.kernel.send_execute(code)
 
     async def start(self) -> Kernel:
         """Launch (unless done), wait until the kernel answers, run the startup code, and
