@@ -62,6 +62,7 @@ class KernelWire:
             del self.released[:len(req["drop"])]
         reply = run_sync(self._send)("", {"r": request_expression(req)}, timeout or self.timeout,
                                      name, None)
+        self._check_not_aborted(reply, name)
         found = reply["content"].get("user_expressions", {}).get("r", {})
         if found.get("status") != "ok":
             raise self._code_error(found.get("ename"), found.get("evalue"), [], name, "")
@@ -75,9 +76,12 @@ class KernelWire:
         kc = kernel.kc
         try:
             if hook is not None:
+                # stop_on_error=False: a handle waits for each answer, so nothing is queued
+                # behind a request; with True, ipykernel would abort the next one if it came
+                # in before the kernel had finished "aborting the queue" after an error.
                 return dict(await kc.execute_interactive(
                     code, store_history=False, user_expressions=expressions,
-                    timeout=limit or None, output_hook=hook))
+                    stop_on_error=False, timeout=limit or None, output_hook=hook))
             # A request's answer is in its reply: its IOPub messages (status, and what the
             # call printed) are not waited for; whoever reads IOPub next skips them, and
             # so that they never fill its queue, they are taken here now and then.
@@ -115,6 +119,15 @@ class KernelWire:
                 await self.session.kernel.kc.iopub_channel.get_msg(timeout=0)
             except Empty:
                 return
+
+    def _check_not_aborted(self, reply: dict[str, Any], name: str) -> None:
+        """Say so when the kernel declined a request (status "aborted") instead of running it."""
+        if reply["content"].get("status") == "aborted":
+            raise KernelCodeError(
+                f"{self.path}: {name}: the kernel aborted this request without running it "
+                "(ipykernel does so to requests that arrive just after one that failed with "
+                "stop_on_error); send it again", path=str(self.path), ename="Aborted",
+                evalue="the kernel aborted the request")
 
     def _code_error(self, ename: str | None, evalue: str | None, frames: list[Any], name: str,
                     text: str) -> KernelCodeError:

@@ -207,6 +207,40 @@ def test_many_requests_then_a_cell_lose_no_output(functions: Path, no_kernel_lef
     no_kernel_left()
 
 
+def test_a_request_right_after_an_error_is_answered(functions: Path, no_kernel_left) -> None:
+    """A failing cell, injected code or interrupted call does not abort the requests that
+    follow it (ipykernel aborts queued execute requests after an error unless told not to):
+    each next request gets its answer, and each error names its cell and line."""
+    this_tests("nbtest.handle_wire.KernelWire._send", "nbtest.handle.NotebookHandle._execute")
+    with open_notebook(functions, run=[2, 3], timeout=20) as nb:
+        for _ in range(25):
+            with pytest.raises(KernelCodeError, match="cell 5, line 1: ZeroDivisionError"):
+                nb.run(5)
+            assert nb.ref("X") == 5
+            with pytest.raises(KernelCodeError, match="ValueError: bad 2"):
+                nb.inject("bad(1)")
+            assert nb.ref("add")(1, 2) == 3
+        for _ in range(3):
+            with pytest.raises(CallTimeout, match="interrupted; the kernel goes on"):
+                nb.inject("import time\ntime.sleep(60)", timeout=0.3)
+            assert nb.ref("X") == 5
+    no_kernel_left()
+
+
+def test_an_aborted_request_says_so() -> None:
+    """A reply with status "aborted" (ipykernel's, recorded) is an error that says the kernel
+    declined the request, not a bare "None: None"."""
+    this_tests("nbtest.handle_wire.KernelWire._check_not_aborted")
+    from nbtest.handle_wire import KernelWire
+
+    wire = KernelWire()
+    wire.path = "functions.ipynb"
+    aborted = {"msg_type": "execute_reply", "content": {"status": "aborted"}}
+    with pytest.raises(KernelCodeError, match="functions.ipynb: X: the kernel aborted this"):
+        wire._check_not_aborted(aborted, "X")
+    wire._check_not_aborted({"content": {"status": "ok", "user_expressions": {}}}, "X")
+
+
 def test_a_kernel_that_dies_in_a_call_says_so(functions: Path, no_kernel_left) -> None:
     """A call that ends the kernel: a KernelCodeError saying it died, at once, not at the
     time limit; the handle is closed."""
