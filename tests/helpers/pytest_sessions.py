@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -24,8 +25,19 @@ REPO = Path(__file__).resolve().parent.parent.parent
 
 def run_pytest(pytester: pytest.Pytester, *args: str | Path,
                timeout: float = SESSION_TIMEOUT) -> pytest.RunResult:
-    """A real pytest session in a subprocess (its own asyncio, zmq and kernels)."""
-    return pytester.runpytest_subprocess(*map(str, args), timeout=timeout)
+    """A real pytest session in a subprocess (its own asyncio, zmq and kernels), where SIGINT
+    raises KeyboardInterrupt as Ctrl-C does in a terminal, wherever this suite runs."""
+    # A shell without job control starts background jobs with SIGINT ignored, and a child
+    # inherits that (a Python handler, by contrast, is reset to the default on exec).
+    ignored = (threading.current_thread() is threading.main_thread()
+               and signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return pytester.runpytest_subprocess(*map(str, args), timeout=timeout)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def output(result: pytest.RunResult) -> str:
