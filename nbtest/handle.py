@@ -240,7 +240,6 @@ class NotebookHandle(KernelWire):
                 outputs.append(dict(output_from_msg(msg)))
 
         reply = run_sync(self._send)(code, {}, timeout or self.timeout, name, keep)
-        self._check_not_aborted(reply, name)
         content = reply["content"]
         if content["status"] != "ok":
             frames = [f for f in self._ask({"op": "last"}, "last") if f[0] is not None]

@@ -62,7 +62,6 @@ class KernelWire:
             del self.released[:len(req["drop"])]
         reply = run_sync(self._send)("", {"r": request_expression(req)}, timeout or self.timeout,
                                      name, None)
-        self._check_not_aborted(reply, name)
         found = reply["content"].get("user_expressions", {}).get("r", {})
         if found.get("status") != "ok":
             raise self._code_error(found.get("ename"), found.get("evalue"), [], name, "")
@@ -79,16 +78,17 @@ class KernelWire:
                 # stop_on_error=False: a handle waits for each answer, so nothing is queued
                 # behind a request; with True, ipykernel would abort the next one if it came
                 # in before the kernel had finished "aborting the queue" after an error.
-                return dict(await kc.execute_interactive(
+                return self._not_aborted(await kc.execute_interactive(
                     code, store_history=False, user_expressions=expressions,
-                    stop_on_error=False, timeout=limit or None, output_hook=hook))
+                    stop_on_error=False, timeout=limit or None, output_hook=hook), name)
             # A request's answer is in its reply: its IOPub messages (status, and what the
             # call printed) are not waited for; whoever reads IOPub next skips them, and
             # so that they never fill its queue, they are taken here now and then.
             self.unread += 1
             if self.unread > UNREAD_LIMIT:
                 await self._skip_iopub()
-            return dict(await kernel.reply(kernel.send_execute(code, expressions), limit or None))
+            return self._not_aborted(
+                await kernel.reply(kernel.send_execute(code, expressions), limit or None), name)
         except TimeoutError:
             pass
         except RuntimeError:  # it died
@@ -120,14 +120,16 @@ class KernelWire:
             except Empty:
                 return
 
-    def _check_not_aborted(self, reply: dict[str, Any], name: str) -> None:
-        """Say so when the kernel declined a request (status "aborted") instead of running it."""
-        if reply["content"].get("status") == "aborted":
-            raise KernelCodeError(
-                f"{self.path}: {name}: the kernel aborted this request without running it "
-                "(ipykernel does so to requests that arrive just after one that failed with "
-                "stop_on_error); send it again", path=str(self.path), ename="Aborted",
-                evalue="the kernel aborted the request")
+    def _not_aborted(self, reply: dict[str, Any], name: str) -> dict[str, Any]:
+        """The reply; KernelCodeError if the kernel declined the request (status "aborted")
+        instead of running it."""
+        if reply["content"].get("status") != "aborted":
+            return dict(reply)
+        raise KernelCodeError(
+            f"{self.path}: {name}: the kernel aborted this request without running it "
+            "(ipykernel does so to requests that arrive just after one that failed with "
+            "stop_on_error); send it again", path=str(self.path), ename="Aborted",
+            evalue="the kernel aborted the request")
 
     def _code_error(self, ename: str | None, evalue: str | None, frames: list[Any], name: str,
                     text: str) -> KernelCodeError:

@@ -230,15 +230,16 @@ def test_a_request_right_after_an_error_is_answered(functions: Path, no_kernel_l
 def test_an_aborted_request_says_so() -> None:
     """A reply with status "aborted" (ipykernel's, recorded) is an error that says the kernel
     declined the request, not a bare "None: None"."""
-    this_tests("nbtest.handle_wire.KernelWire._check_not_aborted")
+    this_tests("nbtest.handle_wire.KernelWire._not_aborted")
     from nbtest.handle_wire import KernelWire
 
     wire = KernelWire()
     wire.path = "functions.ipynb"
     aborted = {"msg_type": "execute_reply", "content": {"status": "aborted"}}
     with pytest.raises(KernelCodeError, match="functions.ipynb: X: the kernel aborted this"):
-        wire._check_not_aborted(aborted, "X")
-    wire._check_not_aborted({"content": {"status": "ok", "user_expressions": {}}}, "X")
+        wire._not_aborted(aborted, "X")
+    ok = {"content": {"status": "ok", "user_expressions": {}}}
+    assert wire._not_aborted(ok, "X") == ok
 
 
 def test_a_kernel_that_dies_in_a_call_says_so(functions: Path, no_kernel_left) -> None:
